@@ -1,0 +1,147 @@
+"""Settings from `WESFARM_*` environment variables and an optional TOML file.
+
+Nested groups use a double underscore: `WESFARM_LIMITS__MAX_MEMORY_PAGES=64`,
+`WESFARM_FEES__STORAGE_WRITE_BYTE=40`. The TOML file (`WESFARM_CONFIG_FILE`) uses
+tables `[limits]` and `[fees]`. Environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class SettingsError(ValueError):
+    """Invalid settings: the message names each offending setting."""
+
+
+class PolicyLimits(BaseModel):
+    """Limits a module, a job and an execution must keep (ABI 1 defaults; lower is allowed)."""
+
+    max_module_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    max_functions: int = Field(20_000, gt=0)
+    max_locals_per_function: int = Field(4_096, gt=0)
+    max_memory_pages: int = Field(256, gt=0, le=65_536)
+    max_table_elements: int = Field(10_000, ge=0)
+    max_globals: int = Field(1_024, ge=0)
+    max_data_bytes: int = Field(4 * 1024 * 1024, ge=0)
+    max_exports: int = Field(1_024, gt=0)
+    max_wasm_stack_bytes: int = Field(512 * 1024, ge=64 * 1024)
+    max_input_bytes: int = Field(64 * 1024, ge=0)
+    max_key_bytes: int = Field(256, gt=0, le=256)
+    max_value_bytes: int = Field(64 * 1024, gt=0, le=64 * 1024)
+    max_return_bytes: int = Field(64 * 1024, ge=0, le=64 * 1024)
+    max_logs: int = Field(64, ge=0)
+    max_log_bytes: int = Field(1_024, ge=0)
+    max_events: int = Field(256, ge=0)
+    max_event_topic_bytes: int = Field(64, ge=0)
+    max_event_data_bytes: int = Field(4_096, ge=0)
+    max_fee_limit: int = Field(10_000_000_000, gt=0)
+    max_timeout_ms: int = Field(30_000, gt=0)
+
+
+class FeePrices(BaseModel):
+    """The pricing schedule (fee units). Derived by `wesfarm calibrate`; see README."""
+
+    version: str = "wes-fee-1"
+    instruction: int = Field(1, gt=0, description="per unit of wasmtime fuel")
+    host_call: int = Field(200, ge=0)
+    byte_in: int = Field(2, ge=0, description="per byte copied from the host into wasm memory")
+    byte_out: int = Field(2, ge=0, description="per byte copied from wasm memory to the host")
+    storage_read: int = Field(2_000, ge=0)
+    storage_read_byte: int = Field(4, ge=0)
+    storage_write: int = Field(5_000, ge=0)
+    storage_write_byte: int = Field(40, ge=0)
+    event: int = Field(500, ge=0)
+    event_byte: int = Field(10, ge=0)
+    hash_byte: int = Field(6, ge=0)
+    memory_page: int = Field(5_000, ge=0, description="per 64 KiB page, initial or grown")
+    table_element: int = Field(10, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WESFARM_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    # Redis and the queue
+    redis_url: str | None = Field(None, description="unset: localhost:6379, else embedded")
+    key_prefix: str = Field("wesfarm", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    queue_name: str = Field("wesfarm:queue", min_length=1)
+
+    # worker
+    executors: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0, le=256)
+    metrics_port: int = Field(9464, ge=0, le=65_535)
+    max_jobs: int = Field(64, gt=0)
+    poll_delay_s: float = Field(0.005, gt=0, le=5)
+    job_timeout_s: float = Field(120.0, gt=0)
+    executor_grace_ms: int = Field(2_000, ge=0)
+    executor_memory_mb: int = Field(2_048, ge=64)
+    health_check_interval_s: float = Field(10.0, gt=0)
+    batch_size: int = Field(64, gt=0, le=10_000)
+
+    # engine
+    compiler: Literal["cranelift", "winch"] = "cranelift"
+    opt_level: Literal["none", "speed", "speed_and_size"] = "speed"
+    pooling_allocator: bool = True
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "wesfarm")
+    cache_secret: str | None = Field(None, description="artifact MAC key; unset: a host key file")
+    module_cache_size: int = Field(64, gt=0)
+    instance_pool_size: int = Field(8, ge=0)
+    pooled_modules: int = Field(16, ge=0)
+    epoch_tick_ms: int = Field(5, gt=0, le=1_000)
+    default_timeout_ms: int = Field(2_000, gt=0)
+    default_fee_limit: int = Field(10_000_000, gt=0)
+    denied_capabilities: dict[str, list[str]] = Field(default_factory=dict)
+
+    limits: PolicyLimits = Field(default_factory=PolicyLimits)  # type: ignore[arg-type]
+    fees: FeePrices = Field(default_factory=FeePrices)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.default_timeout_ms > self.limits.max_timeout_ms:
+            raise ValueError("default_timeout_ms exceeds limits.max_timeout_ms")
+        if self.default_fee_limit > self.limits.max_fee_limit:
+            raise ValueError("default_fee_limit exceeds limits.max_fee_limit")
+        if self.job_timeout_s * 1000 < self.limits.max_timeout_ms:
+            raise ValueError("job_timeout_s must cover limits.max_timeout_ms")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("WESFARM_CONFIG_FILE")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and file); raise SettingsError naming each bad setting."""
+    path = os.environ.get("WESFARM_CONFIG_FILE")
+    if path and not Path(path).is_file():
+        raise SettingsError(f"WESFARM_CONFIG_FILE: no such file: {path}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

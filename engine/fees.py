@@ -1,0 +1,75 @@
+"""The fee schedule and the meter: one integer budget per execution, shared with wasmtime fuel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config import FeePrices
+from engine.errors import OutOfFee
+
+# Breakdown categories, in report order. The breakdown always sums to `used`.
+CATEGORIES = (
+    "instructions",
+    "host_calls",
+    "io_bytes",
+    "storage_read",
+    "storage_write",
+    "events",
+    "hashing",
+    "memory",
+    "table",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """Prices in fee units; `version` joins the engine fingerprint and every fee report."""
+
+    version: str
+    instruction: int
+    host_call: int
+    byte_in: int
+    byte_out: int
+    storage_read: int
+    storage_read_byte: int
+    storage_write: int
+    storage_write_byte: int
+    event: int
+    event_byte: int
+    hash_byte: int
+    memory_page: int
+    table_element: int
+
+    @classmethod
+    def from_prices(cls, prices: FeePrices) -> FeeSchedule:
+        return cls(**prices.model_dump())
+
+
+class FeeMeter:
+    """Consume fee units by category; raise OutOfFee (used == limit) when the budget is gone."""
+
+    __slots__ = ("breakdown", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.breakdown = dict.fromkeys(CATEGORIES, 0)
+
+    @property
+    def left(self) -> int:
+        return self.limit - self.used
+
+    def consume(self, amount: int, category: str, reason: str | None = None) -> None:
+        left = self.limit - self.used
+        if amount > left:
+            # Charge what is left so that used == limit and the breakdown still sums.
+            self.breakdown[category] += left
+            self.used = self.limit
+            raise OutOfFee(reason or category, amount, left)
+        self.breakdown[category] += amount
+        self.used += amount
+
+    def exhaust(self, category: str) -> None:
+        """The budget ran out inside wasm (fuel): charge the rest to `category`."""
+        self.breakdown[category] += self.limit - self.used
+        self.used = self.limit

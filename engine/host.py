@@ -1,0 +1,204 @@
+"""Host ABI 1 (ABI.md): every `wes.*` function, its type, its capability and its price.
+
+Each function takes the Execution and its arguments as unsigned Python ints and
+charges before it does its work. It raises ExecutionError subclasses; the
+trampoline turns them into traps and keeps them for the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from Crypto.Hash import keccak
+
+from engine.errors import ContractTrap, Reverted
+from engine.execution import Execution
+
+I32, I64 = "i32", "i64"
+CAPABILITIES = ("io", "state-read", "state-write", "events", "context", "crypto", "debug")
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    name: str
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+    capability: str
+    impl: Callable[..., int | None]
+
+
+def _base(ex: Execution, name: str) -> None:
+    ex.meter.consume(ex.schedule.host_call, "host_calls", f"wes.{name}")
+
+
+def _out(ex: Execution, n: int, name: str) -> None:
+    """Charge n bytes leaving wasm memory for the host."""
+    ex.meter.consume(n * ex.schedule.byte_out, "io_bytes", f"wes.{name}")
+
+
+def _in(ex: Execution, n: int, name: str) -> None:
+    """Charge n bytes the host copies into wasm memory."""
+    ex.meter.consume(n * ex.schedule.byte_in, "io_bytes", f"wes.{name}")
+
+
+def _check_len(n: int, limit: int, what: str) -> None:
+    if n > limit:
+        raise ContractTrap(f"{what} is {n} bytes, limit {limit}", "limit")
+
+
+def input_size(ex: Execution) -> int:
+    _base(ex, "input_size")
+    return len(ex.input)
+
+
+def input_read(ex: Execution, dst: int) -> None:
+    _base(ex, "input_read")
+    _in(ex, len(ex.input), "input_read")
+    ex.write(dst, ex.input, "input_read")
+
+
+def return_data(ex: Execution, ptr: int, length: int) -> None:
+    _base(ex, "return_data")
+    _check_len(length, ex.limits.max_return_bytes, "wes.return_data: return data")
+    _out(ex, length, "return_data")
+    ex.return_data = ex.read(ptr, length, "return_data")
+
+
+def revert(ex: Execution, ptr: int, length: int) -> None:
+    _base(ex, "revert")
+    _check_len(length, ex.limits.max_return_bytes, "wes.revert: message")
+    _out(ex, length, "revert")
+    raise Reverted(ex.read(ptr, length, "revert"))
+
+
+def log(ex: Execution, ptr: int, length: int) -> None:
+    _base(ex, "log")
+    _out(ex, length, "log")
+    line = ex.read(ptr, length, "log")
+    # Bounded, deterministically: lines past the count are dropped, long lines cut.
+    if len(ex.logs) < ex.limits.max_logs:
+        ex.logs.append(line[: ex.limits.max_log_bytes])
+
+
+def emit_event(ex: Execution, topic_ptr: int, topic_len: int, data_ptr: int,
+               data_len: int) -> None:
+    _base(ex, "emit_event")
+    _check_len(topic_len, ex.limits.max_event_topic_bytes, "wes.emit_event: topic")
+    _check_len(data_len, ex.limits.max_event_data_bytes, "wes.emit_event: data")
+    if len(ex.events) >= ex.limits.max_events:
+        raise ContractTrap(f"wes.emit_event: over {ex.limits.max_events} events", "limit")
+    ex.meter.consume(ex.schedule.event + (topic_len + data_len) * ex.schedule.event_byte,
+                     "events", "wes.emit_event")
+    ex.events.append((ex.read(topic_ptr, topic_len, "emit_event"),
+                      ex.read(data_ptr, data_len, "emit_event")))
+
+
+def storage_read(ex: Execution, key_ptr: int, key_len: int, dst: int, dst_cap: int) -> int:
+    _base(ex, "storage_read")
+    _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_read: key")
+    sched = ex.schedule
+    ex.meter.consume(sched.storage_read + key_len * sched.storage_read_byte, "storage_read",
+                     "wes.storage_read")
+    value = ex.storage_get(ex.read(key_ptr, key_len, "storage_read"))
+    if value is None:
+        return 0xFFFFFFFF  # -1 as an i32
+    copied = value[:dst_cap]
+    ex.meter.consume(len(copied) * sched.storage_read_byte, "storage_read", "wes.storage_read")
+    if copied:
+        ex.write(dst, copied, "storage_read")
+    return len(value)
+
+
+def storage_write(ex: Execution, key_ptr: int, key_len: int, val_ptr: int, val_len: int) -> None:
+    _base(ex, "storage_write")
+    _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_write: key")
+    _check_len(val_len, ex.limits.max_value_bytes, "wes.storage_write: value")
+    sched = ex.schedule
+    ex.meter.consume(sched.storage_write + (key_len + val_len) * sched.storage_write_byte,
+                     "storage_write", "wes.storage_write")
+    key = ex.read(key_ptr, key_len, "storage_write")
+    ex.writes[key] = ex.read(val_ptr, val_len, "storage_write")
+
+
+def storage_remove(ex: Execution, key_ptr: int, key_len: int) -> None:
+    _base(ex, "storage_remove")
+    _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_remove: key")
+    sched = ex.schedule
+    ex.meter.consume(sched.storage_write + key_len * sched.storage_write_byte,
+                     "storage_write", "wes.storage_remove")
+    ex.writes[ex.read(key_ptr, key_len, "storage_remove")] = None
+
+
+def caller(ex: Execution, dst: int) -> int:
+    _base(ex, "caller")
+    _in(ex, len(ex.caller), "caller")
+    ex.write(dst, ex.caller, "caller")
+    return len(ex.caller)
+
+
+def self_address(ex: Execution, dst: int) -> int:
+    _base(ex, "self_address")
+    _in(ex, len(ex.address), "self_address")
+    ex.write(dst, ex.address, "self_address")
+    return len(ex.address)
+
+
+def block_height(ex: Execution) -> int:
+    _base(ex, "block_height")
+    return ex.job.context.block_height & 0xFFFFFFFFFFFFFFFF
+
+
+def block_time(ex: Execution) -> int:
+    _base(ex, "block_time")
+    return ex.job.context.block_time & 0xFFFFFFFFFFFFFFFF
+
+
+def fee_left(ex: Execution) -> int:
+    _base(ex, "fee_left")
+    return ex.meter.left
+
+
+def _hash(ex: Execution, name: str, ptr: int, length: int, dst: int,
+          digest: Callable[[bytes], bytes]) -> None:
+    _base(ex, name)
+    ex.meter.consume(length * ex.schedule.hash_byte, "hashing", f"wes.{name}")
+    ex.write(dst, digest(ex.read(ptr, length, name)), name)
+
+
+def sha256(ex: Execution, ptr: int, length: int, dst: int) -> None:
+    _hash(ex, "sha256", ptr, length, dst, lambda data: hashlib.sha256(data).digest())
+
+
+def keccak256(ex: Execution, ptr: int, length: int, dst: int) -> None:
+    _hash(ex, "keccak256", ptr, length, dst,
+          lambda data: keccak.new(digest_bits=256, data=data).digest())
+
+
+def _spec(impl: Callable[..., int | None], params: int, result: str | None, cap: str) -> HostSpec:
+    return HostSpec(impl.__name__, (I32,) * params, (result,) if result else (), cap, impl)
+
+
+HOST_FUNCTIONS: dict[str, HostSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec(input_size, 0, I32, "io"),
+        _spec(input_read, 1, None, "io"),
+        _spec(return_data, 2, None, "io"),
+        _spec(revert, 2, None, "io"),
+        _spec(log, 2, None, "debug"),
+        _spec(emit_event, 4, None, "events"),
+        _spec(storage_read, 4, I32, "state-read"),
+        _spec(storage_write, 4, None, "state-write"),
+        _spec(storage_remove, 2, None, "state-write"),
+        _spec(caller, 1, I32, "context"),
+        _spec(self_address, 1, I32, "context"),
+        _spec(block_height, 0, I64, "context"),
+        _spec(block_time, 0, I64, "context"),
+        _spec(fee_left, 0, I64, "context"),
+        _spec(sha256, 3, None, "crypto"),
+        _spec(keccak256, 3, None, "crypto"),
+    )
+}
+VIEW_DENIED = frozenset({"state-write", "events"})

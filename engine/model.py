@@ -1,0 +1,219 @@
+"""Job and Result: the msgpack maps of ARCHITECTURE.md, validated at the boundary.
+
+Bytes stay bytes on the wire. Maps whose order could differ between workers
+(read set, write set, fee breakdown) are emitted sorted, so equal results are
+equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgpack
+
+from engine.errors import InvalidJob
+
+Mode = Literal["call", "view"]
+MAX_ADDRESS_BYTES = 64
+MAX_TX_ID_BYTES = 128
+MAX_FUNCTION_BYTES = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    caller: str = ""
+    block_height: int = 0
+    block_time: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    tx_id: str
+    contract: str
+    function: str
+    input: bytes = b""
+    fee_limit: int = 10_000_000
+    context: Context = field(default_factory=Context)
+    mode: Mode = "call"
+    timeout_ms: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "tx_id": self.tx_id,
+            "contract": self.contract,
+            "function": self.function,
+            "input": self.input,
+            "fee_limit": self.fee_limit,
+            "context": {
+                "caller": self.context.caller,
+                "block_height": self.context.block_height,
+                "block_time": self.context.block_time,
+            },
+            "mode": self.mode,
+        }
+        if self.timeout_ms is not None:
+            wire["timeout_ms"] = self.timeout_ms
+        return wire
+
+    @classmethod
+    def from_wire(cls, raw: Any, max_input: int, max_fee: int, max_timeout_ms: int) -> Job:
+        """Validate a decoded job map; raise InvalidJob naming the first bad field."""
+        if not isinstance(raw, dict):
+            raise InvalidJob(f"job must be a map, got {type(raw).__name__}", "malformed_job")
+        tx_id = _text(raw, "tx_id", MAX_TX_ID_BYTES)
+        contract = _text(raw, "contract", MAX_ADDRESS_BYTES)
+        function = _text(raw, "function", MAX_FUNCTION_BYTES)
+        data = raw.get("input", b"")
+        if not isinstance(data, bytes):
+            raise InvalidJob(f"input must be bytes, got {type(data).__name__}", "bad_field")
+        if len(data) > max_input:
+            raise InvalidJob(f"input is {len(data)} bytes, limit {max_input}", "input_too_large")
+        fee_limit = _int(raw, "fee_limit")
+        if not 0 < fee_limit <= max_fee:
+            raise InvalidJob(f"fee_limit {fee_limit} outside 1..{max_fee}", "bad_fee_limit")
+        ctx_raw = raw.get("context", {})
+        if not isinstance(ctx_raw, dict):
+            raise InvalidJob("context must be a map", "bad_field")
+        context = Context(
+            caller=_text(ctx_raw, "caller", MAX_ADDRESS_BYTES, required=False),
+            block_height=_int(ctx_raw, "block_height", required=False),
+            block_time=_int(ctx_raw, "block_time", required=False),
+        )
+        mode = raw.get("mode", "call")
+        if mode not in ("call", "view"):
+            raise InvalidJob(f"mode must be 'call' or 'view', got {mode!r}", "bad_field")
+        timeout = raw.get("timeout_ms")
+        if timeout is not None:
+            timeout = _int(raw, "timeout_ms")
+            if not 0 < timeout <= max_timeout_ms:
+                raise InvalidJob(f"timeout_ms {timeout} outside 1..{max_timeout_ms}", "bad_field")
+        return cls(tx_id, contract, function, data, fee_limit, context, mode, timeout)
+
+
+def _text(raw: dict[str, Any], name: str, limit: int, required: bool = True) -> str:
+    value = raw.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidJob(f"{name} must be a non-empty string", "bad_field")
+    if len(value.encode()) > limit:
+        raise InvalidJob(f"{name} is over {limit} bytes", "bad_field")
+    return value
+
+
+def _int(raw: dict[str, Any], name: str, required: bool = True) -> int:
+    value = raw.get(name)
+    if value is None and not required:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidJob(f"{name} must be an integer", "bad_field")
+    if not -(2**63) <= value < 2**63:
+        raise InvalidJob(f"{name} does not fit in 64 bits", "bad_field")
+    return value
+
+
+@dataclass(slots=True)
+class FeeReport:
+    limit: int
+    used: int
+    breakdown: dict[str, int]
+    schedule: str
+
+    @property
+    def refunded(self) -> int:
+        return self.limit - self.used
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "used": self.used,
+            "refunded": self.refunded,
+            "breakdown": dict(sorted(self.breakdown.items())),
+            "schedule": self.schedule,
+        }
+
+
+@dataclass(slots=True)
+class Result:
+    tx_id: str
+    status: str
+    fee: FeeReport
+    return_data: bytes = b""
+    error: dict[str, str] | None = None
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    logs: list[bytes] = field(default_factory=list)
+    read_set: dict[bytes, int] = field(default_factory=dict)
+    write_set: dict[bytes, bytes | None] = field(default_factory=dict)
+    worker: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def consensus_wire(self) -> dict[str, Any]:
+        """Everything two workers must agree on (no worker name, no timings)."""
+        return {
+            "tx_id": self.tx_id,
+            "status": self.status,
+            "return_data": self.return_data,
+            "error": self.error,
+            "fee": self.fee.to_wire(),
+            "events": [[topic, data] for topic, data in self.events],
+            "logs": self.logs,
+            "read_set": dict(sorted(self.read_set.items())),
+            "write_set": dict(sorted(self.write_set.items())),
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = self.consensus_wire()
+        wire["worker"] = self.worker
+        wire["timings"] = self.timings
+        return wire
+
+    def consensus_bytes(self) -> bytes:
+        return pack(self.consensus_wire())
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> Result:
+        fee = raw["fee"]
+        return cls(
+            tx_id=raw["tx_id"],
+            status=raw["status"],
+            fee=FeeReport(fee["limit"], fee["used"], dict(fee["breakdown"]), fee["schedule"]),
+            return_data=raw["return_data"],
+            error=raw["error"],
+            events=[(t, d) for t, d in raw["events"]],
+            logs=list(raw["logs"]),
+            read_set=dict(raw["read_set"]),
+            write_set=dict(raw["write_set"]),
+            worker=raw.get("worker", ""),
+            timings=dict(raw.get("timings", {})),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` shape: bytes as lowercase hex."""
+        return {
+            "tx_id": self.tx_id,
+            "status": self.status,
+            "return_data": self.return_data.hex(),
+            "error": self.error,
+            "fee": self.fee.to_wire(),
+            "events": [{"topic": t.hex(), "data": d.hex()} for t, d in self.events],
+            "logs": [line.decode("utf-8", "replace") for line in self.logs],
+            "read_set": {k.hex(): v for k, v in sorted(self.read_set.items())},
+            "write_set": {
+                k.hex(): (None if v is None else v.hex()) for k, v in sorted(self.write_set.items())
+            },
+            "worker": self.worker,
+            "timings": self.timings,
+        }
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)

@@ -1,0 +1,290 @@
+"""WasmEngine: validate → compile (+cache) → warm instance → execute under fee and deadline."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import wasmtime
+
+from config import Settings
+from engine import raw
+from engine.compiler import ArtifactCache, build_config, compile_module, fingerprint
+from engine.errors import (
+    ContractTrap,
+    ExecutionError,
+    InternalError,
+    InvalidJob,
+    OutOfFee,
+    Timeout,
+)
+from engine.execution import PAGE, Execution
+from engine.fees import FeeMeter, FeeSchedule
+from engine.host import VIEW_DENIED
+from engine.linking import HostLinker
+from engine.metrics import EngineMetrics
+from engine.model import FeeReport, Job, Result
+from engine.policy import ModuleInfo, check_module
+from engine.pool import CompiledContract, InstancePool, WarmInstance
+from engine.state import CodeSource, StateView
+
+TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.TrapCode)
+              if n.isupper()}
+
+
+class EpochTicker(threading.Thread):
+    """Advances the engine's epoch every tick; deadlines are counted in ticks."""
+
+    def __init__(self, engine: wasmtime.Engine, tick_ms: int) -> None:
+        super().__init__(name="wesfarm-epoch", daemon=True)
+        self.engine, self.tick = engine, tick_ms / 1000
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.tick):
+            self.engine.increment_epoch()
+
+
+class WasmEngine:
+    """One wasmtime engine, its compile caches and warm pools. Not thread-safe: one
+    execution at a time (an executor process runs one)."""
+
+    engine_type = "wasm"
+
+    def __init__(self, settings: Settings, raw_calls: bool = True) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.schedule = FeeSchedule.from_prices(settings.fees)
+        self.fingerprint = fingerprint(settings)
+        self.engine = wasmtime.Engine(build_config(settings))
+        self.artifacts = ArtifactCache(settings.cache_dir, self.fingerprint,
+                                       settings.cache_secret)
+        self.current: Execution | None = None
+        self.linker = HostLinker(self.engine, self, raw_calls)
+        self.raw_calls = raw_calls
+        self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
+        self.pool = InstancePool(self.engine, settings.instance_pool_size,
+                                 settings.pooled_modules, {
+                                     "memory_size": self.limits.max_memory_pages * PAGE,
+                                     "table_elements": self.limits.max_table_elements,
+                                     "instances": 1, "tables": 1, "memories": 1})
+        self.metrics = EngineMetrics()
+        self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
+        self.ticker.start()
+        self._args = (raw.ValRaw * 1)()
+
+    # -- code ------------------------------------------------------------------------
+
+    def validate(self, code: bytes) -> ModuleInfo:
+        """Policy + wasmtime validation; raise Rejected/InvalidJob naming the problem."""
+        info = check_module(code, self.limits)
+        compile_module(self.engine, code)
+        return info
+
+    def precompile(self, code: bytes) -> str:
+        """Validate, compile and keep the verified artifact: compiling leaves the job path."""
+        code_hash = hashlib.sha256(code).hexdigest()
+        self._load(code_hash, lambda: code)
+        return code_hash
+
+    def _contract(self, job: Job, codes: CodeSource) -> CompiledContract:
+        code_hash = codes.code_hash(job.contract)
+        if code_hash is None:
+            raise InvalidJob(f"unknown contract {job.contract!r}", "unknown_contract")
+        contract = self.compiled.get(code_hash)
+        if contract is not None:
+            self.compiled.move_to_end(code_hash)
+            self.metrics.cache["memory_hit"] += 1
+            return contract
+
+        def fetch() -> bytes:
+            code = codes.code(code_hash)
+            if code is None:
+                raise InvalidJob(f"code {code_hash} of contract {job.contract!r} is missing",
+                                 "unknown_contract")
+            return code
+
+        return self._load(code_hash, fetch)
+
+    def _load(self, code_hash: str, fetch: Any) -> CompiledContract:
+        contract = self.compiled.get(code_hash)
+        if contract is not None:
+            return contract
+        stored = self.artifacts.load(code_hash)
+        if stored is not None:
+            info = ModuleInfo.from_bytes(stored[0])
+            module = wasmtime.Module.deserialize(self.engine, stored[1])
+            self.metrics.cache["disk_hit"] += 1
+        else:
+            code = fetch()
+            if hashlib.sha256(code).hexdigest() != code_hash:
+                raise InvalidJob(f"code stored under {code_hash} does not hash to it",
+                                 "bad_module")
+            info = check_module(code, self.limits)
+            started = time.perf_counter()
+            module = compile_module(self.engine, code)
+            self.metrics.compile_seconds += time.perf_counter() - started
+            self.artifacts.store(code_hash, info.to_bytes(), bytes(module.serialize()))
+            self.metrics.cache["compiled"] += 1
+        pre = self.linker.linker.instantiate_pre(module)
+        contract = CompiledContract(code_hash, module, pre, info)
+        self.compiled[code_hash] = contract
+        while len(self.compiled) > self.settings.module_cache_size:
+            self.compiled.popitem(last=False)
+        return contract
+
+    # -- execution -------------------------------------------------------------------
+
+    def execute_wire(self, raw_job: Any, state: StateView, codes: CodeSource) -> Result:
+        """Validate a decoded job map, then execute; a bad job is an `invalid` Result."""
+        try:
+            job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
+                                self.limits.max_timeout_ms)
+        except InvalidJob as exc:
+            tx_id = raw_job.get("tx_id") if isinstance(raw_job, dict) else None
+            fee_limit = raw_job.get("fee_limit") if isinstance(raw_job, dict) else 0
+            return self._failed(tx_id if isinstance(tx_id, str) else "", exc,
+                                FeeMeter(fee_limit if isinstance(fee_limit, int) else 0))
+        return self.execute(job, state, codes)
+
+    def execute(self, job: Job, state: StateView, codes: CodeSource) -> Result:
+        started = time.perf_counter()
+        meter = FeeMeter(job.fee_limit)
+        try:
+            contract = self._contract(job, codes)
+            if job.function not in contract.info.entry_points:
+                raise InvalidJob(f"contract {job.contract!r} has no entry point "
+                                 f"{job.function!r}", "unknown_function")
+            result = self._run(job, contract, state)
+        except ExecutionError as exc:
+            result = self._failed(job.tx_id, exc, meter)
+        except Exception as exc:  # a bug: still a result, never a crash
+            result = self._failed(job.tx_id, InternalError(f"{type(exc).__name__}: {exc}"),
+                                  meter)
+        elapsed = time.perf_counter() - started
+        result.timings["exec_us"] = round(elapsed * 1e6, 1)
+        self.metrics.record(result.status, elapsed)
+        return result
+
+    def _run(self, job: Job, contract: CompiledContract, state: StateView) -> Result:
+        denied = frozenset(self.settings.denied_capabilities.get(job.contract, ()))
+        if job.mode == "view":
+            denied |= VIEW_DENIED
+        ex = Execution(job, state, self.schedule, self.limits, denied)
+        meter = ex.meter
+        try:
+            info = contract.info
+            meter.consume(info.memory_pages * self.schedule.memory_page, "memory",
+                          "initial memory")
+            meter.consume(info.table_elements * self.schedule.table_element, "table",
+                          "initial table")
+            warm = self.pool.acquire(contract)
+            ex.pages_charged = info.memory_pages
+            self._call(ex, warm, job)
+        except ExecutionError as exc:
+            return self._failed(job.tx_id, exc, meter, ex)
+        return Result(job.tx_id, "ok", self._report(meter), ex.return_data, None, ex.events,
+                      ex.logs, ex.read_set, ex.writes)
+
+    def _call(self, ex: Execution, warm: WarmInstance, job: Job) -> None:
+        ctx = warm.ctx
+        ex.ctx, ex.memory = ctx, warm.memory
+        func = warm.entry(job.function.encode())
+        if func is None:
+            raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
+        timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
+        ticks = math.ceil(timeout_ms / self.settings.epoch_tick_ms) + 1
+        ex.grant_fuel(ctx)
+        raw.context_set_epoch_deadline(ctx, ticks)
+        self.current = ex
+        try:
+            if self.raw_calls:
+                trap = raw.TrapPtr()
+                err = raw.func_call_unchecked(ctx, ctypes.byref(func), self._args, 1,
+                                              ctypes.byref(trap))
+                self._raise_outcome(ex, trap, err)
+            else:
+                self._public_call(ex, warm, func)
+            ex.settle_fuel(ctx)
+        finally:
+            self.current = None
+            ex.memory = None
+            del warm  # the Store goes with it: one instance, one execution
+
+    def _raise_outcome(self, ex: Execution, trap: Any, err: int | None) -> None:
+        trap_obj = wasmtime.Trap._from_ptr(trap) if trap else None
+        error_obj = raw.take_error(err) if err else None
+        if ex.pending is not None:
+            raise _as_execution_error(ex.pending)
+        if trap_obj is not None:
+            self._raise_trap(ex, trap_obj.trap_code, trap_obj.message)
+        if error_obj is not None:
+            raise InternalError(f"wasmtime error: {error_obj}")
+
+    def _public_call(self, ex: Execution, warm: WarmInstance, func: Any) -> None:
+        try:
+            wasmtime.Func._from_raw(func)(warm.store)
+        except wasmtime.Trap as trap:
+            if ex.pending is not None:
+                raise _as_execution_error(ex.pending) from None
+            self._raise_trap(ex, trap.trap_code, trap.message)
+        except ExecutionError:
+            raise
+        except Exception as exc:
+            if ex.pending is not None:
+                raise _as_execution_error(ex.pending) from None
+            raise InternalError(f"wasmtime error: {exc}") from None
+
+    def _raise_trap(self, ex: Execution, code: Any, message: str) -> None:
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            left = ex.meter.left
+            ex.meter.exhaust("instructions")
+            raise OutOfFee("instructions", left + 1, left)
+        if code == wasmtime.TrapCode.INTERRUPT:
+            limit = ex.job.timeout_ms or self.settings.default_timeout_ms
+            raise Timeout(f"wall-clock deadline of {limit} ms passed", "deadline")
+        first = message.splitlines()[0] if message else "trap"
+        kind = TRAP_KINDS.get(code, "trap")
+        raise ContractTrap(f"wasm trap: {kind}: {first}", kind)
+
+    def _failed(self, tx_id: str, exc: ExecutionError, meter: FeeMeter,
+                ex: Execution | None = None) -> Result:
+        if isinstance(exc, Timeout | InvalidJob | InternalError):
+            meter = FeeMeter(meter.limit)  # not a consensus result: never charged
+        data = exc.reason if hasattr(exc, "reason") and isinstance(exc.reason, bytes) else b""
+        result = Result(tx_id, exc.status, self._report(meter), data,
+                        {"kind": exc.kind, "message": exc.message})
+        if ex is not None:
+            result.logs = ex.logs
+            result.read_set = ex.read_set
+        return result
+
+    def _report(self, meter: FeeMeter) -> FeeReport:
+        return FeeReport(meter.limit, meter.used, dict(meter.breakdown), self.schedule.version)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def refill(self, budget: int = 64) -> int:
+        made = self.pool.refill(budget)
+        self.metrics.pool_refills += made
+        return made
+
+    def get_metrics(self) -> dict[str, Any]:
+        return self.metrics.snapshot(self.pool.hits, self.pool.misses)
+
+    def shutdown(self) -> None:
+        self.ticker.stopped.set()
+        self.pool.clear()
+        self.compiled.clear()
+
+
+def _as_execution_error(exc: BaseException) -> ExecutionError:
+    if isinstance(exc, ExecutionError):
+        return exc
+    return InternalError(f"host function failed: {type(exc).__name__}: {exc}")
+

@@ -1,0 +1,1 @@
+"""The block builder's side: FarmClient and the `wesfarm` CLI."""

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real Redis (this machine's, else an embedded one), a private key
+prefix and queue per session, an isolated compile cache, and the example contracts."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config import Settings, load_settings
+from producer.embedded_redis import resolve_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACTS = ROOT / "examples" / "contracts"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url, server = resolve_redis(os.environ.get("WESFARM_TEST_REDIS_URL"))
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A prefix no one else uses; every key under it is deleted at the end."""
+    import redis
+
+    prefix = f"wesfarm-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for pattern in (f"{prefix}*", f"arq:*{prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    client.close()
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture()
+def settings(cache_dir: Path) -> Settings:
+    """Engine settings with a private artifact cache."""
+    return load_settings(cache_dir=cache_dir, executors=2)
+
+
+def contract_path(name: str) -> Path:
+    return CONTRACTS / name / f"{name}.wasm"
