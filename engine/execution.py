@@ -1,15 +1,17 @@
 """One execution's state: fee meter, linear-memory access, buffered storage, outputs.
 
-A host call runs between two fuel syncs: `enter` charges the instructions wasm
-ran since the last crossing (fuel spent × instruction price) and any memory
-pages grown since; `leave` hands the rest of the budget back to wasmtime as fuel.
-So fuel and host charges draw on one budget, deterministically.
+A host call runs between two fuel syncs: first the instructions wasm ran since the
+last crossing are charged (fuel spent × instruction price), last the rest of the
+budget goes back to wasmtime as fuel. So fuel and host charges draw on one budget,
+deterministically. Grown memory pages are charged when the host next looks at
+memory (it reads the size anyway) and when the call returns.
 """
 
 from __future__ import annotations
 
 import ctypes
 from ctypes import c_uint64
+from typing import Any
 
 from config import PolicyLimits
 from engine import raw
@@ -27,9 +29,9 @@ class Execution:
     """Everything host functions see; lives for exactly one call of one instance."""
 
     __slots__ = (
-        "address", "caller", "ctx", "denied", "events", "fee_price", "fuel_granted", "input",
-        "job", "limits", "logs", "memory", "meter", "pages_charged", "pending", "read_set",
-        "return_data", "schedule", "state", "writes",
+        "address", "caller", "ctx", "denied", "events", "fee_price", "fuel_cell", "fuel_granted",
+        "fuel_ref", "input", "job", "limits", "logs", "mem_ref", "memory", "meter",
+        "pages_charged", "pending", "read_set", "return_data", "schedule", "state", "writes",
     )
 
     def __init__(
@@ -54,6 +56,9 @@ class Execution:
         self.pages_charged = 0
         self.ctx: int = 0
         self.memory: raw.Memory | None = None
+        self.mem_ref: Any = None
+        self.fuel_cell = c_uint64()
+        self.fuel_ref = ctypes.byref(self.fuel_cell)
         self.pending: BaseException | None = None
         self.return_data = b""
         self.events: list[tuple[bytes, bytes]] = []
@@ -72,21 +77,20 @@ class Execution:
             raise InternalError("wasmtime refused set_fuel")
 
     def settle_fuel(self, ctx: int) -> None:
-        """Charge the instructions run since the last grant, and pages grown since."""
-        left = c_uint64()
-        err = raw.context_get_fuel(ctx, ctypes.byref(left))
+        """Charge the instructions run since the last grant."""
+        err = raw.context_get_fuel(ctx, self.fuel_ref)
         if err:
             raw.error_delete(err)
             raise InternalError("wasmtime refused get_fuel")
-        spent = self.fuel_granted - left.value
-        self.fuel_granted = left.value
+        left = self.fuel_cell.value
+        spent = self.fuel_granted - left
+        self.fuel_granted = left
         if spent:
             self.meter.consume(spent * self.fee_price, "instructions")
-        self.charge_growth(ctx)
 
-    def charge_growth(self, ctx: int) -> None:
-        assert self.memory is not None
-        pages = raw.memory_data_size(ctx, ctypes.byref(self.memory)) // PAGE
+    def charge_growth(self, size: int) -> None:
+        """Charge pages grown since the last look (memory.grow cannot shrink)."""
+        pages = size // PAGE
         if pages > self.pages_charged:
             grown = pages - self.pages_charged
             self.pages_charged = pages
@@ -95,15 +99,21 @@ class Execution:
     # -- linear memory, bounds-checked as unsigned offsets ------------------------------
 
     def read(self, ptr: int, length: int, what: str) -> bytes:
-        ctx, mem = self.ctx, ctypes.byref(self.memory)  # type: ignore[arg-type]
-        if ptr + length > raw.memory_data_size(ctx, mem):
+        ctx, mem = self.ctx, self.mem_ref
+        size = raw.memory_data_size(ctx, mem)
+        if size > self.pages_charged * PAGE:
+            self.charge_growth(size)
+        if ptr + length > size:
             raise ContractTrap(f"wes.{what}: bytes {ptr}..{ptr + length} are outside memory",
                                "memory_out_of_bounds")
         return _string_at(raw.memory_data(ctx, mem) + ptr, length)
 
     def write(self, ptr: int, data: bytes, what: str) -> None:
-        ctx, mem = self.ctx, ctypes.byref(self.memory)  # type: ignore[arg-type]
-        if ptr + len(data) > raw.memory_data_size(ctx, mem):
+        ctx, mem = self.ctx, self.mem_ref
+        size = raw.memory_data_size(ctx, mem)
+        if size > self.pages_charged * PAGE:
+            self.charge_growth(size)
+        if ptr + len(data) > size:
             raise ContractTrap(f"wes.{what}: bytes {ptr}..{ptr + len(data)} are outside memory",
                                "memory_out_of_bounds")
         _memmove(raw.memory_data(ctx, mem) + ptr, data, len(data))

@@ -35,14 +35,13 @@ def _denied(spec: HostSpec) -> ContractTrap:
 def _raw_callback(spec: HostSpec, holder: Current) -> Callable[..., int]:
     impl, cap, arity, result = spec.impl, spec.capability, len(spec.params), spec.results
     message = f"wes.{spec.name} trapped"
-    caller_context = raw.caller_context
 
-    def callback(_env: int | None, caller: int, args: Any, _n: int) -> int:
+    # The caller's context is the store's own (checked): ex.ctx serves, saving a crossing.
+    def callback(_env: int | None, _caller: int, args: Any, _n: int) -> int:
         ex = holder.current
         try:
             assert ex is not None, "host call outside an execution"
-            ctx = caller_context(caller)
-            ex.ctx = ctx
+            ctx = ex.ctx
             ex.settle_fuel(ctx)
             if cap in ex.denied:
                 raise _denied(spec)

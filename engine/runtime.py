@@ -194,6 +194,7 @@ class WasmEngine:
     def _call(self, ex: Execution, warm: WarmInstance, job: Job) -> None:
         ctx = warm.ctx
         ex.ctx, ex.memory = ctx, warm.memory
+        ex.mem_ref = ctypes.byref(warm.memory)
         func = warm.entry(job.function.encode())
         if func is None:
             raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
@@ -211,6 +212,7 @@ class WasmEngine:
             else:
                 self._public_call(ex, warm, func)
             ex.settle_fuel(ctx)
+            ex.charge_growth(raw.memory_data_size(ctx, ex.mem_ref))
         finally:
             self.current = None
             ex.memory = None
