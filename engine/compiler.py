@@ -78,7 +78,9 @@ def build_config(settings: Settings) -> wasmtime.Config:
 def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
     """The pooling allocator: instantiation from pre-reserved slots (~1 µs, not ~8 µs)."""
     b = raw.bindings
-    slots = max(64, settings.instance_pool_size * max(settings.pooled_modules, 1) + 32)
+    # Warm stores hold up to instance_pool_size instances each; twice the warm count
+    # leaves room for used-but-not-yet-freed siblings (the pool retries after a purge).
+    slots = 2 * settings.instance_pool_size * max(settings.pooled_modules, 1) + 64
     memory_bytes = settings.limits.max_memory_pages * PAGE
     pool = b.wasmtime_pooling_allocation_config_new()
     b.wasmtime_pooling_allocation_config_total_core_instances_set(pool, slots)
@@ -91,13 +93,8 @@ def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
     )
     b.wasmtime_pooling_allocation_config_max_memories_per_module_set(pool, 1)
     b.wasmtime_pooling_allocation_config_max_tables_per_module_set(pool, 1)
-    b.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, 64 * 1024)
     b.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
     b.wasmtime_pooling_allocation_config_delete(pool)
-    # Small reservations keep slots × reservation within the address space.
-    cfg.memory_reservation = memory_bytes
-    cfg.memory_guard_size = 64 * 1024
-    cfg.memory_reservation_for_growth = 0
 
 
 def compile_module(engine: wasmtime.Engine, code: bytes) -> wasmtime.Module:

@@ -1,9 +1,10 @@
 """Compiled contracts and warm instances: each instance serves exactly one execution.
 
-A warm instance is a fresh Store (with limits) holding one instance of the module,
-made ahead of time so a job skips instantiation. It is never returned: after its
-execution the Store is dropped, so no memory, global or table state passes from one
-job to the next.
+A warm instance is made ahead of time so a job skips instantiation. Instances made
+together share one Store (creating and dropping a Store costs more than an
+instance), but never memory, globals or tables: each instance has its own, and
+each serves exactly one execution before it is dropped. The Store goes when its
+last instance does.
 """
 
 from __future__ import annotations
@@ -44,40 +45,52 @@ class WarmInstance:
 
 
 class InstancePool:
-    """Warm instances for the most recently used contracts (an LRU of `size` contracts)."""
+    """Warm instances for the most recently used contracts (an LRU of `contracts`)."""
 
     def __init__(self, engine: wasmtime.Engine, per_contract: int, contracts: int,
-                 store_limits: dict[str, int]) -> None:
+                 memory_bytes: int, table_elements: int) -> None:
         self.engine = engine
         self.per_contract = per_contract
         self.contracts = contracts
-        self.store_limits = store_limits
+        self.memory_bytes = memory_bytes
+        self.table_elements = table_elements
         self.hot: OrderedDict[str, CompiledContract] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def instantiate(self, contract: CompiledContract) -> WarmInstance:
+    def instantiate(self, contract: CompiledContract, count: int = 1) -> list[WarmInstance]:
+        """`count` fresh instances of the contract in one new Store."""
+        try:
+            return self._instantiate(contract, count)
+        except InternalError:
+            # Out of pooling-allocator slots: free every warm instance and retry once.
+            self.clear(keep_lru=True)
+            return self._instantiate(contract, count)
+
+    def _instantiate(self, contract: CompiledContract, count: int) -> list[WarmInstance]:
         store = wasmtime.Store(self.engine)
-        store.set_limits(**self.store_limits)
+        store.set_limits(memory_size=self.memory_bytes, table_elements=self.table_elements,
+                         instances=count, tables=count, memories=count)
         ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
-        instance = raw.Instance()
-        trap = raw.TrapPtr()
-        err = raw.instance_pre_instantiate(
-            ctypes.cast(contract.pre.ptr(), ctypes.c_void_p), ctx, ctypes.byref(instance),
-            ctypes.byref(trap),
-        )
-        if err or trap:
-            if err:
-                raw.error_delete(err)
-            if trap:
-                wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
-            raise InternalError(f"instantiating contract {contract.code_hash[:12]} failed "
-                                "(memory or table over the store limits?)")
-        item = raw.Extern()
-        if not raw.instance_export_get(ctx, ctypes.byref(instance), b"memory", 6,
-                                       ctypes.byref(item)):
-            raise InternalError("instance has no 'memory' export")
-        return WarmInstance(store, ctx, instance, item.of.memory)
+        pre = ctypes.cast(contract.pre.ptr(), ctypes.c_void_p)
+        made = []
+        for _ in range(count):
+            instance = raw.Instance()
+            trap = raw.TrapPtr()
+            err = raw.instance_pre_instantiate(pre, ctx, ctypes.byref(instance),
+                                               ctypes.byref(trap))
+            if err or trap:
+                detail = str(raw.take_error(err)) if err else "trap"
+                if trap:
+                    wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
+                raise InternalError(f"instantiating contract {contract.code_hash[:12]} failed: "
+                                    f"{detail.splitlines()[0] if detail else ''}")
+            item = raw.Extern()
+            if not raw.instance_export_get(ctx, ctypes.byref(instance), b"memory", 6,
+                                           ctypes.byref(item)):
+                raise InternalError("instance has no 'memory' export")
+            made.append(WarmInstance(store, ctx, instance, item.of.memory))
+        return made
 
     def acquire(self, contract: CompiledContract) -> WarmInstance:
         self._touch(contract)
@@ -85,7 +98,7 @@ class InstancePool:
             self.hits += 1
             return contract.warm.popleft()
         self.misses += 1
-        return self.instantiate(contract)
+        return self.instantiate(contract)[0]
 
     def _touch(self, contract: CompiledContract) -> None:
         if self.contracts <= 0:
@@ -97,15 +110,17 @@ class InstancePool:
             cold.warm.clear()
 
     def refill(self, budget: int = 64) -> int:
-        """Instantiate up to `budget` warm instances, hottest contracts first."""
+        """Make up to `budget` warm instances, hottest contracts first."""
         made = 0
         for contract in reversed(self.hot.values()):
-            while len(contract.warm) < self.per_contract and made < budget:
-                contract.warm.append(self.instantiate(contract))
-                made += 1
+            need = min(self.per_contract - len(contract.warm), budget - made)
+            if need > 0:
+                contract.warm.extend(self.instantiate(contract, need))
+                made += need
         return made
 
-    def clear(self) -> None:
+    def clear(self, keep_lru: bool = False) -> None:
         for contract in self.hot.values():
             contract.warm.clear()
-        self.hot.clear()
+        if not keep_lru:
+            self.hot.clear()

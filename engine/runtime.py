@@ -69,10 +69,8 @@ class WasmEngine:
         self.raw_calls = raw_calls
         self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
-                                 settings.pooled_modules, {
-                                     "memory_size": self.limits.max_memory_pages * PAGE,
-                                     "table_elements": self.limits.max_table_elements,
-                                     "instances": 1, "tables": 1, "memories": 1})
+                                 settings.pooled_modules, self.limits.max_memory_pages * PAGE,
+                                 self.limits.max_table_elements)
         self.metrics = EngineMetrics()
         self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
         self.ticker.start()
@@ -146,10 +144,12 @@ class WasmEngine:
             job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
                                 self.limits.max_timeout_ms)
         except InvalidJob as exc:
-            tx_id = raw_job.get("tx_id") if isinstance(raw_job, dict) else None
-            fee_limit = raw_job.get("fee_limit") if isinstance(raw_job, dict) else 0
+            fields = raw_job if isinstance(raw_job, dict) else {}
+            tx_id, fee_limit = fields.get("tx_id"), fields.get("fee_limit")
+            if not (isinstance(fee_limit, int) and 0 < fee_limit <= self.limits.max_fee_limit):
+                fee_limit = 0  # a report never carries a limit the job could not have
             return self._failed(tx_id if isinstance(tx_id, str) else "", exc,
-                                FeeMeter(fee_limit if isinstance(fee_limit, int) else 0))
+                                FeeMeter(fee_limit))
         return self.execute(job, state, codes)
 
     def execute(self, job: Job, state: StateView, codes: CodeSource) -> Result:
