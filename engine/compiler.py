@@ -34,9 +34,12 @@ def engine_knobs(settings: Settings) -> dict[str, Any]:
         "compiler": settings.compiler,
         "opt_level": settings.opt_level,
         "pooling": settings.pooling_allocator,
+        "memory_reservation": "wasmtime-default",
         "max_wasm_stack": settings.limits.max_wasm_stack_bytes,
         "max_memory_pages": settings.limits.max_memory_pages,
         "fee_schedule": settings.fees.version,
+        # A cached artifact skips the policy check, so the limits it passed are part of it.
+        "limits": settings.limits.model_dump(),
         "features": "mvp+bulk-memory+multi-value+sign-ext+mutable-globals+sat-float-to-int",
         "nan_canonicalization": True,
         "abi": 1,
@@ -86,7 +89,8 @@ def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
     b.wasmtime_pooling_allocation_config_total_core_instances_set(pool, slots)
     b.wasmtime_pooling_allocation_config_total_memories_set(pool, slots)
     b.wasmtime_pooling_allocation_config_total_tables_set(pool, slots)
-    b.wasmtime_pooling_allocation_config_total_stacks_set(pool, slots)
+    # Stacks from the pool serve async fibers only; this engine runs synchronously.
+    b.wasmtime_pooling_allocation_config_total_stacks_set(pool, 1)
     b.wasmtime_pooling_allocation_config_max_memory_size_set(pool, memory_bytes)
     b.wasmtime_pooling_allocation_config_table_elements_set(
         pool, max(settings.limits.max_table_elements, 1)

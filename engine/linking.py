@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import wasmtime
 
@@ -21,10 +21,16 @@ from engine.host import HOST_FUNCTIONS, I32, I64, HostSpec
 _VALTYPE = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
 
 
-class Current(Protocol):
-    """Where trampolines find the execution in progress (one at a time per engine)."""
+class CurrentExecution:
+    """Where trampolines find the execution in progress (one at a time per engine).
 
-    current: Execution | None
+    Trampolines hold this small slot, never the engine, so that an engine is freed
+    once unused (wasmtime-py's public callbacks live in a global table)."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: Execution | None = None
 
 
 def _denied(spec: HostSpec) -> ContractTrap:
@@ -32,7 +38,7 @@ def _denied(spec: HostSpec) -> ContractTrap:
                         "capability_denied")
 
 
-def _raw_callback(spec: HostSpec, holder: Current) -> Callable[..., int]:
+def _raw_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., int]:
     impl, cap, arity, result = spec.impl, spec.capability, len(spec.params), spec.results
     message = f"wes.{spec.name} trapped"
 
@@ -70,7 +76,7 @@ def _raw_callback(spec: HostSpec, holder: Current) -> Callable[..., int]:
     return callback
 
 
-def _public_callback(spec: HostSpec, holder: Current) -> Callable[..., Any]:
+def _public_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., Any]:
     impl, cap, result = spec.impl, spec.capability, spec.results
 
     def callback(caller: wasmtime.Caller, *args: int) -> int | None:
@@ -99,7 +105,7 @@ def _public_callback(spec: HostSpec, holder: Current) -> Callable[..., Any]:
 class HostLinker:
     """A Linker holding every `wes.*` function; keeps the callback thunks alive with it."""
 
-    def __init__(self, engine: wasmtime.Engine, holder: Current, raw_calls: bool) -> None:
+    def __init__(self, engine: wasmtime.Engine, holder: CurrentExecution, raw_calls: bool) -> None:
         self.linker = wasmtime.Linker(engine)
         self._keep: list[object] = []
         for spec in HOST_FUNCTIONS.values():

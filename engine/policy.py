@@ -125,7 +125,7 @@ def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
     func_types: list[int] = []
     exports: dict[str, tuple[int, int]] = {}
     memories: list[tuple[int, int | None]] = []
-    table_elements = imported_funcs = 0
+    table_elements = imported_funcs = tables = 0
     while r.pos < r.end:
         section_id = r.byte()
         size = r.u32()
@@ -164,6 +164,10 @@ def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
                 if s.byte() != 0x70:
                     raise Rejected("table of non-funcref elements (reference types)", "feature")
                 table_elements += s.limits("table")[0]
+                tables += 1
+            if tables > 1:
+                raise Rejected(f"module defines {tables} tables; ABI 1 allows one "
+                               "(multiple tables need reference types)", "feature")
         elif section_id == 5:
             memories.extend(s.limits("memory") for _ in range(s.u32()))
         elif section_id == 6:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -26,28 +28,36 @@ from engine.errors import (
 from engine.execution import PAGE, Execution
 from engine.fees import FeeMeter, FeeSchedule
 from engine.host import VIEW_DENIED
-from engine.linking import HostLinker
+from engine.linking import CurrentExecution, HostLinker
 from engine.metrics import EngineMetrics
 from engine.model import FeeReport, Job, Result
 from engine.policy import ModuleInfo, check_module
 from engine.pool import CompiledContract, InstancePool, WarmInstance
 from engine.state import CodeSource, StateView
 
+log = logging.getLogger("wesfarm.engine")
 TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.TrapCode)
               if n.isupper()}
 
 
 class EpochTicker(threading.Thread):
-    """Advances the engine's epoch every tick; deadlines are counted in ticks."""
+    """Advances the engine's epoch every tick; deadlines are counted in ticks.
+
+    Holds the engine weakly, so an engine nobody uses any more is freed (and the
+    thread ends) even without shutdown()."""
 
     def __init__(self, engine: wasmtime.Engine, tick_ms: int) -> None:
         super().__init__(name="wesfarm-epoch", daemon=True)
-        self.engine, self.tick = engine, tick_ms / 1000
+        self.engine, self.tick = weakref.ref(engine), tick_ms / 1000
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.tick):
-            self.engine.increment_epoch()
+            engine = self.engine()
+            if engine is None:
+                return
+            engine.increment_epoch()
+            del engine
 
 
 class WasmEngine:
@@ -64,8 +74,8 @@ class WasmEngine:
         self.engine = wasmtime.Engine(build_config(settings))
         self.artifacts = ArtifactCache(settings.cache_dir, self.fingerprint,
                                        settings.cache_secret)
-        self.current: Execution | None = None
-        self.linker = HostLinker(self.engine, self, raw_calls)
+        self.slot = CurrentExecution()
+        self.linker = HostLinker(self.engine, self.slot, raw_calls)
         self.raw_calls = raw_calls
         self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
@@ -114,11 +124,16 @@ class WasmEngine:
         if contract is not None:
             return contract
         stored = self.artifacts.load(code_hash)
+        module = None
         if stored is not None:
-            info = ModuleInfo.from_bytes(stored[0])
-            module = wasmtime.Module.deserialize(self.engine, stored[1])
-            self.metrics.cache["disk_hit"] += 1
-        else:
+            try:
+                info = ModuleInfo.from_bytes(stored[0])
+                module = wasmtime.Module.deserialize(self.engine, stored[1])
+                self.metrics.cache["disk_hit"] += 1
+            except (wasmtime.WasmtimeError, ValueError) as exc:
+                # Verified but unusable (an engine setting the fingerprint missed): recompile.
+                log.warning("artifact %s unusable, recompiling: %s", code_hash[:12], exc)
+        if module is None:
             code = fetch()
             if hashlib.sha256(code).hexdigest() != code_hash:
                 raise InvalidJob(f"code stored under {code_hash} does not hash to it",
@@ -146,7 +161,7 @@ class WasmEngine:
         except InvalidJob as exc:
             fields = raw_job if isinstance(raw_job, dict) else {}
             tx_id, fee_limit = fields.get("tx_id"), fields.get("fee_limit")
-            if not (isinstance(fee_limit, int) and 0 < fee_limit <= self.limits.max_fee_limit):
+            if not (type(fee_limit) is int and 0 < fee_limit <= self.limits.max_fee_limit):
                 fee_limit = 0  # a report never carries a limit the job could not have
             return self._failed(tx_id if isinstance(tx_id, str) else "", exc,
                                 FeeMeter(fee_limit))
@@ -202,7 +217,7 @@ class WasmEngine:
         ticks = math.ceil(timeout_ms / self.settings.epoch_tick_ms) + 1
         ex.grant_fuel(ctx)
         raw.context_set_epoch_deadline(ctx, ticks)
-        self.current = ex
+        self.slot.current = ex
         try:
             if self.raw_calls:
                 trap = raw.TrapPtr()
@@ -214,9 +229,14 @@ class WasmEngine:
             ex.settle_fuel(ctx)
             ex.charge_growth(raw.memory_data_size(ctx, ex.mem_ref))
         finally:
-            self.current = None
+            self.slot.current = None
             ex.memory = None
             del warm  # the Store goes with it: one instance, one execution
+
+    def _settle_after_trap(self, ex: Execution) -> None:
+        """A wasm trap still pays for the instructions and pages used before it."""
+        ex.settle_fuel(ex.ctx)
+        ex.charge_growth(raw.memory_data_size(ex.ctx, ex.mem_ref))
 
     def _raise_outcome(self, ex: Execution, trap: Any, err: int | None) -> None:
         trap_obj = wasmtime.Trap._from_ptr(trap) if trap else None
@@ -250,6 +270,7 @@ class WasmEngine:
         if code == wasmtime.TrapCode.INTERRUPT:
             limit = ex.job.timeout_ms or self.settings.default_timeout_ms
             raise Timeout(f"wall-clock deadline of {limit} ms passed", "deadline")
+        self._settle_after_trap(ex)
         first = message.splitlines()[0] if message else "trap"
         kind = TRAP_KINDS.get(code, "trap")
         raise ContractTrap(f"wasm trap: {kind}: {first}", kind)

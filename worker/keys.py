@@ -1,12 +1,12 @@
 """The Redis layout every wesfarm process shares: a public contract, not a worker internal.
 
-    {p}:code:{sha256}        module bytes
-    {p}:addr:{address}       sha256 hex of the code deployed at address (immutable)
-    {p}:state:{address}      hash: key bytes -> msgpack [value bytes, version int]
-    {p}:state:seq            last committed version (INCR per committed tx)
-    {p}:result:{tx_id}       msgpack Result, written once (SET NX)
-    {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack)}
-    {p}:block:{height}       msgpack commit record of a block
+{p}:code:{sha256}        module bytes
+{p}:addr:{address}       sha256 hex of the code deployed at address (immutable)
+{p}:state:{address}      hash: key bytes -> msgpack [value bytes, version int]
+{p}:state:seq            last committed version (INCR per committed tx)
+{p}:result:{tx_id}       msgpack Result, written once (SET NX)
+{p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack)}
+{p}:block:{height}       msgpack commit record of a block
 """
 
 from __future__ import annotations

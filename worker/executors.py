@@ -1,0 +1,251 @@
+"""The parent side of the executors: an asyncio pool of N long-lived subprocesses
+(worker/process.py runs one; worker/executor.py is the child).
+
+Hard limits, per request: the deadline is the sum of the jobs' wall-clock timeouts
+plus `executor_grace_ms` (plus a compile allowance, see process.py), capped by the
+caller's deadline. Past it, the executor is SIGKILLed and respawned and its txs get
+status `timeout`. If it dies, its txs get `error` naming the exit signal (a multi-tx
+chunk is first re-run one tx at a time, so only the tx that kills an executor ends
+in `error`). Neither is charged. The worker itself never goes down because of a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from config import Settings
+from worker.metrics import FarmMetrics
+from worker.outcomes import failure, timeout_ms_of
+from worker.process import ExecutorDied, ExecutorProcess, ExecutorTimeout
+
+__all__ = ["ExecutorDied", "ExecutorPool", "ExecutorProcess", "ExecutorTimeout", "Outcome"]
+
+log = logging.getLogger("wesfarm.executors")
+
+MIN_CHUNK, MAX_CHUNK = 8, 256
+
+
+@dataclass
+class Outcome:
+    """Wire results in job order; `retry` marks jobs that failed for a transient reason."""
+
+    results: list[dict[str, Any]]
+    retry: list[bool] = field(default_factory=list)
+
+
+class ExecutorPool:
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        size: int | None = None,
+        metrics: FarmMetrics | None = None,
+        worker_name: str = "",
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or FarmMetrics()
+        self.worker_name = worker_name
+        self.schedule = settings.fees.version
+        self.init = {
+            "op": "init",
+            "settings": settings.model_dump(mode="json"),
+            "redis_url": redis_url,
+        }
+        self.executors = [
+            ExecutorProcess(i, self._on_lost) for i in range(size or settings.executors)
+        ]
+        # LIFO: the executor that just answered is hot (caches, scheduler); others may sleep.
+        self.idle: asyncio.LifoQueue[tuple[ExecutorProcess, int]] = asyncio.LifoQueue()
+        self.closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def pids(self) -> list[int]:
+        return [ex.pid for ex in self.executors if ex.alive and ex.pid is not None]
+
+    async def start(self) -> None:
+        """Start every executor; fail only if none starts (the rest keep retrying)."""
+        outcomes = await asyncio.gather(
+            *(ex.start(self.init) for ex in self.executors), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if len(errors) == len(self.executors):
+            await self.close()
+            raise RuntimeError(f"no executor started: {errors[0]}") from errors[0]
+        for ex, outcome in zip(self.executors, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("executor %d failed to start: %s", ex.index, outcome)
+                self._spawn_task(self._respawn(ex, "start_failed"))
+            else:
+                self._ready(ex)
+
+    def _ready(self, ex: ExecutorProcess) -> None:
+        self.metrics.executors.inc()
+        self.idle.put_nowait((ex, ex.generation))
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_lost(self, ex: ExecutorProcess) -> None:
+        self.metrics.executors.dec()
+        if not self.closing:
+            self._spawn_task(self._respawn(ex, ex.lost_reason))
+
+    async def _respawn(self, ex: ExecutorProcess, reason: str) -> None:
+        how = await ex.reap()
+        if not self.closing:
+            log.warning("executor %d (pid %s) %s; restarting", ex.index, ex.pid, how)
+        delay = 0.1
+        while not self.closing:
+            try:
+                await ex.start(self.init)
+            except Exception as exc:
+                log.error("executor %d restart failed: %s", ex.index, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self.closing:
+                ex.kill()
+                return
+            self.metrics.restarts.labels(reason=reason).inc()
+            self._ready(ex)
+            return
+
+    async def _acquire(self) -> ExecutorProcess:
+        while True:
+            ex, generation = await self.idle.get()
+            if ex.alive and ex.generation == generation:
+                return ex
+
+    def _release(self, ex: ExecutorProcess) -> None:
+        if ex.alive:
+            self.idle.put_nowait((ex, ex.generation))
+
+    async def call(self, message: dict[str, Any], budget_s: float) -> dict[str, Any]:
+        """Run one op on an idle executor (ping, metrics, test hooks). Hard limits apply."""
+        ex = await self._acquire()
+        try:
+            reply = await ex.request(message, budget_s)
+        except ExecutorTimeout:
+            self.metrics.timeouts.inc()
+            ex.kill("timeout")
+            raise
+        except asyncio.CancelledError:
+            ex.kill("cancelled")
+            raise
+        self._release(ex)
+        return reply
+
+    def _budget_s(self, jobs: list[Any]) -> float:
+        s = self.settings
+        total_ms = sum(
+            timeout_ms_of(j, s.default_timeout_ms, s.limits.max_timeout_ms) for j in jobs
+        )
+        return (total_ms + s.executor_grace_ms) / 1000
+
+    async def execute(self, jobs: list[Any], deadline: float | None = None) -> Outcome:
+        """Run jobs (raw maps) over the idle executors; results in job order.
+
+        `deadline` (event-loop time) caps every wait and hard limit, so the caller
+        (an arq job with its own timeout) always gets results: txs that could not
+        finish by then end as `timeout`.
+        """
+        if not jobs:
+            return Outcome([], [])
+        n = len(jobs)
+        parts = max(1, min(len(self.executors), math.ceil(n / MIN_CHUNK)), math.ceil(n / MAX_CHUNK))
+        size = math.ceil(n / parts)
+        if size >= n:
+            return await self._execute_chunk(jobs, deadline)
+        chunks = [jobs[i : i + size] for i in range(0, n, size)]
+        outcomes = await asyncio.gather(*(self._execute_chunk(c, deadline) for c in chunks))
+        return Outcome(
+            [r for o in outcomes for r in o.results], [f for o in outcomes for f in o.retry]
+        )
+
+    async def _execute_chunk(self, jobs: list[Any], deadline: float | None = None) -> Outcome:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                ex = await self._acquire()
+        except TimeoutError:
+            msg = "no executor became free before the job's deadline"
+            return self._failed(jobs, "timeout", "no_executor", msg)
+        budget = self._budget_s(jobs)
+        if deadline is not None:
+            budget = max(0.0, min(budget, deadline - loop.time()))
+        started = loop.time()
+        self.metrics.inflight.inc(len(jobs))
+        try:
+            reply = await ex.request({"op": "execute", "jobs": jobs}, budget)
+        except ExecutorTimeout:
+            self.metrics.timeouts.inc()
+            ex.kill("timeout")
+            limit = round(budget * 1000)
+            msg = f"executor did not answer within {limit} ms; it was killed and restarted"
+            return self._failed(jobs, "timeout", "executor_timeout", msg)
+        except ExecutorDied:
+            how = await ex.reap()
+            if len(jobs) > 1:  # find the tx that kills executors: re-run one at a time
+                log.warning(
+                    "executor died (%s) during %d txs; re-running them singly", how, len(jobs)
+                )
+                singles = await asyncio.gather(*(self._execute_chunk([j], deadline) for j in jobs))
+                return Outcome([s.results[0] for s in singles], [s.retry[0] for s in singles])
+            msg = f"executor process died while running this transaction: {how}"
+            return self._failed(jobs, "error", "executor_died", msg)
+        except asyncio.CancelledError:
+            ex.kill("cancelled")  # its reply would be stale: never reuse it
+            raise
+        finally:
+            self.metrics.inflight.dec(len(jobs))
+            self.metrics.latency.observe(loop.time() - started)
+        self._release(ex)
+        results = reply.get("results")
+        if "error" in reply or not isinstance(results, list) or len(results) != len(jobs):
+            msg = str(reply.get("error", "malformed executor reply"))
+            return self._failed(jobs, "error", "executor_error", msg)
+        delta = reply.get("metrics")
+        if isinstance(delta, dict):
+            self.metrics.engine_delta(delta)
+        retry = {i for i in reply.get("retry", ()) if isinstance(i, int)}
+        return Outcome(results, [i in retry for i in range(len(jobs))])
+
+    def _failed(self, jobs: list[Any], status: str, kind: str, message: str) -> Outcome:
+        results = [
+            failure(j, status, kind, message, self.schedule, self.worker_name).to_wire()
+            for j in jobs
+        ]
+        return Outcome(results, [False] * len(jobs))
+
+    async def close(self) -> None:
+        """Stop every executor: close its pipe (it exits), kill what lingers."""
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for ex in self.executors:
+            if ex.alive and ex.sock is not None and ex.loop is not None:
+                ex.loop.remove_reader(ex.sock.fileno())
+                ex.sock.close()
+                ex.alive = False
+                if ex.started:
+                    ex.started = False
+                    self.metrics.executors.dec()
+                fut, ex.pending = ex.pending, None
+                if fut is not None and not fut.done():
+                    fut.set_exception(ExecutorDied("the worker is shutting down"))
+        for ex in self.executors:
+            if ex.proc is not None and ex.proc.poll() is None:
+                try:
+                    await asyncio.to_thread(ex.proc.wait, 5.0)
+                except subprocess.TimeoutExpired:
+                    ex.proc.kill()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        await asyncio.to_thread(ex.proc.wait, 5.0)

@@ -1,0 +1,232 @@
+"""arq job functions: `execute` (one job map -> one result) and `execute_batch`
+(a list of job maps -> results in the same order), plus the start-up/shutdown hooks.
+
+Every tx ends as a Result written once under its tx id (worker/results.py). A tx
+whose result already exists (a second delivery) is not executed again: the stored
+result is returned. Bad input never raises out of a job: it becomes an `invalid`
+Result (the engine validates job maps; the worker checks the arq arguments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from arq import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from config import Settings
+from engine.model import MAX_TX_ID_BYTES
+from worker.executors import ExecutorPool
+from worker.keys import Keys
+from worker.metrics import FarmMetrics
+from worker.outcomes import failure, tx_id_of
+from worker.results import ResultWriter
+from worker.settings import BATCH_JOB_PREFIX, FN_BATCH, FN_EXECUTE, FN_REJECT, MAX_TRIES
+
+log = logging.getLogger("wesfarm.worker")
+RETRY_DEFER_S = 1.0
+DEADLINE_MARGIN_S = 1.0  # time left to write results before arq's job timeout
+
+Ctx = dict[str, Any]
+
+
+@dataclass
+class Farm:
+    settings: Settings
+    pool: ExecutorPool
+    writer: ResultWriter
+    metrics: FarmMetrics
+    name: str
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def startup(ctx: Ctx) -> None:
+    settings: Settings = ctx["settings"]
+    metrics: FarmMetrics = ctx.get("metrics") or FarmMetrics()
+    name = worker_name()
+    pool = ExecutorPool(settings, ctx["redis_url"], metrics=metrics, worker_name=name)
+    await pool.start()
+    writer = ResultWriter(ctx["redis"], Keys(settings.key_prefix))
+    ctx["farm"] = Farm(settings, pool, writer, metrics, name)
+    log.info("worker %s ready: %d executors, queue %s", name, len(pool.pids()), settings.queue_name)
+
+
+async def shutdown(ctx: Ctx) -> None:
+    farm: Farm | None = ctx.get("farm")
+    if farm is not None:
+        await farm.pool.close()
+        log.info("worker %s stopped its executors", farm.name)
+
+
+def _observe_queue_wait(farm: Farm, ctx: Ctx) -> None:
+    enqueued = ctx.get("enqueue_time")
+    if enqueued is not None:
+        farm.metrics.queue_wait.observe(max(0.0, time.time() - enqueued.timestamp()))
+
+
+async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[Any]]) -> Any:
+    farm: Farm = ctx["farm"]
+    _observe_queue_wait(farm, ctx)
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        value = await body(farm)
+        outcome = "ok"
+        return value
+    except Retry:
+        outcome = "retry"
+        raise
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        outcome = "retry"
+        log.warning("%s %s: redis unavailable (%s); retrying", name, ctx.get("job_id"), exc)
+        raise Retry(defer=RETRY_DEFER_S) from exc
+    finally:
+        farm.metrics.jobs.labels(function=name, status=outcome).inc()
+        farm.metrics.job_latency.labels(function=name).observe(time.perf_counter() - started)
+
+
+async def _run(
+    farm: Farm, ctx: Ctx, raws: list[Any], ids: list[str | None], precheck: bool = True
+) -> list[dict[str, Any]]:
+    """Results for `raws` in order, stored under `ids[i]` (None: not stored).
+
+    With `precheck`, txs that already have a result are not run again (a batch
+    delivered twice). Without it a redelivered tx runs again, harmlessly: execution
+    is pure and the write-once script hands back the first result. That saves a
+    Redis round trip per single-tx job, where redelivery is rare.
+    """
+    out: list[dict[str, Any] | None] = (
+        list(await farm.writer.existing(ids)) if precheck else [None] * len(raws)
+    )
+    todo = [i for i, stored in enumerate(out) if stored is None]
+    if len(todo) < len(raws):
+        farm.metrics.duplicates.inc(len(raws) - len(todo))
+    if not todo:
+        return [r for r in out if r is not None]
+    # Finish (with `timeout` results if need be) before arq's own job timeout would
+    # cancel the job and leave its txs without any result.
+    deadline = asyncio.get_running_loop().time() + farm.settings.job_timeout_s - DEADLINE_MARGIN_S
+    outcome = await farm.pool.execute([raws[i] for i in todo], deadline)
+    last_try = int(ctx.get("job_try", 1)) >= MAX_TRIES
+    retry = False
+    to_write: list[tuple[int, dict[str, Any]]] = []
+    for i, result, transient in zip(todo, outcome.results, outcome.retry, strict=True):
+        if not result.get("worker"):
+            result["worker"] = farm.name
+        out[i] = result
+        if transient and not last_try:
+            retry = True  # a Redis failure, not a verdict: do not store it
+        elif ids[i]:
+            result["tx_id"] = ids[i]
+            to_write.append((i, result))
+        else:
+            log.warning("job %s: a result with no usable tx id is not stored", ctx.get("job_id"))
+    stored = await _store(farm, [r for _, r in to_write])
+    for (i, _), result in zip(to_write, stored, strict=True):
+        out[i] = result
+    if retry:
+        raise Retry(defer=RETRY_DEFER_S)
+    return [r for r in out if r is not None]
+
+
+async def _store(farm: Farm, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write results once each; count the new ones; the stored (first) results back."""
+    written = await farm.writer.write(results)
+    for w in written:
+        if w.created:
+            farm.metrics.txs.labels(status=w.result["status"]).inc()
+            farm.metrics.fee_used.inc(int(w.result["fee"]["used"]))
+        else:
+            farm.metrics.duplicates.inc()
+    return [w.result for w in written]
+
+
+def _bad_arguments(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    return f"{what} takes exactly one argument, got {len(args)} positional" + (
+        f" and keyword arguments {sorted(map(str, kwargs))}" if kwargs else ""
+    )
+
+
+async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One job map -> its Result (wire map); the job id is the tx id."""
+
+    async def body(farm: Farm) -> dict[str, Any]:
+        job_id = str(ctx["job_id"])
+        if len(args) != 1 or kwargs:
+            message = _bad_arguments("execute", args, kwargs)
+            bad = failure(
+                None,
+                "invalid",
+                "malformed_job",
+                message,
+                farm.settings.fees.version,
+                farm.name,
+                tx_id=job_id,
+            )
+            return (await _store(farm, [bad.to_wire()]))[0]
+        fallback = job_id if len(job_id.encode()) <= MAX_TX_ID_BYTES else None
+        [result] = await _run(farm, ctx, [args[0]], [tx_id_of(args[0]) or fallback], precheck=False)
+        return result
+
+    result: dict[str, Any] = await _instrumented(FN_EXECUTE, ctx, body)
+    return result
+
+
+async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """A list of job maps -> their Results in the same order (each stored under its tx id)."""
+
+    async def body(farm: Farm) -> list[dict[str, Any]]:
+        if len(args) != 1 or kwargs or not isinstance(args[0], list):
+            message = _bad_arguments("execute_batch", args, kwargs)
+            if len(args) == 1 and not kwargs:
+                message = f"execute_batch takes a list of job maps, got {type(args[0]).__name__}"
+            log.warning("batch %s rejected: %s", ctx.get("job_id"), message)
+            bad = failure(
+                None,
+                "invalid",
+                "malformed_batch",
+                message,
+                farm.settings.fees.version,
+                farm.name,
+                tx_id=str(ctx["job_id"]),
+            )
+            return [bad.to_wire()]
+        raws: list[Any] = args[0]
+        return await _run(farm, ctx, raws, [tx_id_of(raw) for raw in raws])
+
+    results: list[dict[str, Any]] = await _instrumented(FN_BATCH, ctx, body)
+    return results
+
+
+async def reject_payload(ctx: Ctx, reason: str) -> dict[str, Any]:
+    """Stands in for a job whose arq payload could not be decoded (see worker/settings.py)."""
+
+    async def body(farm: Farm) -> dict[str, Any]:
+        job_id = str(ctx["job_id"])
+        log.warning("job %s: undecodable payload: %s", job_id, reason)
+        bad = failure(
+            None,
+            "invalid",
+            "malformed_payload",
+            str(reason),
+            farm.settings.fees.version,
+            farm.name,
+            tx_id=job_id,
+        )
+        if job_id.startswith(BATCH_JOB_PREFIX) or len(job_id.encode()) > MAX_TX_ID_BYTES:
+            return bad.to_wire()  # no tx id to store it under
+        return (await _store(farm, [bad.to_wire()]))[0]
+
+    result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body)
+    return result

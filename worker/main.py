@@ -1,0 +1,42 @@
+"""Run one wesfarm worker: an arq Worker on uvloop, its executors and its metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import disable_created_metrics
+
+from config import Settings
+from worker.metrics import FarmMetrics
+from worker.settings import worker_kwargs
+
+log = logging.getLogger("wesfarm.worker")
+
+
+def run_worker(settings: Settings, redis_url: str, burst: bool = False) -> int:
+    """Blocks until the worker stops (SIGTERM/SIGINT drain, or an empty queue in burst mode)."""
+    import uvloop
+    from arq.worker import Worker
+
+    # arq's Worker captures the event loop in its constructor: uvloop must be current first.
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every series
+    metrics = FarmMetrics()
+    metrics.serve(settings.metrics_port)
+    if settings.metrics_port:
+        log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+    worker = Worker(**worker_kwargs(settings, redis_url, burst, ctx={"metrics": metrics}))
+    try:
+        worker.run()
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    log.info(
+        "worker done: %d jobs complete, %d failed, %d retried",
+        worker.jobs_complete,
+        worker.jobs_failed,
+        worker.jobs_retried,
+    )
+    return 0

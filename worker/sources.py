@@ -1,0 +1,81 @@
+"""StateView and CodeSource over a synchronous redis-py client (used inside executors).
+
+Reads follow worker/keys.py: `{p}:state:{address}` is a hash, field = key bytes,
+value = msgpack `[value, version]`; `{p}:addr:{address}` holds the sha256 hex of
+the deployed code; `{p}:code:{sha256}` the module bytes.
+
+A Redis failure must not become a consensus result: the view records it in
+`failure` (the engine turns the raised exception into an `error` Result) and the
+executor reports the job as retryable instead, so the worker retries it later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+
+from engine.model import unpack
+from worker.keys import Keys
+
+
+class RedisSources:
+    """Both protocols at once: `get` (StateView), `code_hash` and `code` (CodeSource)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        on_code_fetch: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.on_code_fetch = on_code_fetch
+        self.failure: str | None = None
+        # Addresses are immutable once deployed: cache positive answers forever.
+        # A miss is never cached (the contract may be deployed a moment later).
+        self._hashes: dict[str, str] = {}
+
+    def reset(self) -> None:
+        self.failure = None
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self.failure = f"redis error while reading {what}: {exc}"
+
+    def get(self, contract: str, key: bytes) -> tuple[bytes, int] | None:
+        try:
+            packed = self.client.hget(self.keys.state(contract), key)  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            self._fail("state", exc)
+            raise
+        if packed is None:
+            return None
+        value, version = unpack(packed)  # type: ignore[arg-type]
+        return bytes(value), int(version)
+
+    def code_hash(self, address: str) -> str | None:
+        cached = self._hashes.get(address)
+        if cached is not None:
+            return cached
+        try:
+            raw = self.client.get(self.keys.address(address))
+        except redis.RedisError as exc:
+            self._fail("an address", exc)
+            raise
+        if raw is None:
+            return None
+        digest = raw.decode() if isinstance(raw, bytes) else str(raw)
+        self._hashes[address] = digest
+        return digest
+
+    def code(self, code_hash: str) -> bytes | None:
+        # Only called on a compile-cache miss: tell the parent a compile may follow,
+        # so its hard deadline allows for it.
+        if self.on_code_fetch is not None:
+            self.on_code_fetch(code_hash)
+        try:
+            raw = self.client.get(self.keys.code(code_hash))
+        except redis.RedisError as exc:
+            self._fail("code", exc)
+            raise
+        return None if raw is None else bytes(raw)  # type: ignore[arg-type]
