@@ -35,6 +35,7 @@ def engine_knobs(settings: Settings) -> dict[str, Any]:
         "opt_level": settings.opt_level,
         "pooling": settings.pooling_allocator,
         "memory_reservation": "wasmtime-default",
+        "memory_may_move": False,
         "max_wasm_stack": settings.limits.max_wasm_stack_bytes,
         "max_memory_pages": settings.limits.max_memory_pages,
         "fee_schedule": settings.fees.version,
@@ -70,6 +71,7 @@ def build_config(settings: Settings) -> wasmtime.Config:
     cfg.wasm_multi_value = True
     cfg.max_wasm_stack = settings.limits.max_wasm_stack_bytes
     cfg.cranelift_opt_level = settings.opt_level
+    cfg.memory_may_move = False  # host functions cache the linear memory's base address
     cfg.parallel_compilation = True  # executors are spawned, never forked
     if settings.compiler == "winch":
         raw.config_strategy_set(cfg.ptr(), raw.STRATEGY_WINCH)
@@ -164,6 +166,11 @@ def _host_secret(directory: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        info = path.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise RuntimeError(f"{path} is readable or owned by others (mode "
+                               f"{info.st_mode & 0o777:o}): refusing it as the artifact key; "
+                               "remove it or set cache_secret") from None
         for _ in range(100):  # another process may be writing it right now
             key = path.read_bytes()
             if len(key) == 32:

@@ -30,8 +30,9 @@ class Execution:
 
     __slots__ = (
         "address", "caller", "ctx", "denied", "events", "fee_price", "fuel_cell", "fuel_granted",
-        "fuel_ref", "input", "job", "limits", "logs", "mem_ref", "memory", "meter",
-        "pages_charged", "pending", "read_set", "return_data", "schedule", "state", "writes",
+        "fuel_ref", "input", "job", "limits", "logs", "mem_base", "mem_ref", "mem_size", "memory",
+        "meter", "pages_charged", "pending", "read_set", "return_data", "schedule", "state",
+        "writes",
     )
 
     def __init__(
@@ -57,6 +58,8 @@ class Execution:
         self.ctx: int = 0
         self.memory: raw.Memory | None = None
         self.mem_ref: Any = None
+        self.mem_base = 0
+        self.mem_size = 0
         self.fuel_cell = c_uint64()
         self.fuel_ref = ctypes.byref(self.fuel_cell)
         self.pending: BaseException | None = None
@@ -66,21 +69,46 @@ class Execution:
         self.read_set: dict[bytes, int] = {}
         self.writes: dict[bytes, bytes | None] = {}
 
+    def attach(self, ctx: int, memory: raw.Memory) -> None:
+        """Bind to the instance's store and memory. Memory never moves (the engine sets
+        memory_may_move off) and never shrinks, so its base is fixed and a cached size
+        is a safe lower bound: only an access past it needs to ask wasmtime again."""
+        self.ctx, self.memory = ctx, memory
+        self.mem_ref = ctypes.byref(memory)
+        self.mem_base = raw.memory_data(ctx, self.mem_ref)
+        self.mem_size = raw.memory_data_size(ctx, self.mem_ref)
+
     # -- fuel: one budget with the meter -------------------------------------------------
+
+    def enter(self, base: int, name: str) -> None:
+        """A host call begins: charge instructions run since the last grant, then the
+        call's base price (fused: this runs on every crossing)."""
+        ctx = self.ctx
+        if raw.context_get_fuel(ctx, self.fuel_ref):
+            raise InternalError("wasmtime refused get_fuel")
+        left = self.fuel_cell.value
+        spent = (self.fuel_granted - left) * self.fee_price
+        self.fuel_granted = left
+        meter = self.meter
+        if spent + base <= meter.limit - meter.used:
+            meter.used += spent + base
+            breakdown = meter.breakdown
+            breakdown["instructions"] += spent
+            breakdown["host_calls"] += base
+        else:
+            meter.consume(spent, "instructions")
+            meter.consume(base, "host_calls", name)
 
     def grant_fuel(self, ctx: int) -> None:
         """Give wasm the budget left, as fuel."""
-        self.fuel_granted = self.meter.left // self.fee_price
-        err = raw.context_set_fuel(ctx, self.fuel_granted)
-        if err:
-            raw.error_delete(err)
+        meter = self.meter
+        self.fuel_granted = (meter.limit - meter.used) // self.fee_price
+        if raw.context_set_fuel(ctx, self.fuel_granted):
             raise InternalError("wasmtime refused set_fuel")
 
     def settle_fuel(self, ctx: int) -> None:
         """Charge the instructions run since the last grant."""
-        err = raw.context_get_fuel(ctx, self.fuel_ref)
-        if err:
-            raw.error_delete(err)
+        if raw.context_get_fuel(ctx, self.fuel_ref):
             raise InternalError("wasmtime refused get_fuel")
         left = self.fuel_cell.value
         spent = self.fuel_granted - left
@@ -98,25 +126,23 @@ class Execution:
 
     # -- linear memory, bounds-checked as unsigned offsets ------------------------------
 
-    def read(self, ptr: int, length: int, what: str) -> bytes:
-        ctx, mem = self.ctx, self.mem_ref
-        size = raw.memory_data_size(ctx, mem)
-        if size > self.pages_charged * PAGE:
-            self.charge_growth(size)
-        if ptr + length > size:
-            raise ContractTrap(f"wes.{what}: bytes {ptr}..{ptr + length} are outside memory",
+    def _check(self, ptr: int, end: int, what: str) -> None:
+        """Slow path: the access passes the cached size; ask again (charging growth)."""
+        self.mem_size = raw.memory_data_size(self.ctx, self.mem_ref)
+        self.charge_growth(self.mem_size)
+        if end > self.mem_size:
+            raise ContractTrap(f"wes.{what}: bytes {ptr}..{end} are outside memory",
                                "memory_out_of_bounds")
-        return _string_at(raw.memory_data(ctx, mem) + ptr, length)
+
+    def read(self, ptr: int, length: int, what: str) -> bytes:
+        if ptr + length > self.mem_size:
+            self._check(ptr, ptr + length, what)
+        return _string_at(self.mem_base + ptr, length)
 
     def write(self, ptr: int, data: bytes, what: str) -> None:
-        ctx, mem = self.ctx, self.mem_ref
-        size = raw.memory_data_size(ctx, mem)
-        if size > self.pages_charged * PAGE:
-            self.charge_growth(size)
-        if ptr + len(data) > size:
-            raise ContractTrap(f"wes.{what}: bytes {ptr}..{ptr + len(data)} are outside memory",
-                               "memory_out_of_bounds")
-        _memmove(raw.memory_data(ctx, mem) + ptr, data, len(data))
+        if ptr + len(data) > self.mem_size:
+            self._check(ptr, ptr + len(data), what)
+        _memmove(self.mem_base + ptr, data, len(data))
 
     # -- storage: buffered writes, versioned reads ---------------------------------------
 

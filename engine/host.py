@@ -1,7 +1,8 @@
 """Host ABI 1 (ABI.md): every `wes.*` function, its type, its capability and its price.
 
 Each function takes the Execution and its arguments as unsigned Python ints and
-charges before it does its work. It raises ExecutionError subclasses; the
+charges before it does its work (the trampoline has already charged the call's base
+price and the instructions run before it). It raises ExecutionError subclasses; the
 trampoline turns them into traps and keeps them for the result.
 """
 
@@ -29,10 +30,6 @@ class HostSpec:
     impl: Callable[..., int | None]
 
 
-def _base(ex: Execution, name: str) -> None:
-    ex.meter.consume(ex.schedule.host_call, "host_calls", f"wes.{name}")
-
-
 def _out(ex: Execution, n: int, name: str) -> None:
     """Charge n bytes leaving wasm memory for the host."""
     ex.meter.consume(n * ex.schedule.byte_out, "io_bytes", f"wes.{name}")
@@ -49,32 +46,27 @@ def _check_len(n: int, limit: int, what: str) -> None:
 
 
 def input_size(ex: Execution) -> int:
-    _base(ex, "input_size")
     return len(ex.input)
 
 
 def input_read(ex: Execution, dst: int) -> None:
-    _base(ex, "input_read")
     _in(ex, len(ex.input), "input_read")
     ex.write(dst, ex.input, "input_read")
 
 
 def return_data(ex: Execution, ptr: int, length: int) -> None:
-    _base(ex, "return_data")
     _check_len(length, ex.limits.max_return_bytes, "wes.return_data: return data")
     _out(ex, length, "return_data")
     ex.return_data = ex.read(ptr, length, "return_data")
 
 
 def revert(ex: Execution, ptr: int, length: int) -> None:
-    _base(ex, "revert")
     _check_len(length, ex.limits.max_return_bytes, "wes.revert: message")
     _out(ex, length, "revert")
     raise Reverted(ex.read(ptr, length, "revert"))
 
 
 def log(ex: Execution, ptr: int, length: int) -> None:
-    _base(ex, "log")
     _out(ex, length, "log")
     line = ex.read(ptr, length, "log")
     # Bounded, deterministically: lines past the count are dropped, long lines cut.
@@ -84,7 +76,6 @@ def log(ex: Execution, ptr: int, length: int) -> None:
 
 def emit_event(ex: Execution, topic_ptr: int, topic_len: int, data_ptr: int,
                data_len: int) -> None:
-    _base(ex, "emit_event")
     _check_len(topic_len, ex.limits.max_event_topic_bytes, "wes.emit_event: topic")
     _check_len(data_len, ex.limits.max_event_data_bytes, "wes.emit_event: data")
     if len(ex.events) >= ex.limits.max_events:
@@ -96,7 +87,6 @@ def emit_event(ex: Execution, topic_ptr: int, topic_len: int, data_ptr: int,
 
 
 def storage_read(ex: Execution, key_ptr: int, key_len: int, dst: int, dst_cap: int) -> int:
-    _base(ex, "storage_read")
     _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_read: key")
     sched = ex.schedule
     ex.meter.consume(sched.storage_read + key_len * sched.storage_read_byte, "storage_read",
@@ -112,7 +102,6 @@ def storage_read(ex: Execution, key_ptr: int, key_len: int, dst: int, dst_cap: i
 
 
 def storage_write(ex: Execution, key_ptr: int, key_len: int, val_ptr: int, val_len: int) -> None:
-    _base(ex, "storage_write")
     _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_write: key")
     _check_len(val_len, ex.limits.max_value_bytes, "wes.storage_write: value")
     sched = ex.schedule
@@ -123,7 +112,6 @@ def storage_write(ex: Execution, key_ptr: int, key_len: int, val_ptr: int, val_l
 
 
 def storage_remove(ex: Execution, key_ptr: int, key_len: int) -> None:
-    _base(ex, "storage_remove")
     _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_remove: key")
     sched = ex.schedule
     ex.meter.consume(sched.storage_write + key_len * sched.storage_write_byte,
@@ -132,37 +120,31 @@ def storage_remove(ex: Execution, key_ptr: int, key_len: int) -> None:
 
 
 def caller(ex: Execution, dst: int) -> int:
-    _base(ex, "caller")
     _in(ex, len(ex.caller), "caller")
     ex.write(dst, ex.caller, "caller")
     return len(ex.caller)
 
 
 def self_address(ex: Execution, dst: int) -> int:
-    _base(ex, "self_address")
     _in(ex, len(ex.address), "self_address")
     ex.write(dst, ex.address, "self_address")
     return len(ex.address)
 
 
 def block_height(ex: Execution) -> int:
-    _base(ex, "block_height")
     return ex.job.context.block_height & 0xFFFFFFFFFFFFFFFF
 
 
 def block_time(ex: Execution) -> int:
-    _base(ex, "block_time")
     return ex.job.context.block_time & 0xFFFFFFFFFFFFFFFF
 
 
 def fee_left(ex: Execution) -> int:
-    _base(ex, "fee_left")
     return ex.meter.left
 
 
 def _hash(ex: Execution, name: str, ptr: int, length: int, dst: int,
           digest: Callable[[bytes], bytes]) -> None:
-    _base(ex, name)
     ex.meter.consume(length * ex.schedule.hash_byte, "hashing", f"wes.{name}")
     ex.write(dst, digest(ex.read(ptr, length, name)), name)
 

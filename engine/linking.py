@@ -38,8 +38,9 @@ def _denied(spec: HostSpec) -> ContractTrap:
                         "capability_denied")
 
 
-def _raw_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., int]:
+def _raw_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Callable[..., int]:
     impl, cap, arity, result = spec.impl, spec.capability, len(spec.params), spec.results
+    name = f"wes.{spec.name}"
     message = f"wes.{spec.name} trapped"
 
     # The caller's context is the store's own (checked): ex.ctx serves, saving a crossing.
@@ -47,8 +48,7 @@ def _raw_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., int
         ex = holder.current
         try:
             assert ex is not None, "host call outside an execution"
-            ctx = ex.ctx
-            ex.settle_fuel(ctx)
+            ex.enter(base, name)
             if cap in ex.denied:
                 raise _denied(spec)
             if arity == 0:
@@ -66,7 +66,7 @@ def _raw_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., int
                 args[0] = value & 0xFFFFFFFF
                 if result[0] == I64:
                     args[1] = (value >> 32) & 0xFFFFFFFF
-            ex.grant_fuel(ctx)
+            ex.grant_fuel(ex.ctx)
             return 0
         except BaseException as exc:  # nothing may escape a ctypes callback
             if ex is not None:
@@ -76,20 +76,19 @@ def _raw_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., int
     return callback
 
 
-def _public_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., Any]:
+def _public_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Callable[..., Any]:
     impl, cap, result = spec.impl, spec.capability, spec.results
+    name = f"wes.{spec.name}"
 
     def callback(caller: wasmtime.Caller, *args: int) -> int | None:
         ex = holder.current
         assert ex is not None, "host call outside an execution"
         try:
-            ctx = ctypes.cast(caller._context(), ctypes.c_void_p).value or 0
-            ex.ctx = ctx
-            ex.settle_fuel(ctx)
+            ex.enter(base, name)
             if cap in ex.denied:
                 raise _denied(spec)
             value = impl(ex, *(a & 0xFFFFFFFF for a in args))
-            ex.grant_fuel(ctx)
+            ex.grant_fuel(ex.ctx)
         except BaseException as exc:
             ex.pending = exc
             raise
@@ -105,14 +104,15 @@ def _public_callback(spec: HostSpec, holder: CurrentExecution) -> Callable[..., 
 class HostLinker:
     """A Linker holding every `wes.*` function; keeps the callback thunks alive with it."""
 
-    def __init__(self, engine: wasmtime.Engine, holder: CurrentExecution, raw_calls: bool) -> None:
+    def __init__(self, engine: wasmtime.Engine, holder: CurrentExecution, raw_calls: bool,
+                 host_call_price: int) -> None:
         self.linker = wasmtime.Linker(engine)
         self._keep: list[object] = []
         for spec in HOST_FUNCTIONS.values():
             ty = wasmtime.FuncType([_VALTYPE[p] for p in spec.params],
                                    [_VALTYPE[r] for r in spec.results])
             if raw_calls:
-                thunk = raw.HOST_CALLBACK(_raw_callback(spec, holder))
+                thunk = raw.HOST_CALLBACK(_raw_callback(spec, holder, host_call_price))
                 name = spec.name.encode()
                 err = raw.linker_define_func_unchecked(
                     ctypes.cast(self.linker.ptr(), ctypes.c_void_p), b"wes", 3, name, len(name),
@@ -122,5 +122,5 @@ class HostLinker:
                     raise raw.take_error(err)
                 self._keep.extend((thunk, ty))
             else:
-                self.linker.define_func("wes", spec.name, ty, _public_callback(spec, holder),
-                                        access_caller=True)
+                callback = _public_callback(spec, holder, host_call_price)
+                self.linker.define_func("wes", spec.name, ty, callback, access_caller=True)

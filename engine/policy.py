@@ -247,6 +247,9 @@ def _summarize(
 def _check_code(s: _Reader, limits: PolicyLimits) -> None:
     for i in range(s.u32()):
         size = s.u32()
+        if s.pos + size > s.end:
+            raise InvalidJob(f"malformed module: function {i} body runs past its section",
+                             "bad_module")
         body = _Reader(s.data, s.pos, s.pos + size)
         s.pos += size
         total = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from engine import raw
-from engine.errors import InternalError
+from engine.errors import ContractTrap, ExecutionError, InternalError
 from engine.policy import ModuleInfo
 
 
@@ -79,12 +79,14 @@ class InstancePool:
             trap = raw.TrapPtr()
             err = raw.instance_pre_instantiate(pre, ctx, ctypes.byref(instance),
                                                ctypes.byref(trap))
-            if err or trap:
-                detail = str(raw.take_error(err)) if err else "trap"
-                if trap:
-                    wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
+            if trap:  # a segment out of bounds: the module's fault, not the engine's
+                trapped = wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
+                raise ContractTrap(f"instantiation trapped: {trapped.message.splitlines()[0]}",
+                                   "instantiation")
+            if err:
+                detail = str(raw.take_error(err)).splitlines()
                 raise InternalError(f"instantiating contract {contract.code_hash[:12]} failed: "
-                                    f"{detail.splitlines()[0] if detail else ''}")
+                                    f"{detail[0] if detail else ''}")
             item = raw.Extern()
             if not raw.instance_export_get(ctx, ctypes.byref(instance), b"memory", 6,
                                            ctypes.byref(item)):
@@ -112,10 +114,14 @@ class InstancePool:
     def refill(self, budget: int = 64) -> int:
         """Make up to `budget` warm instances, hottest contracts first."""
         made = 0
-        for contract in reversed(self.hot.values()):
+        for contract in list(reversed(self.hot.values())):
             need = min(self.per_contract - len(contract.warm), budget - made)
             if need > 0:
-                contract.warm.extend(self.instantiate(contract, need))
+                try:
+                    contract.warm.extend(self.instantiate(contract, need))
+                except ExecutionError:
+                    del self.hot[contract.code_hash]  # its jobs will report why
+                    continue
                 made += need
         return made
 

@@ -75,7 +75,7 @@ class WasmEngine:
         self.artifacts = ArtifactCache(settings.cache_dir, self.fingerprint,
                                        settings.cache_secret)
         self.slot = CurrentExecution()
-        self.linker = HostLinker(self.engine, self.slot, raw_calls)
+        self.linker = HostLinker(self.engine, self.slot, raw_calls, self.schedule.host_call)
         self.raw_calls = raw_calls
         self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
@@ -169,6 +169,10 @@ class WasmEngine:
 
     def execute(self, job: Job, state: StateView, codes: CodeSource) -> Result:
         started = time.perf_counter()
+        if not (type(job.fee_limit) is int and 0 < job.fee_limit <= self.limits.max_fee_limit):
+            return self._failed(job.tx_id, InvalidJob(
+                f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
+                "bad_fee_limit"), FeeMeter(0))
         meter = FeeMeter(job.fee_limit)
         try:
             contract = self._contract(job, codes)
@@ -208,8 +212,7 @@ class WasmEngine:
 
     def _call(self, ex: Execution, warm: WarmInstance, job: Job) -> None:
         ctx = warm.ctx
-        ex.ctx, ex.memory = ctx, warm.memory
-        ex.mem_ref = ctypes.byref(warm.memory)
+        ex.attach(ctx, warm.memory)
         func = warm.entry(job.function.encode())
         if func is None:
             raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
