@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.metadata
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ from config import Settings
 from engine import raw
 from engine.errors import InvalidJob, Rejected
 
-WASMTIME_VERSION = "50.0.1"
+WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 TAG_BYTES = 32
 PAGE = 65_536
 

@@ -274,9 +274,8 @@ class WasmEngine:
             limit = ex.job.timeout_ms or self.settings.default_timeout_ms
             raise Timeout(f"wall-clock deadline of {limit} ms passed", "deadline")
         self._settle_after_trap(ex)
-        first = message.splitlines()[0] if message else "trap"
         kind = TRAP_KINDS.get(code, "trap")
-        raise ContractTrap(f"wasm trap: {kind}: {first}", kind)
+        raise ContractTrap(f"wasm trap: {kind}: {_trap_cause(message)}", kind)
 
     def _failed(self, tx_id: str, exc: ExecutionError, meter: FeeMeter,
                 ex: Execution | None = None) -> Result:
@@ -307,6 +306,14 @@ class WasmEngine:
         self.ticker.stopped.set()
         self.pool.clear()
         self.compiled.clear()
+
+
+def _trap_cause(message: str) -> str:
+    """wasmtime's own words for the trap ("integer divide by zero"), not the backtrace."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "Caused by:" in lines and lines[-1] != "Caused by:":
+        return lines[lines.index("Caused by:") + 1].removeprefix("wasm trap: ")
+    return lines[0] if lines else "trap"
 
 
 def _as_execution_error(exc: BaseException) -> ExecutionError:
