@@ -7,6 +7,8 @@
 {p}:result:{tx_id}       msgpack Result, written once (SET NX)
 {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack)}
 {p}:block:{height}       msgpack commit record of a block
+{p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
+                         block commit resumable (producer/commit.py)
 """
 
 from __future__ import annotations
@@ -40,3 +42,6 @@ class Keys:
 
     def block(self, height: int) -> str:
         return f"{self.prefix}:block:{height}"
+
+    def block_applied(self, height: int) -> str:
+        return f"{self.prefix}:block:{height}:applied"
