@@ -1,0 +1,23 @@
+# The wesfarm worker image (also has the full `wesfarm` CLI).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml ./
+COPY config ./config
+COPY engine ./engine
+COPY worker ./worker
+COPY producer ./producer
+RUN pip install . \
+    && useradd --system --create-home --home-dir /home/wesfarm wesfarm \
+    && mkdir -p /var/cache/wesfarm \
+    && chown wesfarm /var/cache/wesfarm
+
+USER wesfarm
+ENV WESFARM_CACHE_DIR=/var/cache/wesfarm
+EXPOSE 9464
+CMD ["wesfarm", "worker", "--metrics-port", "9464"]

@@ -1,0 +1,1 @@
+"""`wesfarm bench` and `wesfarm calibrate`: performance figures against same-run baselines."""

@@ -1,0 +1,383 @@
+"""FarmClient: the block builder's API to the farm (deploy, call, submit, wait, fees).
+
+Everything goes through Redis with the layout of worker/keys.py; jobs go through
+arq with the worker's msgpack (de)serializer, never pickle. Job ids follow the
+worker's contract (worker/settings.py): an `execute` job's id is its tx id; an
+`execute_batch` job's id is `batch:{prefix}:{n}:{digest of its tx ids}`. arq's job
+keys are global to a Redis database, so farms sharing one Redis (different key
+prefixes) must not reuse tx ids; reuse is detected and raised as JobIdTaken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix
+
+from config import Settings, load_settings
+from engine.errors import ExecutionError
+from engine.model import Context, Job, Mode, Result, unpack
+from producer.embedded_redis import DEFAULT_URL
+from producer.enqueue import FINISHED, JOB_TRY, ArqJob, PipelinedEnqueuer, batch_job_id, chunks
+from producer.model import (
+    DeployError,
+    Deployment,
+    FeeRecord,
+    JobIdTaken,
+    WaitTimeout,
+    fee_record,
+)
+from worker.keys import Keys
+from worker.settings import FN_BATCH, FN_EXECUTE, job_deserializer, job_serializer
+
+if TYPE_CHECKING:
+    from producer.commit import CommitReport
+
+__all__ = [
+    "DeployError", "Deployment", "FarmClient", "FeeRecord", "JobIdTaken", "WaitTimeout",
+]
+
+ProgressCallback = Callable[[int, int], None]
+MGET_CHUNK = 500
+
+
+class FarmClient:
+    """Async client. Use `async with FarmClient(settings) as farm:` or connect()/close()."""
+
+    def __init__(self, settings: Settings | None = None, redis_url: str | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.url = redis_url or self.settings.redis_url or DEFAULT_URL
+        self.keys = Keys(self.settings.key_prefix)
+        self.queue = self.settings.queue_name
+        self._redis: ArqRedis | None = None
+        self._enqueuer: PipelinedEnqueuer | None = None
+        self._engine: Any = None
+        self._engine_lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def connect(self) -> FarmClient:
+        if self._redis is None:
+            # The worker's own msgpack (de)serializer: never pickle, same bytes both sides.
+            self._redis = await create_pool(
+                RedisSettings.from_dsn(self.url),
+                job_serializer=job_serializer,
+                job_deserializer=job_deserializer,
+                default_queue_name=self.queue,
+            )
+            self._enqueuer = PipelinedEnqueuer(self._redis, self.queue, job_serializer)
+        return self
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def __aenter__(self) -> FarmClient:
+        return await self.connect()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def redis(self) -> ArqRedis:
+        if self._redis is None:
+            raise RuntimeError("FarmClient is not connected: use `async with` or connect()")
+        return self._redis
+
+    @property
+    def enqueuer(self) -> PipelinedEnqueuer:
+        if self._enqueuer is None:
+            raise RuntimeError("FarmClient is not connected: use `async with` or connect()")
+        return self._enqueuer
+
+    def engine(self) -> Any:
+        """The in-process engine (validation, precompile, re-execution), built on first use."""
+        if self._engine is None:
+            from engine import WasmEngine
+
+            self._engine = WasmEngine(self.settings)
+        return self._engine
+
+    # -- code ---------------------------------------------------------------------------------
+
+    async def deploy(
+        self, code: bytes, address: str, precompile: bool = False, deployer: str = ""
+    ) -> Deployment:
+        """Validate, store by sha256, bind address -> hash once. DeployError when refused.
+
+        A module exporting `init` has it run once, in-process, when the address is
+        first bound; its writes become the contract's initial committed state.
+        """
+        if not address or len(address.encode()) > 64:
+            raise DeployError("invalid", ["address must be 1..64 bytes"])
+        if self.keys.state(address) == self.keys.state_seq:
+            raise DeployError("invalid", [f"address {address!r} is reserved (state version key)"])
+        from producer.deploy import bind, validate_and_init
+
+        try:
+            init = await asyncio.to_thread(validate_and_init, self, code, address, deployer)
+        except ExecutionError as exc:
+            raise DeployError(exc.status, [exc.message]) from None
+        code_hash = hashlib.sha256(code).hexdigest()
+        created = await bind(self, code, code_hash, address, init)
+        precompiled = False
+        if precompile:
+            await asyncio.to_thread(self.engine_call, "precompile", code)
+            precompiled = True
+        return Deployment(address, code_hash, created, precompiled)
+
+    def engine_call(self, method: str, *args: Any) -> Any:
+        """Call the in-process engine (not thread-safe: one call at a time)."""
+        with self._engine_lock:
+            return getattr(self.engine(), method)(*args)
+
+    async def code_hash(self, address: str) -> str | None:
+        raw = await self.redis.get(self.keys.address(address))
+        return None if raw is None else raw.decode()
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def make_job(
+        self,
+        address: str,
+        function: str,
+        input: bytes = b"",
+        fee_limit: int | None = None,
+        mode: Mode = "call",
+        caller: str = "",
+        tx_id: str | None = None,
+        block_height: int = 0,
+        block_time: int = 0,
+    ) -> Job:
+        return Job(
+            tx_id=tx_id or f"call-{uuid.uuid4().hex}",
+            contract=address,
+            function=function,
+            input=input,
+            fee_limit=self.settings.default_fee_limit if fee_limit is None else fee_limit,
+            context=Context(caller=caller, block_height=block_height, block_time=block_time),
+            mode=mode,
+        )
+
+    async def enqueue(self, jobs: Sequence[Job]) -> None:
+        """One `execute` job per tx (job id = tx id), pipelined."""
+        arq_jobs = [ArqJob(j.tx_id, FN_EXECUTE, (j.to_wire(),)) for j in jobs]
+        await self._enqueue_checked(arq_jobs, [[j.tx_id] for j in jobs])
+
+    async def _enqueue_checked(self, arq_jobs: list[ArqJob], txs: list[list[str]]) -> None:
+        """Enqueue; fail loudly for a job arq will not run again whose txs have no result."""
+        flags = await self.enqueuer.enqueue(arq_jobs)
+        ran = [t for flag, group in zip(flags, txs, strict=True) if flag == FINISHED
+               for t in group]
+        if ran:
+            have = await self.have_results(ran)
+            lost = [t for t in ran if t not in have]
+            if lost:
+                raise JobIdTaken(lost, self.settings.key_prefix)
+
+    async def call(
+        self,
+        address: str,
+        function: str,
+        input: bytes = b"",
+        fee_limit: int | None = None,
+        mode: Mode = "call",
+        caller: str = "",
+        tx_id: str | None = None,
+        block_height: int = 0,
+        block_time: int = 0,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run one tx on the farm and wait for its Result (WaitTimeout if none comes)."""
+        job = self.make_job(
+            address, function, input, fee_limit, mode, caller, tx_id, block_height, block_time
+        )
+        queued = await self.redis.enqueue_job(
+            FN_EXECUTE, job.to_wire(), _job_id=job.tx_id, _queue_name=self.queue,
+            _job_try=JOB_TRY,
+        )
+        if (
+            queued is None
+            and not await self.redis.exists(job_key_prefix + job.tx_id)
+            and not await self.have_results([job.tx_id])
+        ):
+            raise JobIdTaken([job.tx_id], self.settings.key_prefix)
+        done = await self.wait([job.tx_id], timeout=timeout)
+        return done[job.tx_id]
+
+    async def submit_batch(
+        self, jobs: Sequence[Job], batch_size: int | None = None, skip_done: bool = False
+    ) -> list[str]:
+        """Enqueue `execute_batch` jobs of `batch_size` txs (1: `execute` per tx).
+
+        Returns the tx ids in order. `skip_done` leaves out txs that already have a
+        result (a block submitted again). Enqueuing the same batch twice is a no-op.
+        """
+        size = batch_size or self.settings.batch_size
+        if size <= 0:
+            raise ValueError("batch_size must be positive")
+        todo = list(jobs)
+        if skip_done and todo:
+            have = await self.have_results([j.tx_id for j in todo])
+            todo = [j for j in todo if j.tx_id not in have]
+        if size == 1:
+            await self.enqueue(todo)
+        else:
+            prefix = self.settings.key_prefix
+            groups = list(chunks(todo, size))
+            ids = [[j.tx_id for j in group] for group in groups]
+            arq_jobs = [
+                ArqJob(batch_job_id(prefix, tx_ids), FN_BATCH, ([j.to_wire() for j in group],))
+                for group, tx_ids in zip(groups, ids, strict=True)
+            ]
+            await self._enqueue_checked(arq_jobs, ids)
+        return [j.tx_id for j in jobs]
+
+    async def workers_alive(self) -> bool:
+        """Whether an arq worker on this queue reported health recently."""
+        from worker.settings import health_check_key
+
+        return bool(await self.redis.exists(health_check_key(self.settings)))
+
+    # -- results ------------------------------------------------------------------------------
+
+    async def results(self, tx_ids: Sequence[str]) -> dict[str, Result | None]:
+        """tx id -> Result (None while there is none), MGET in chunks."""
+        out: dict[str, Result | None] = {}
+        for group in chunks(list(tx_ids), MGET_CHUNK):
+            values = await self.redis.mget([self.keys.result(t) for t in group])
+            for tx_id, raw in zip(group, values, strict=True):
+                out[tx_id] = None if raw is None else Result.from_wire(unpack(raw))
+        return out
+
+    async def have_results(self, tx_ids: Sequence[str]) -> set[str]:
+        """The tx ids that already have a result (EXISTS, pipelined)."""
+        have: set[str] = set()
+        for group in chunks(list(tx_ids), MGET_CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tx_id in group:
+                    pipe.exists(self.keys.result(tx_id))
+                flags = await pipe.execute()
+            have.update(t for t, flag in zip(group, flags, strict=True) if flag)
+        return have
+
+    async def wait(
+        self,
+        tx_ids: Sequence[str],
+        timeout: float | None = None,
+        progress_cb: ProgressCallback | None = None,
+        seen: dict[str, float] | None = None,
+        block_ms: int = 100,
+        rescan_s: float = 2.0,
+    ) -> dict[str, Result]:
+        """Wait until every tx has a result; each result is fetched once, as it appears.
+
+        No busy polling: the worker adds a `{p}:fees` stream entry in the same atomic
+        step that stores a result, so the wait blocks on that stream (XREAD BLOCK) and
+        fetches just the results its new entries name. One MGET of everything pending
+        runs first and every `rescan_s` after (a safety net: a trimmed stream).
+        `progress_cb(done, total)` after each step that made progress; `seen[tx_id]`
+        gets the time.monotonic() at which the result was first seen.
+        """
+        order = list(dict.fromkeys(tx_ids))
+        pending = set(order)
+        done: dict[str, Result] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        async def collect(candidates: Sequence[str]) -> None:
+            found = await self.results(candidates)
+            now = time.monotonic()
+            new = 0
+            for tx_id, result in found.items():
+                if result is not None and tx_id in pending:
+                    pending.discard(tx_id)
+                    done[tx_id] = result
+                    new += 1
+                    if seen is not None:
+                        seen[tx_id] = now
+            if new and progress_cb is not None:
+                progress_cb(len(done), len(order))
+
+        last_id = await self._fee_stream_tip()  # before the first scan: nothing slips by
+        await collect(order)
+        next_scan = time.monotonic() + rescan_s
+        while pending:
+            now = time.monotonic()
+            wait_ms = block_ms
+            if deadline is not None:
+                if now >= deadline:
+                    raise WaitTimeout(done, [t for t in order if t in pending])
+                wait_ms = max(1, min(block_ms, int((deadline - now) * 1000)))
+            reply = await self.redis.xread({self.keys.fees: last_id}, count=10_000, block=wait_ms)
+            ready: list[str] = []
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id.decode()
+                    tx_id = fields.get(b"tx_id", b"").decode()
+                    if tx_id in pending:
+                        ready.append(tx_id)
+            if ready:
+                await collect(ready)
+            if pending and time.monotonic() >= next_scan:
+                await collect([t for t in order if t in pending])
+                next_scan = time.monotonic() + rescan_s
+        return done
+
+    async def _fee_stream_tip(self) -> str:
+        newest = await self.redis.xrevrange(self.keys.fees, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def fee_reports(
+        self,
+        tx_ids: Iterable[str] | None = None,
+        start: str = "-",
+        end: str = "+",
+        count: int | None = None,
+        page: int = 1_000,
+    ) -> list[FeeRecord]:
+        """Entries of the `{p}:fees` stream in order (only `tx_ids`' if given)."""
+        wanted = None if tx_ids is None else set(tx_ids)
+        out: list[FeeRecord] = []
+        cursor = start
+        exclusive = False
+        while count is None or len(out) < count:
+            lo = f"({cursor}" if exclusive else cursor
+            entries = await self.redis.xrange(self.keys.fees, min=lo, max=end, count=page)
+            for stream_id, fields in entries:
+                record = fee_record(stream_id, fields)
+                if wanted is None or record.tx_id in wanted:
+                    out.append(record)
+            if len(entries) < page:
+                break
+            cursor, exclusive = entries[-1][0].decode(), True
+        return out if count is None else out[:count]
+
+    async def state(self, address: str, key: bytes) -> tuple[bytes, int] | None:
+        """The committed (value, version) of one key, or None when absent."""
+        raw = await self.redis.hget(self.keys.state(address), key)  # type: ignore[arg-type, misc]
+        if raw is None:
+            return None
+        value, version = unpack(raw)
+        return bytes(value), int(version)
+
+    async def commit_block(
+        self, jobs: Sequence[Job], results: Mapping[str, Result], height: int
+    ) -> CommitReport:
+        """Apply a block's results in order (issue 4); see producer/commit.py."""
+        from producer.commit import commit_block
+
+        return await asyncio.to_thread(commit_block, self, jobs, results, height)

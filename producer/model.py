@@ -1,0 +1,68 @@
+"""The producer's value and error types (re-exported by producer.client)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.model import Result, unpack
+
+
+class DeployError(Exception):
+    """A deployment refused: `status` is rejected / invalid / conflict; `reasons` say why."""
+
+    def __init__(self, status: str, reasons: Sequence[str]) -> None:
+        super().__init__(f"{status}: " + "; ".join(reasons))
+        self.status = status
+        self.reasons = list(reasons)
+
+
+class WaitTimeout(TimeoutError):
+    """Not every tx had a result in time; `done` holds those that did."""
+
+    def __init__(self, done: dict[str, Result], missing: list[str]) -> None:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        super().__init__(f"{len(missing)} tx(s) without a result: {shown}")
+        self.done = done
+        self.missing = missing
+
+
+class JobIdTaken(RuntimeError):
+    """arq already ran a job with this id (it keeps results for an hour) but no result
+    exists under our key prefix: the tx id was used by another farm on this Redis."""
+
+    def __init__(self, tx_ids: list[str], prefix: str) -> None:
+        shown = ", ".join(tx_ids[:5]) + (" ..." if len(tx_ids) > 5 else "")
+        super().__init__(
+            f"{len(tx_ids)} tx id(s) already ran on this Redis but have no result under "
+            f"prefix {prefix!r}: {shown}; use fresh tx ids"
+        )
+        self.tx_ids = tx_ids
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    address: str
+    code_hash: str
+    created: bool  # False: this very code was already deployed at this address
+    precompiled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FeeRecord:
+    """One entry of the `{p}:fees` stream: exactly one per tx id."""
+
+    stream_id: str
+    tx_id: str
+    fee: dict[str, Any]
+    status: str = ""
+
+
+def fee_record(stream_id: bytes, fields: Mapping[bytes, bytes]) -> FeeRecord:
+    tx_id = fields.get(b"tx_id", b"").decode()
+    raw = fields.get(b"fee")
+    fee = unpack(raw) if raw is not None else {}
+    status = fields.get(b"status", b"").decode()
+    fee_map = fee if isinstance(fee, dict) else {"value": fee}
+    return FeeRecord(stream_id.decode(), tx_id, fee_map, status)
