@@ -50,21 +50,24 @@ class PolicyLimits(BaseModel):
 
 
 class FeePrices(BaseModel):
-    """The pricing schedule (fee units). Derived by `wesfarm calibrate`; see README."""
+    """The pricing schedule in fee units: 1 unit = 1 wasmtime fuel unit ≈ 0.044 ns here.
 
-    version: str = "wes-fee-1"
+    Derived by `wesfarm calibrate` so every workload class buys about the same wall
+    time per fee unit (docs/FEES.md)."""
+
+    version: str = "wes-fee-2"
     instruction: int = Field(1, gt=0, description="per unit of wasmtime fuel")
-    host_call: int = Field(200, ge=0)
-    byte_in: int = Field(2, ge=0, description="per byte copied from the host into wasm memory")
-    byte_out: int = Field(2, ge=0, description="per byte copied from wasm memory to the host")
-    storage_read: int = Field(2_000, ge=0)
-    storage_read_byte: int = Field(4, ge=0)
-    storage_write: int = Field(5_000, ge=0)
-    storage_write_byte: int = Field(40, ge=0)
-    event: int = Field(500, ge=0)
-    event_byte: int = Field(10, ge=0)
-    hash_byte: int = Field(6, ge=0)
-    memory_page: int = Field(5_000, ge=0, description="per 64 KiB page, initial or grown")
+    host_call: int = Field(35_000, ge=0)
+    byte_in: int = Field(1, ge=0, description="per byte copied from the host into wasm memory")
+    byte_out: int = Field(1, ge=0, description="per byte copied from wasm memory to the host")
+    storage_read: int = Field(19_000, ge=0)
+    storage_read_byte: int = Field(1, ge=0)
+    storage_write: int = Field(25_000, ge=0)
+    storage_write_byte: int = Field(2, ge=0)
+    event: int = Field(23_000, ge=0)
+    event_byte: int = Field(1, ge=0)
+    hash_byte: int = Field(110, ge=0)
+    memory_page: int = Field(360_000, ge=0, description="per 64 KiB page, initial or grown")
     table_element: int = Field(10, ge=0)
 
 
@@ -100,7 +103,7 @@ class Settings(BaseSettings):
     pooled_modules: int = Field(16, ge=0)
     epoch_tick_ms: int = Field(5, gt=0, le=1_000)
     default_timeout_ms: int = Field(2_000, gt=0)
-    default_fee_limit: int = Field(10_000_000, gt=0)
+    default_fee_limit: int = Field(250_000_000, gt=0)  # ≈ 10 ms
     denied_capabilities: dict[str, list[str]] = Field(default_factory=dict)
 
     limits: PolicyLimits = Field(default_factory=PolicyLimits)  # type: ignore[arg-type]

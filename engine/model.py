@@ -34,7 +34,7 @@ class Job:
     contract: str
     function: str
     input: bytes = b""
-    fee_limit: int = 10_000_000
+    fee_limit: int = 250_000_000
     context: Context = field(default_factory=Context)
     mode: Mode = "call"
     timeout_ms: int | None = None

@@ -43,7 +43,7 @@ class Tx:
     caller: str = ""
 
     def job(
-        self, height: int = 0, time_ms: int = 0, default_fee_limit: int = 10_000_000
+        self, height: int, time_ms: int, default_fee_limit: int
     ) -> Job:
         fee = self.fee_limit if self.fee_limit is not None else default_fee_limit
         return Job(

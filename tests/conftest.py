@@ -13,6 +13,20 @@ import pytest
 from config import Settings, load_settings
 from producer.embedded_redis import resolve_redis
 
+# The engine's mechanics are tested against one fixed schedule (the pre-calibration
+# prices), so expected fees stay exact whatever the calibrated defaults become; set
+# in the environment so worker subprocesses started by tests price alike.
+# tests/test_fee_defaults.py checks the shipped defaults themselves.
+TEST_FEES = {
+    "version": "wes-fee-test", "instruction": 1, "host_call": 200, "byte_in": 2,
+    "byte_out": 2, "storage_read": 2_000, "storage_read_byte": 4, "storage_write": 5_000,
+    "storage_write_byte": 40, "event": 500, "event_byte": 10, "hash_byte": 6,
+    "memory_page": 5_000, "table_element": 10,
+}
+for _name, _price in TEST_FEES.items():
+    os.environ[f"WESFARM_FEES__{_name.upper()}"] = str(_price)
+os.environ["WESFARM_DEFAULT_FEE_LIMIT"] = "10000000"
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "examples" / "contracts"
 

@@ -74,7 +74,7 @@ def test_breakdown_sums_to_used_for_every_status(
     wire = r.consensus_wire()["fee"]
     assert sum(wire["breakdown"].values()) == wire["used"]
     assert list(wire["breakdown"]) == sorted(CATEGORIES)
-    assert wire["limit"] == limit and wire["schedule"] == "wes-fee-1"
+    assert wire["limit"] == limit and wire["schedule"] == "wes-fee-test"
 
 
 def test_a_limit_below_the_cost_of_a_job_is_out_of_fee_at_every_step(chain: Chain) -> None:

@@ -36,7 +36,7 @@ def test_ok(chain: Chain) -> None:
     r = chain.run("counter", "incr")
     assert r.status == "ok" and r.error is None
     assert r.return_data == u64(1) and r.write_set == {b"count": u64(1)}
-    assert r.fee.schedule == "wes-fee-1" and r.fee.used > 0
+    assert r.fee.schedule == "wes-fee-test" and r.fee.used > 0
 
 
 def test_reverted_token_insufficient_funds(chain: Chain) -> None:

@@ -37,7 +37,7 @@ async def farm(redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator
 
 
 def result(tx_id: str, status: str = "ok", used: int = 10) -> Result:
-    return Result(tx_id, status, FeeReport(100, used, {"instructions": used}, "wes-fee-1"),
+    return Result(tx_id, status, FeeReport(100, used, {"instructions": used}, "wes-fee-test"),
                   return_data=b"\x01")
 
 

@@ -218,7 +218,7 @@ async def test_commit_reads_versions_of_values_of_every_size(farm: FarmClient, s
     client = redis.Redis.from_url(farm.url)
     version = write_genesis(client, farm.keys, "c", {b"k": b"\xab" * size})
     client.close()
-    fee = FeeReport(10, 1, {}, "wes-fee-1")
+    fee = FeeReport(10, 1, {}, "wes-fee-test")
     job = farm.make_job("c", "f", tx_id="syn")
     synthetic = Result("syn", "ok", fee, read_set={b"k": version},
                        write_set={b"k": b"\xcd" * size, b"gone": None})

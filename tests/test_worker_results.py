@@ -15,7 +15,7 @@ from worker.results import ResultWriter, fee_entries
 
 
 def _result(tx_id: str, status: str = "ok", used: int = 100, data: bytes = b"one") -> dict:
-    fee = FeeReport(limit=1_000, used=used, breakdown={"instructions": used}, schedule="wes-fee-1")
+    fee = FeeReport(limit=1_000, used=used, breakdown={"instructions": used}, schedule="test")
     return Result(tx_id=tx_id, status=status, fee=fee, return_data=data).to_wire()
 
 

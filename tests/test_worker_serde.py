@@ -38,3 +38,14 @@ def test_undecodable_payload_becomes_a_reject_call(payload: bytes, reason: str) 
     job = job_deserializer(payload)
     assert job["f"] == FN_REJECT and job["k"] == {}
     assert reason in job["a"][0]
+
+
+def test_a_job_enqueued_the_plain_arq_way_is_accepted() -> None:
+    """arq's enqueue_job writes no try count (t=None) until a worker picks the job up."""
+    from arq.jobs import serialize_job
+
+    from worker.settings import FN_EXECUTE
+
+    data = serialize_job(FN_EXECUTE, ({"tx_id": "t"},), {}, None, 1, serializer=job_serializer)
+    decoded = job_deserializer(data)
+    assert decoded["f"] == FN_EXECUTE and decoded["t"] is None

@@ -64,7 +64,8 @@ def job_deserializer(data: bytes) -> dict[str, Any]:
         return _rejected("job payload has a mistyped function name or kwargs")
     if not isinstance(decoded["a"], list | tuple):
         return _rejected("job payload arguments are not a list")
-    if not isinstance(decoded["t"], int) or not isinstance(decoded["et"], int):
+    # arq's own enqueue_job writes t=None (no try yet); anything else must be an int.
+    if not isinstance(decoded["t"], int | None) or not isinstance(decoded["et"], int):
         return _rejected("job payload has a mistyped try count or enqueue time")
     return decoded
 

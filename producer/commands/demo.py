@@ -23,7 +23,7 @@ from producer.cliutil import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 
 TOKEN = Path(__file__).resolve().parents[2] / "examples" / "contracts" / "token" / "token.wasm"
 TOKEN_ADDRESS = "token"
-TRANSFER_FEE_LIMIT = 1_000_000
+TRANSFER_FEE_LIMIT = None  # the settings' default_fee_limit
 TINY_FEE_LIMIT = 2_000  # below the token's initial-memory charge: out_of_fee at once
 HUGE_AMOUNT = 10**15
 
@@ -133,7 +133,7 @@ async def _demo(args: argparse.Namespace, settings: Any) -> bool:
         deployed = await farm.deploy(TOKEN.read_bytes(), TOKEN_ADDRESS, precompile=True)
         say(f"deployed token at {deployed.address!r}: code {deployed.code_hash[:16]}...")
 
-        genesis = [tx.job(1, now) for tx in mints]
+        genesis = [tx.job(1, now, settings.default_fee_limit) for tx in mints]
         await farm.submit_batch(genesis, args.batch_size)
         minted = await farm.wait([j.tx_id for j in genesis], timeout=120)
         bad = [r for r in minted.values() if r.status != "ok"]
@@ -144,7 +144,7 @@ async def _demo(args: argparse.Namespace, settings: Any) -> bool:
         say(f"genesis: minted to {len(mints)} accounts; block 1 committed "
             f"({report.reexecuted} re-executed: every mint updates `supply`)")
 
-        block = [tx.job(2, now + 1000) for tx in transfers]
+        block = [tx.job(2, now + 1000, settings.default_fee_limit) for tx in transfers]
         tx_ids = [j.tx_id for j in block]
         say(f"block 2: {len(block)} transfers among {args.accounts} accounts ...")
         seen: dict[str, float] = {}

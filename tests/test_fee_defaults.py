@@ -1,0 +1,49 @@
+"""The shipped (calibrated) fee schedule: real contracts run within the default limit.
+
+Other tests pin the schedule in conftest.py; this one builds the defaults explicitly.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from conftest import contract_path
+
+from config import FeePrices, load_settings
+from config.settings import Settings
+from engine import Context, Job, MemoryCode, MemoryState, WasmEngine
+
+TOKEN = contract_path("token")
+
+
+def _defaults(cache_dir: Path) -> Settings:
+    shipped = Settings.model_fields["default_fee_limit"].default
+    return load_settings(cache_dir=cache_dir, fees=FeePrices(), default_fee_limit=shipped)
+
+
+def test_a_token_transfer_fits_the_default_limit_under_the_shipped_schedule(
+    tmp_path: Path,
+) -> None:
+    settings = _defaults(tmp_path)
+    assert settings.fees.version != "wes-fee-test"
+    engine = WasmEngine(settings)
+    try:
+        codes, state = MemoryCode(), MemoryState()
+        codes.deploy("token", TOKEN.read_bytes())
+        limit = settings.default_fee_limit
+        mint = engine.execute(Job("m", "token", "mint", struct.pack("<Q", 50), limit,
+                                  Context("alice")), state, codes)
+        assert mint.status == "ok", mint.error
+        state.apply("token", mint.write_set)
+        transfer = engine.execute(Job("t", "token", "transfer", struct.pack("<Q", 5) + b"bob",
+                                      limit, Context("alice")), state, codes)
+        assert transfer.status == "ok", transfer.error
+        fee = transfer.fee
+        assert fee.schedule == settings.fees.version
+        assert sum(fee.breakdown.values()) == fee.used <= limit
+        # the calibrated prices make host calls and storage, not instructions, dominate
+        assert fee.breakdown["host_calls"] > fee.breakdown["instructions"]
+        assert fee.breakdown["storage_write"] >= 2 * settings.fees.storage_write
+    finally:
+        engine.shutdown()
