@@ -164,8 +164,8 @@ async def test_a_2000_transfer_block_on_two_workers_commits_to_the_sequential_st
     with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
         settings = env.settings()
         mints, transfers = token_blocks(50, 2000, env.prefix)
-        genesis = [tx.job(1, 1_000) for tx in mints]
-        block = [tx.job(2, 2_000) for tx in transfers]
+        genesis = [tx.job(1, 1_000, settings.default_fee_limit) for tx in mints]
+        block = [tx.job(2, 2_000, settings.default_fee_limit) for tx in transfers]
         async with FarmClient(settings) as farm:
             await farm.deploy(TOKEN, "tok", precompile=True)
             await farm.submit_batch(genesis, batch_size=8)
@@ -207,7 +207,7 @@ async def test_a_2000_transfer_block_on_two_workers_commits_to_the_sequential_st
         assert "committed block 3: 5/5 txs" in proc.stdout
         shown = env.cli("state", "tok", b"bal:a01".hex(), "--json")
         assert shown.returncode == 0, shown.stderr
-        state, _ = sequential(settings, genesis + block, [t.job(3, 0) for t in more], "tok",
+        state, _ = sequential(settings, genesis + block, [t.job(3, 0, settings.default_fee_limit) for t in more], "tok",
                               TOKEN)
         want = state.get("tok", b"bal:a01")
         assert want is not None and json.loads(shown.stdout)["value"] == want[0].hex()
