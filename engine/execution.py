@@ -1,10 +1,14 @@
 """One execution's state: fee meter, linear-memory access, buffered storage, outputs.
 
-A host call runs between two fuel syncs: first the instructions wasm ran since the
-last crossing are charged (fuel spent × instruction price), last the rest of the
-budget goes back to wasmtime as fuel. So fuel and host charges draw on one budget,
-deterministically. Grown memory pages are charged when the host next looks at
-memory (it reads the size anyway) and when the call returns.
+Fuel and host charges draw on one budget. wasmtime gets the whole budget as fuel
+once, at the start; every host call first charges the instructions wasm ran since
+the last look (fuel spent × instruction price), then its own prices, against the
+meter. Fuel is never topped down after a host charge (that crossing cost 0.6 µs a
+call): wasm may run past the budget until the next point where the engine looks —
+the next host call, a trap, or the return — and there the meter raises OutOfFee with
+the same status, `used == limit` and breakdown as a stop at the exact instruction
+would give, because nothing wasm does in between is observable. Grown memory pages
+are charged when the host next looks past the memory size it knew, and at return.
 """
 
 from __future__ import annotations
@@ -69,14 +73,13 @@ class Execution:
         self.read_set: dict[bytes, int] = {}
         self.writes: dict[bytes, bytes | None] = {}
 
-    def attach(self, ctx: int, memory: raw.Memory) -> None:
+    def attach(self, ctx: int, memory: raw.Memory, base: int, size: int) -> None:
         """Bind to the instance's store and memory. Memory never moves (the engine sets
-        memory_may_move off) and never shrinks, so its base is fixed and a cached size
-        is a safe lower bound: only an access past it needs to ask wasmtime again."""
+        memory_may_move off) and never shrinks, so its base is fixed and a size seen
+        before is a safe lower bound: only an access past it asks wasmtime again."""
         self.ctx, self.memory = ctx, memory
         self.mem_ref = ctypes.byref(memory)
-        self.mem_base = raw.memory_data(ctx, self.mem_ref)
-        self.mem_size = raw.memory_data_size(ctx, self.mem_ref)
+        self.mem_base, self.mem_size = base, size
 
     # -- fuel: one budget with the meter -------------------------------------------------
 
@@ -100,7 +103,7 @@ class Execution:
             meter.consume(base, "host_calls", name)
 
     def grant_fuel(self, ctx: int) -> None:
-        """Give wasm the budget left, as fuel."""
+        """Give wasm the budget left, as fuel (once, before the call)."""
         meter = self.meter
         self.fuel_granted = (meter.limit - meter.used) // self.fee_price
         if raw.context_set_fuel(ctx, self.fuel_granted):

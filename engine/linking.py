@@ -66,7 +66,6 @@ def _raw_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Callab
                 args[0] = value & 0xFFFFFFFF
                 if result[0] == I64:
                     args[1] = (value >> 32) & 0xFFFFFFFF
-            ex.grant_fuel(ex.ctx)
             return 0
         except BaseException as exc:  # nothing may escape a ctypes callback
             if ex is not None:
@@ -88,7 +87,6 @@ def _public_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Cal
             if cap in ex.denied:
                 raise _denied(spec)
             value = impl(ex, *(a & 0xFFFFFFFF for a in args))
-            ex.grant_fuel(ex.ctx)
         except BaseException as exc:
             ex.pending = exc
             raise

@@ -35,6 +35,8 @@ class WarmInstance:
     ctx: int
     instance: raw.Instance
     memory: raw.Memory
+    memory_base: int
+    memory_size: int
 
     def entry(self, name: bytes) -> raw.Func | None:
         item = raw.Extern()
@@ -91,7 +93,10 @@ class InstancePool:
             if not raw.instance_export_get(ctx, ctypes.byref(instance), b"memory", 6,
                                            ctypes.byref(item)):
                 raise InternalError("instance has no 'memory' export")
-            made.append(WarmInstance(store, ctx, instance, item.of.memory))
+            memory = item.of.memory
+            made.append(WarmInstance(store, ctx, instance, memory,
+                                     raw.memory_data(ctx, ctypes.byref(memory)),
+                                     raw.memory_data_size(ctx, ctypes.byref(memory))))
         return made
 
     def acquire(self, contract: CompiledContract) -> WarmInstance:

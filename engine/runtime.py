@@ -173,7 +173,6 @@ class WasmEngine:
             return self._failed(job.tx_id, InvalidJob(
                 f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
                 "bad_fee_limit"), FeeMeter(0))
-        meter = FeeMeter(job.fee_limit)
         try:
             contract = self._contract(job, codes)
             if job.function not in contract.info.entry_points:
@@ -181,10 +180,10 @@ class WasmEngine:
                                  f"{job.function!r}", "unknown_function")
             result = self._run(job, contract, state)
         except ExecutionError as exc:
-            result = self._failed(job.tx_id, exc, meter)
+            result = self._failed(job.tx_id, exc, FeeMeter(job.fee_limit))
         except Exception as exc:  # a bug: still a result, never a crash
             result = self._failed(job.tx_id, InternalError(f"{type(exc).__name__}: {exc}"),
-                                  meter)
+                                  FeeMeter(job.fee_limit))
         elapsed = time.perf_counter() - started
         result.timings["exec_us"] = round(elapsed * 1e6, 1)
         self.metrics.record(result.status, elapsed)
@@ -212,7 +211,7 @@ class WasmEngine:
 
     def _call(self, ex: Execution, warm: WarmInstance, job: Job) -> None:
         ctx = warm.ctx
-        ex.attach(ctx, warm.memory)
+        ex.attach(ctx, warm.memory, warm.memory_base, warm.memory_size)
         func = warm.entry(job.function.encode())
         if func is None:
             raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
