@@ -142,6 +142,7 @@ class Executor:
                     time.sleep(float(job["_test_sleep_s"]))
         results: list[dict[str, Any]] = []
         retry: list[int] = []
+        self.sources.begin_request()
         for index, raw in enumerate(jobs):
             self.sources.reset()
             try:

@@ -35,6 +35,13 @@ class RedisSources:
         # Addresses are immutable once deployed: cache positive answers forever.
         # A miss is never cached (the contract may be deployed a moment later).
         self._hashes: dict[str, str] = {}
+        # Committed state read during one request (a batch): a later tx of the batch
+        # reading the same key costs no round trip. Safe because workers never write
+        # state and a commit re-executes any tx whose read versions went stale.
+        self._reads: dict[tuple[str, bytes], tuple[bytes, int] | None] = {}
+
+    def begin_request(self) -> None:
+        self._reads.clear()
 
     def reset(self) -> None:
         self.failure = None
@@ -43,15 +50,20 @@ class RedisSources:
         self.failure = f"redis error while reading {what}: {exc}"
 
     def get(self, contract: str, key: bytes) -> tuple[bytes, int] | None:
+        slot = (contract, key)
+        if slot in self._reads:
+            return self._reads[slot]
         try:
             packed = self.client.hget(self.keys.state(contract), key)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             self._fail("state", exc)
             raise
-        if packed is None:
-            return None
-        value, version = unpack(packed)  # type: ignore[arg-type]
-        return bytes(value), int(version)
+        found = None
+        if packed is not None:
+            value, version = unpack(packed)  # type: ignore[arg-type]
+            found = (bytes(value), int(version))
+        self._reads[slot] = found
+        return found
 
     def code_hash(self, address: str) -> str | None:
         cached = self._hashes.get(address)
