@@ -1,6 +1,7 @@
 """Smoke test of `wesfarm bench`'s in-process part at its tiny scale: every key is there and
-every in-process figure is a positive number. No timing assertions: the figures belong
-to the bench, not to the test suite."""
+every in-process figure is a positive number; and of its block-commit part on a small
+two-worker farm. No timing assertions: the figures belong to the bench, not to the test
+suite."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from producer_support import two_worker_farm
 
 from producer.bench import kernels
+from producer.bench.commit_bench import COMMIT_KEYS, run_commit_bench
 from producer.bench.common import Report
-from producer.bench.runner import IN_PROCESS_KEYS, KEYS, in_process, print_table
+from producer.bench.runner import IN_PROCESS_KEYS, KEYS, REPORT_KEYS, in_process, print_table
 from producer.bench.workloads import WORKLOADS
 
 
@@ -59,3 +62,20 @@ def test_workload_and_kernel_modules_pass_the_engine_policy() -> None:
         info = check_module(kernels.workload_wasm(name), limits)
         assert info.entry_points == ("run",)
     assert check_module(kernels.generated_module(20_000), limits).functions > 10
+
+
+async def test_commit_figures_on_two_workers(redis_url: str, key_prefix: str,
+                                            tmp_path: Path) -> None:
+    """Both blocks (40 transfers each) committed on the farm end in the sequential state."""
+    rep = Report(quiet=True)
+    with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
+        await run_commit_bench(rep, env.settings(), 40)
+    assert (*KEYS, *COMMIT_KEYS) == REPORT_KEYS
+    assert set(COMMIT_KEYS) <= set(rep.values), rep.notes
+    assert rep.values["commit_digest_match"] is True, rep.notes
+    assert rep.values["commit_low_conflict_rate"] == 0  # no account in two transfers
+    assert 0 < rep.values["commit_high_conflict_rate"] <= 1  # 40 transfers among 20 accounts
+    for block in ("low", "high"):
+        for figure in ("farm_s", "sequential_s", "speedup"):
+            assert _positive(rep.values[f"commit_{block}_{figure}"])
+    assert not rep.notes

@@ -1,6 +1,6 @@
 """Write each Result exactly once per tx id, with its fee report.
 
-One Lua script per result, atomically: SET NX `{p}:result:{tx_id}`; only if that
+One Lua script, atomically per result: SET NX `{p}:result:{tx_id}`; only if that
 set it, XADD `{p}:fees` {tx_id, fee (msgpack fee map), status}. A second delivery
 of the same tx (arq is at-least-once; a worker killed mid-batch re-runs it) finds
 the first result, writes nothing and gets the first result back, so a tx is never
@@ -18,16 +18,25 @@ from redis.asyncio import Redis
 from engine.model import pack, unpack
 from worker.keys import Keys
 
-# KEYS[1] result key, KEYS[2] fee stream; ARGV: result bytes, tx id, fee bytes, status.
-# Returns {1} when this call wrote the result, {0, first result bytes} otherwise.
+# KEYS[1] fee stream, KEYS[2..] result keys; ARGV: per result, 4 values (result bytes,
+# tx id, fee bytes, status). Returns, per result, 1 when this call wrote it, else the
+# first result's bytes. One call per chunk of results: per-command overhead (packing,
+# parsing, round trips) was the worker's main cost when it was one call per tx.
 WRITE_ONCE_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('XADD', KEYS[2], '*', 'tx_id', ARGV[2], 'fee', ARGV[3], 'status', ARGV[4])
-  return {1}
+local out = {}
+for i = 2, #KEYS do
+  local a = (i - 2) * 4
+  if redis.call('SET', KEYS[i], ARGV[a + 1], 'NX') then
+    redis.call('XADD', KEYS[1], '*', 'tx_id', ARGV[a + 2], 'fee', ARGV[a + 3],
+               'status', ARGV[a + 4])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = redis.call('GET', KEYS[i])
+  end
 end
-return {0, redis.call('GET', KEYS[1])}
+return out
 """
-
+CHUNK = 256
 
 @dataclass(frozen=True, slots=True)
 class Written:
@@ -61,21 +70,26 @@ class ResultWriter:
         """Write wire results (each must carry a non-empty tx_id), in one pipeline."""
         if not results:
             return []
+        replies: list[Any] = []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for result in results:
-                tx_id = result["tx_id"]
+            for start in range(0, len(results), CHUNK):
+                chunk = results[start : start + CHUNK]
+                args: list[Any] = []
+                for result in chunk:
+                    args += [pack(result), result["tx_id"], pack(result["fee"]), result["status"]]
                 await self.script(
-                    keys=[self.keys.result(tx_id), self.keys.fees],
-                    args=[pack(result), tx_id, pack(result["fee"]), result["status"]],
+                    keys=[self.keys.fees, *(self.keys.result(r["tx_id"]) for r in chunk)],
+                    args=args,
                     client=pipe,
                 )
-            replies = await pipe.execute()
+            for reply in await pipe.execute():
+                replies.extend(reply)
         written: list[Written] = []
         for result, reply in zip(results, replies, strict=True):
-            if int(reply[0]) == 1:
+            if isinstance(reply, int):
                 written.append(Written(result, True))
             else:
-                written.append(Written(unpack(reply[1]), False))
+                written.append(Written(unpack(reply), False))
         return written
 
 

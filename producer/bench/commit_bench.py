@@ -106,7 +106,7 @@ async def commit_figures(rep: Report, farm: Any, scale: Scale, cache_dir: Path) 
 
 async def run_commit_bench(rep: Report, settings: Settings, txs: int) -> None:
     """Both blocks of `txs` transfers on the farm serving `settings`' prefix and queue."""
-    from engine import MemoryCode, MemoryState, WasmEngine
+    from engine import MemoryCode, WasmEngine
     from producer.client import FarmClient
 
     tag = settings.key_prefix
@@ -199,8 +199,11 @@ async def _snapshot(client: FarmClient) -> MemoryState:
 
 
 async def _free_height(client: FarmClient) -> int:
-    """The first height above every committed block of the prefix (blocks are per prefix)."""
-    height = 1
-    while await client.redis.exists(client.keys.block(height)):
-        height += 1
-    return height + 100
+    """One above the highest committed block of the prefix (heights are per prefix)."""
+    prefix = client.keys.block(0)[:-1]
+    top = 0
+    async for name in client.redis.scan_iter(match=f"{prefix}*", count=1000):
+        tail = name.decode()[len(prefix):]
+        if tail.isdigit():
+            top = max(top, int(tail))
+    return top + 1

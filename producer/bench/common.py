@@ -37,14 +37,15 @@ class Scale:
     farm_batch: int
     farm_noop: int
     latency_jobs: int
+    commit_txs: int  # transfers per block of the commit figures (low / high conflict)
 
 
 SCALES = {
-    "tiny": Scale("tiny", 3, 1, 8, 2_000, 1, 200, 2, 100, 2, 0.1, 100, 500, 200, 50),
+    "tiny": Scale("tiny", 3, 1, 8, 2_000, 1, 200, 2, 100, 2, 0.1, 100, 500, 200, 50, 60),
     "quick": Scale("quick", 7, 3, 32, 20_000, 3, 3_000, 3, 1_000, 5, 1.0, 1_500, 20_000, 2_000,
-                   300),
+                   300, 300),
     "full": Scale("full", 15, 7, 64, 50_000, 7, 10_000, 5, 3_000, 9, 1.0, 5_000, 60_000,
-                  5_000, 1_500),
+                  5_000, 1_500, 1_000),
 }
 
 

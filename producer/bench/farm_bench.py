@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,12 @@ def farm_available() -> str | None:
     return None
 
 
-def farm_figures(rep: Report, scale: Scale) -> None:
+# A further part of the bench run on the same farm: (rep, farm, scale, cache dir).
+FarmPart = Callable[[Report, Any, Scale, Path], Coroutine[Any, Any, None]]
+
+
+def farm_figures(rep: Report, scale: Scale, parts: Sequence[FarmPart] = ()) -> None:
+    """The end-to-end figures, then each of `parts` (its own failure noted, not raised)."""
     why = farm_available()
     if why is not None:
         for key in FARM_KEYS:
@@ -84,8 +90,20 @@ def farm_figures(rep: Report, scale: Scale) -> None:
     with cache, farm:
         rep.progress(f"farm up on {farm.url} ({'shared' if farm.shared else 'embedded'} Redis), "
                      f"prefix {farm.prefix}")
-        noop_rate = asyncio.run(_noop_rate(rep, farm, scale))
-        asyncio.run(_farm_run(rep, farm, scale, Path(cache.name)))
+        failed: Exception | None = None
+        try:
+            noop_rate = asyncio.run(_noop_rate(rep, farm, scale))
+            asyncio.run(_farm_run(rep, farm, scale, Path(cache.name)))
+        except Exception as exc:  # the further parts still run on this farm
+            failed = exc
+        for part in parts:
+            try:
+                asyncio.run(part(rep, farm, scale, Path(cache.name)))
+            except Exception as exc:
+                rep.note(f"{part.__module__}.{part.__name__} failed: "
+                         f"{type(exc).__name__}: {exc}")
+        if failed is not None:
+            raise failed
     rep.set("arq_noop_jobs_per_s", rounded(noop_rate), "arq's own ceiling, same settings")
     single = rep.values.get("e2e_tx_per_s_single")
     if single:

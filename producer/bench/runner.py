@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from producer.bench.commit_bench import COMMIT_KEYS
 from producer.bench.common import SCALES, Report, bench_settings, fmt, machine
 
 # Exactly issue 5's keys, in its order (units in the names).
@@ -22,6 +23,8 @@ KEYS = (
     "ns_per_fee_unit", "fee_fairness_ratio",
 )
 IN_PROCESS_KEYS = tuple(k for k in KEYS if not k.startswith(("e2e_", "arq_", "latency_")))
+# Issue 4's block-commit figures (producer/bench/commit_bench.py), after issue 5's keys.
+REPORT_KEYS = (*KEYS, *COMMIT_KEYS)
 DEFAULT_OUT = Path("bench-results") / "latest.json"
 
 Check = Callable[[float, dict[str, Any]], bool]
@@ -52,6 +55,7 @@ TARGETS: dict[str, tuple[str, Check]] = {
     "e2e_tx_per_s_batch": ("≥ 20,000", lambda v, _: v >= 20_000),
     "latency_p99_ms": ("≤ 10", lambda v, _: v <= 10),
     "fee_fairness_ratio": ("≤ 2", lambda v, _: v <= 2),
+    "commit_digest_match": ("true (== sequential)", lambda v, _: v is True),
 }
 
 
@@ -81,16 +85,17 @@ def run(scale_name: str, json_path: Path | None, farm: bool = True,
     rep = Report(quiet=quiet)
     in_process(rep, scale_name)
     if farm:
-        rep.progress("end to end: Redis + 2 workers ...")
+        rep.progress("end to end and block commit: Redis + 2 workers ...")
+        from producer.bench.commit_bench import commit_figures
         from producer.bench.farm_bench import farm_figures
 
         try:
-            farm_figures(rep, SCALES[scale_name])
+            farm_figures(rep, SCALES[scale_name], parts=[commit_figures])
         except Exception as exc:  # the in-process figures still count: report, go on
             rep.note(f"end-to-end run failed: {type(exc).__name__}: {exc}")
     else:
         rep.note("end-to-end figures skipped (--no-farm)")
-    values = {key: rep.values.get(key) for key in KEYS}
+    values = {key: rep.values.get(key) for key in REPORT_KEYS}
     print_table(values, rep)
     details = {"machine": machine(), "scale": scale_name, "extras": rep.extras,
                "notes": rep.notes, "seconds": round(_elapsed(rep), 1)}
@@ -112,7 +117,7 @@ def _elapsed(rep: Report) -> float:
 def print_table(values: dict[str, Any], rep: Report, out: Any = None) -> None:
     out = out or sys.stdout
     rows = []
-    for key in KEYS:
+    for key in REPORT_KEYS:
         value = values.get(key)
         target, check = TARGETS.get(key, ("", None))  # type: ignore[arg-type]
         if isinstance(value, dict):
