@@ -207,8 +207,8 @@ async def test_a_2000_transfer_block_on_two_workers_commits_to_the_sequential_st
         assert "committed block 3: 5/5 txs" in proc.stdout
         shown = env.cli("state", "tok", b"bal:a01".hex(), "--json")
         assert shown.returncode == 0, shown.stderr
-        state, _ = sequential(settings, genesis + block, [t.job(3, 0, settings.default_fee_limit) for t in more], "tok",
-                              TOKEN)
+        later = [t.job(3, 0, settings.default_fee_limit) for t in more]
+        state, _ = sequential(settings, genesis + block, later, "tok", TOKEN)
         want = state.get("tok", b"bal:a01")
         assert want is not None and json.loads(shown.stdout)["value"] == want[0].hex()
 
