@@ -105,7 +105,11 @@ class InstancePool:
             self.hits += 1
             return contract.warm.popleft()
         self.misses += 1
-        return self.instantiate(contract)[0]
+        # A busy executor never idles to refill; making a Store's worth at once costs
+        # ~5 µs an instance instead of ~14 µs for one in its own Store.
+        fresh = self.instantiate(contract, max(1, min(self.per_contract, 8)))
+        contract.warm.extend(fresh[1:])
+        return fresh[0]
 
     def _touch(self, contract: CompiledContract) -> None:
         if self.contracts <= 0:

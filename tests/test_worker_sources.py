@@ -1,4 +1,4 @@
-"""RedisSources: state reads are memoized within one request, fresh in the next."""
+"""RedisSources: committed-state reads are cached until the next commit bumps the seq."""
 
 from __future__ import annotations
 
@@ -9,22 +9,27 @@ from worker.keys import Keys
 from worker.sources import RedisSources
 
 
-def test_reads_are_memoized_per_request(redis_url: str, key_prefix: str) -> None:
+def test_reads_are_cached_until_a_commit_bumps_the_state_seq(
+    redis_url: str, key_prefix: str
+) -> None:
     client = redis.Redis.from_url(redis_url)
     keys = Keys(f"{key_prefix}:sources")
     sources = RedisSources(client, keys)
     try:
+        client.set(keys.state_seq, 3)
         client.hset(keys.state("c"), b"k", pack([b"one", 3]))
         sources.begin_request()
         assert sources.get("c", b"k") == (b"one", 3)
         assert sources.get("c", b"absent") is None
         client.hset(keys.state("c"), b"k", pack([b"two", 4]))
-        client.hset(keys.state("c"), b"absent", pack([b"now", 5]))
+        client.hset(keys.state("c"), b"absent", pack([b"now", 4]))
         assert sources.get("c", b"k") == (b"one", 3)  # same request: the snapshot it saw
-        assert sources.get("c", b"absent") is None
+        sources.begin_request()
+        assert sources.get("c", b"absent") is None  # no commit announced: still cached
+        client.incr(keys.state_seq)  # what commit and deploy do with every state write
         sources.begin_request()
         assert sources.get("c", b"k") == (b"two", 4)
-        assert sources.get("c", b"absent") == (b"now", 5)
+        assert sources.get("c", b"absent") == (b"now", 4)
     finally:
-        client.delete(keys.state("c"))
+        client.delete(keys.state("c"), keys.state_seq)
         client.close()

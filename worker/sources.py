@@ -18,6 +18,8 @@ import redis
 from engine.model import unpack
 from worker.keys import Keys
 
+MAX_CACHED_READS = 500_000
+
 
 class RedisSources:
     """Both protocols at once: `get` (StateView), `code_hash` and `code` (CodeSource)."""
@@ -35,13 +37,23 @@ class RedisSources:
         # Addresses are immutable once deployed: cache positive answers forever.
         # A miss is never cached (the contract may be deployed a moment later).
         self._hashes: dict[str, str] = {}
-        # Committed state read during one request (a batch): a later tx of the batch
-        # reading the same key costs no round trip. Safe because workers never write
-        # state and a commit re-executes any tx whose read versions went stale.
+        # Committed state already read, kept while `{p}:state:seq` (bumped by every
+        # commit and deploy that writes state) stays the same: a block's txs mostly
+        # read keys earlier txs of the block read, and a Redis round trip costs more
+        # than the execution. A commit racing a request can still leave a read stale;
+        # the read set carries its version and the commit re-executes such a tx.
         self._reads: dict[tuple[str, bytes], tuple[bytes, int] | None] = {}
+        self._seq: bytes | None = None
 
     def begin_request(self) -> None:
-        self._reads.clear()
+        """One round trip per request: drop the cache if anything was committed since."""
+        try:
+            seq = self.client.get(self.keys.state_seq)
+        except redis.RedisError:
+            seq = None  # the jobs' own reads will fail and be retried
+        if seq is None or seq != self._seq or len(self._reads) > MAX_CACHED_READS:
+            self._reads.clear()
+        self._seq = seq  # type: ignore[assignment]
 
     def reset(self) -> None:
         self.failure = None
