@@ -158,6 +158,15 @@ def _bad_arguments(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     )
 
 
+def receipt(result: dict[str, Any]) -> dict[str, Any]:
+    """What arq keeps as the job's return value. The Result itself lives under its tx
+    id; arq storing a second copy of every Result cost the worker a large serialize
+    and write per job. A Result with no tx id was not stored, so it is kept whole."""
+    if not result.get("tx_id"):
+        return result
+    return {"tx_id": result["tx_id"], "status": result["status"]}
+
+
 async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """One job map -> its Result (wire map); the job id is the tx id."""
 
@@ -177,7 +186,7 @@ async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
             return (await _store(farm, [bad.to_wire()]))[0]
         fallback = job_id if len(job_id.encode()) <= MAX_TX_ID_BYTES else None
         [result] = await _run(farm, ctx, [args[0]], [tx_id_of(args[0]) or fallback], precheck=False)
-        return result
+        return receipt(result)
 
     result: dict[str, Any] = await _instrumented(FN_EXECUTE, ctx, body)
     return result
@@ -203,7 +212,7 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, A
             )
             return [bad.to_wire()]
         raws: list[Any] = args[0]
-        return await _run(farm, ctx, raws, [tx_id_of(raw) for raw in raws])
+        return [receipt(r) for r in await _run(farm, ctx, raws, [tx_id_of(raw) for raw in raws])]
 
     results: list[dict[str, Any]] = await _instrumented(FN_BATCH, ctx, body)
     return results
