@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,17 @@ def cache_dir(tmp_path: Path) -> Path:
 def settings(cache_dir: Path) -> Settings:
     """Engine settings with a private artifact cache."""
     return load_settings(cache_dir=cache_dir, executors=2)
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Any]]:
+    """One raw-path and one public-path WasmEngine per test module (keyed by raw_calls)."""
+    from wat_contracts import close_engine, engine_pair
+
+    pair = engine_pair(tmp_path_factory.mktemp("cache"))
+    yield pair
+    for engine in pair.values():
+        close_engine(engine)
 
 
 def contract_path(name: str) -> Path:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wat_contracts import PROBE, Chain, close_engine, engine_pair, example, u64
+from wat_contracts import PROBE, Chain, example, u64
 
 from config import load_settings
 from engine import WasmEngine
@@ -17,14 +16,6 @@ from engine import WasmEngine
 KECCAK_EMPTY = "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
 KECCAK_ABC = "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
 MINUS_ONE = b"\xff\xff\xff\xff"
-
-
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, WasmEngine]]:
-    pair = engine_pair(tmp_path_factory.mktemp("cache"))
-    yield pair
-    for engine in pair.values():
-        close_engine(engine)
 
 
 @pytest.fixture(params=[True, False], ids=["raw", "public"])

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from wat_contracts import Chain, close_engine, engine_pair, example, u64
+from wat_contracts import Chain, example, u64
 
 from engine import Result, WasmEngine
 
 MAX = 2**64 - 1
-
-
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, WasmEngine]]:
-    pair = engine_pair(tmp_path_factory.mktemp("cache"))
-    yield pair
-    for engine in pair.values():
-        close_engine(engine)
 
 
 @pytest.fixture(params=[True, False], ids=["raw", "public"])

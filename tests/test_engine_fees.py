@@ -4,7 +4,6 @@ prices, and canonical NaN bits."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,6 @@ from wat_contracts import (
     TRAPS,
     Chain,
     check_fee,
-    close_engine,
-    engine_pair,
     example,
     u64,
 )
@@ -28,14 +25,6 @@ from engine.errors import OutOfFee
 from engine.fees import CATEGORIES, FeeMeter
 
 PAGE_PRICE = 5_000
-
-
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, WasmEngine]]:
-    pair = engine_pair(tmp_path_factory.mktemp("cache"))
-    yield pair
-    for engine in pair.values():
-        close_engine(engine)
 
 
 @pytest.fixture(params=[True, False], ids=["raw", "public"])

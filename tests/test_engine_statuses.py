@@ -3,23 +3,14 @@ timeout, invalid and error (rejected: test_engine_policy.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from wat_contracts import PROBE, TRAPS, Chain, check_fee, close_engine, engine_pair, example, u64
+from wat_contracts import PROBE, TRAPS, Chain, check_fee, example, u64
 
 from engine import STATUSES, Job, Result, WasmEngine, unpack
 
 SPIN_FEE = 10_000_000_000  # the maximum: fuel cannot run out before a 50 ms deadline
-
-
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, WasmEngine]]:
-    pair = engine_pair(tmp_path_factory.mktemp("cache"))
-    yield pair
-    for engine in pair.values():
-        close_engine(engine)
 
 
 @pytest.fixture(params=[True, False], ids=["raw", "public"])
