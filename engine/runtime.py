@@ -228,15 +228,13 @@ class WasmEngine:
                 self._raise_outcome(ex, trap, err)
             else:
                 self._public_call(ex, warm, func)
-            ex.settle_fuel(ctx)
-            ex.charge_growth(raw.memory_data_size(ctx, ex.mem_ref))
+            self._settle(ex)
         finally:
             self.slot.current = None
-            ex.memory = None
-            del warm  # the Store goes with it: one instance, one execution
 
-    def _settle_after_trap(self, ex: Execution) -> None:
-        """A wasm trap still pays for the instructions and pages used before it."""
+    def _settle(self, ex: Execution) -> None:
+        """Charge the instructions and pages used since the last host call (on return, and
+        on a wasm trap: the work before it is paid for too)."""
         ex.settle_fuel(ex.ctx)
         ex.charge_growth(raw.memory_data_size(ex.ctx, ex.mem_ref))
 
@@ -272,7 +270,7 @@ class WasmEngine:
         if code == wasmtime.TrapCode.INTERRUPT:
             limit = ex.job.timeout_ms or self.settings.default_timeout_ms
             raise Timeout(f"wall-clock deadline of {limit} ms passed", "deadline")
-        self._settle_after_trap(ex)
+        self._settle(ex)
         kind = TRAP_KINDS.get(code, "trap")
         raise ContractTrap(f"wasm trap: {kind}: {_trap_cause(message)}", kind)
 
