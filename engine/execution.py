@@ -27,6 +27,7 @@ from engine.state import StateView
 PAGE = 65_536
 _string_at = ctypes.string_at
 _memmove = ctypes.memmove
+_get_fuel, _set_fuel, _memory_size = raw.fast_get_fuel, raw.fast_set_fuel, raw.fast_memory_data_size
 
 
 class Execution:
@@ -46,6 +47,7 @@ class Execution:
         schedule: FeeSchedule,
         limits: PolicyLimits,
         denied: frozenset[str],
+        fuel_cell: c_uint64,
     ) -> None:
         self.job = job
         self.state = state
@@ -59,13 +61,13 @@ class Execution:
         self.fee_price = schedule.instruction
         self.fuel_granted = 0
         self.pages_charged = 0
-        self.ctx: int = 0
+        self.ctx: ctypes.c_void_p | None = None
         self.memory: raw.Memory | None = None
         self.mem_ref: Any = None
         self.mem_base = 0
         self.mem_size = 0
-        self.fuel_cell = c_uint64()
-        self.fuel_ref = ctypes.byref(self.fuel_cell)
+        self.fuel_cell = fuel_cell
+        self.fuel_ref = ctypes.byref(fuel_cell)
         self.pending: BaseException | None = None
         self.return_data = b""
         self.events: list[tuple[bytes, bytes]] = []
@@ -73,7 +75,7 @@ class Execution:
         self.read_set: dict[bytes, int] = {}
         self.writes: dict[bytes, bytes | None] = {}
 
-    def attach(self, ctx: int, memory: raw.Memory, base: int, size: int) -> None:
+    def attach(self, ctx: ctypes.c_void_p, memory: raw.Memory, base: int, size: int) -> None:
         """Bind to the instance's store and memory. Memory never moves (the engine sets
         memory_may_move off) and never shrinks, so its base is fixed and a size seen
         before is a safe lower bound: only an access past it asks wasmtime again."""
@@ -86,8 +88,7 @@ class Execution:
     def enter(self, base: int, name: str) -> None:
         """A host call begins: charge instructions run since the last grant, then the
         call's base price (fused: this runs on every crossing)."""
-        ctx = self.ctx
-        if raw.context_get_fuel(ctx, self.fuel_ref):
+        if _get_fuel(self.ctx, self.fuel_ref):
             raise InternalError("wasmtime refused get_fuel")
         left = self.fuel_cell.value
         spent = (self.fuel_granted - left) * self.fee_price
@@ -102,16 +103,16 @@ class Execution:
             meter.consume(spent, "instructions")
             meter.consume(base, "host_calls", name)
 
-    def grant_fuel(self, ctx: int) -> None:
+    def grant_fuel(self) -> None:
         """Give wasm the budget left, as fuel (once, before the call)."""
         meter = self.meter
         self.fuel_granted = (meter.limit - meter.used) // self.fee_price
-        if raw.context_set_fuel(ctx, self.fuel_granted):
+        if _set_fuel(self.ctx, c_uint64(self.fuel_granted)):
             raise InternalError("wasmtime refused set_fuel")
 
-    def settle_fuel(self, ctx: int) -> None:
+    def settle_fuel(self) -> None:
         """Charge the instructions run since the last grant."""
-        if raw.context_get_fuel(ctx, self.fuel_ref):
+        if _get_fuel(self.ctx, self.fuel_ref):
             raise InternalError("wasmtime refused get_fuel")
         left = self.fuel_cell.value
         spent = self.fuel_granted - left
@@ -131,7 +132,7 @@ class Execution:
 
     def _check(self, ptr: int, end: int, what: str) -> None:
         """Slow path: the access passes the cached size; ask again (charging growth)."""
-        self.mem_size = raw.memory_data_size(self.ctx, self.mem_ref)
+        self.mem_size = _memory_size(self.ctx, self.mem_ref)
         self.charge_growth(self.mem_size)
         if end > self.mem_size:
             raise ContractTrap(f"wes.{what}: bytes {ptr}..{end} are outside memory",

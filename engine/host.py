@@ -184,3 +184,4 @@ HOST_FUNCTIONS: dict[str, HostSpec] = {
     )
 }
 VIEW_DENIED = frozenset({"state-write", "events"})
+NOTHING_DENIED: frozenset[str] = frozenset()

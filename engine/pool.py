@@ -32,7 +32,7 @@ class CompiledContract:
 @dataclass(slots=True)
 class WarmInstance:
     store: wasmtime.Store
-    ctx: int
+    ctx: ctypes.c_void_p
     instance: raw.Instance
     memory: raw.Memory
     memory_base: int
@@ -40,8 +40,8 @@ class WarmInstance:
 
     def entry(self, name: bytes) -> raw.Func | None:
         item = raw.Extern()
-        if not raw.instance_export_get(self.ctx, ctypes.byref(self.instance), name, len(name),
-                                       ctypes.byref(item)):
+        if not raw.fast_export_get(self.ctx, ctypes.byref(self.instance), name,
+                                   ctypes.c_size_t(len(name)), ctypes.byref(item)):
             return None
         return item.of.func
 
@@ -73,7 +73,7 @@ class InstancePool:
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=self.memory_bytes, table_elements=self.table_elements,
                          instances=count, tables=count, memories=count)
-        ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+        ctx = ctypes.cast(store._context(), ctypes.c_void_p)
         pre = ctypes.cast(contract.pre.ptr(), ctypes.c_void_p)
         made = []
         for _ in range(count):

@@ -68,6 +68,30 @@ memory_data = _fn("wasmtime_memory_data", c_size_t, c_void_p, POINTER(b.wasmtime
 memory_data_size = _fn(
     "wasmtime_memory_data_size", c_size_t, c_void_p, POINTER(b.wasmtime_memory_t)
 )
+
+# The per-call entry points again, on a PyDLL handle without argtypes: no argument
+# conversion and no GIL round trip (~0.15 µs a call instead of ~0.35). They return in
+# nanoseconds, so keeping the GIL costs nothing. Callers pass ctypes objects only (a
+# c_void_p context, byref() pointers, c_uint64 values): a bare Python int would be
+# passed as a C int. Never used for calls that run wasm (the epoch ticker needs the GIL).
+_pydll = ctypes.PyDLL(str(_ffi.filename))
+
+
+def _fast(name: str, restype: Any) -> Any:
+    f = getattr(_pydll, name)
+    f.restype = restype
+    return f
+
+
+fast_get_fuel = _fast("wasmtime_context_get_fuel", c_void_p)
+fast_set_fuel = _fast("wasmtime_context_set_fuel", c_void_p)
+fast_set_epoch_deadline = _fast("wasmtime_context_set_epoch_deadline", None)
+fast_memory_data_size = _fast("wasmtime_memory_data_size", c_size_t)
+fast_export_get = _fast("wasmtime_instance_export_get", c_bool)
+# Runs wasm: releases the GIL (a CDLL function), but still without argtypes.
+fast_func_call = _dll["wasmtime_func_call_unchecked"]  # [] makes a fresh function object
+fast_func_call.restype = c_void_p
+
 trap_new = _fn("wasmtime_trap_new", c_size_t, c_char_p, c_size_t)
 error_delete = _fn("wasmtime_error_delete", None, c_void_p)
 config_strategy_set = _fn("wasmtime_config_strategy_set", None, c_void_p, ctypes.c_uint8)

@@ -10,6 +10,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from ctypes import c_uint64
 from typing import Any
 
 import wasmtime
@@ -27,7 +28,7 @@ from engine.errors import (
 )
 from engine.execution import PAGE, Execution
 from engine.fees import FeeMeter, FeeSchedule
-from engine.host import VIEW_DENIED
+from engine.host import NOTHING_DENIED, VIEW_DENIED
 from engine.linking import CurrentExecution, HostLinker
 from engine.metrics import EngineMetrics
 from engine.model import FeeReport, Job, Result
@@ -85,6 +86,11 @@ class WasmEngine:
         self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
         self.ticker.start()
         self._args = (raw.ValRaw * 1)()
+        self._one = ctypes.c_size_t(1)
+        self._fuel_cell = c_uint64()  # get_fuel's out-parameter, shared by executions
+        self._denied = {address: frozenset(caps)
+                        for address, caps in settings.denied_capabilities.items()}
+        self._deadline_ticks: dict[int, c_uint64] = {}
 
     # -- code ------------------------------------------------------------------------
 
@@ -190,17 +196,19 @@ class WasmEngine:
         return result
 
     def _run(self, job: Job, contract: CompiledContract, state: StateView) -> Result:
-        denied = frozenset(self.settings.denied_capabilities.get(job.contract, ()))
+        denied = self._denied.get(job.contract, NOTHING_DENIED)
         if job.mode == "view":
             denied |= VIEW_DENIED
-        ex = Execution(job, state, self.schedule, self.limits, denied)
+        ex = Execution(job, state, self.schedule, self.limits, denied, self._fuel_cell)
         meter = ex.meter
         try:
             info = contract.info
-            meter.consume(info.memory_pages * self.schedule.memory_page, "memory",
-                          "initial memory")
-            meter.consume(info.table_elements * self.schedule.table_element, "table",
-                          "initial table")
+            if info.memory_pages:
+                meter.consume(info.memory_pages * self.schedule.memory_page, "memory",
+                              "initial memory")
+            if info.table_elements:
+                meter.consume(info.table_elements * self.schedule.table_element, "table",
+                              "initial table")
             warm = self.pool.acquire(contract)
             ex.pages_charged = info.memory_pages
             self._call(ex, warm, job)
@@ -215,16 +223,14 @@ class WasmEngine:
         func = warm.entry(job.function.encode())
         if func is None:
             raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
-        timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
-        ticks = math.ceil(timeout_ms / self.settings.epoch_tick_ms) + 1
-        ex.grant_fuel(ctx)
-        raw.context_set_epoch_deadline(ctx, ticks)
+        ex.grant_fuel()
+        raw.fast_set_epoch_deadline(ctx, self._ticks(job.timeout_ms))
         self.slot.current = ex
         try:
             if self.raw_calls:
                 trap = raw.TrapPtr()
-                err = raw.func_call_unchecked(ctx, ctypes.byref(func), self._args, 1,
-                                              ctypes.byref(trap))
+                err = raw.fast_func_call(ctx, ctypes.byref(func), self._args, self._one,
+                                         ctypes.byref(trap))
                 self._raise_outcome(ex, trap, err)
             else:
                 self._public_call(ex, warm, func)
@@ -232,11 +238,20 @@ class WasmEngine:
         finally:
             self.slot.current = None
 
+    def _ticks(self, timeout_ms: int | None) -> c_uint64:
+        """The epoch deadline for a timeout, in ticks (one more: a tick may be partial)."""
+        ticks = self._deadline_ticks.get(timeout_ms or 0)
+        if ticks is None:
+            ms = timeout_ms or self.settings.default_timeout_ms
+            ticks = c_uint64(math.ceil(ms / self.settings.epoch_tick_ms) + 1)
+            self._deadline_ticks[timeout_ms or 0] = ticks
+        return ticks
+
     def _settle(self, ex: Execution) -> None:
         """Charge the instructions and pages used since the last host call (on return, and
         on a wasm trap: the work before it is paid for too)."""
-        ex.settle_fuel(ex.ctx)
-        ex.charge_growth(raw.memory_data_size(ex.ctx, ex.mem_ref))
+        ex.settle_fuel()
+        ex.charge_growth(raw.fast_memory_data_size(ex.ctx, ex.mem_ref))
 
     def _raise_outcome(self, ex: Execution, trap: Any, err: int | None) -> None:
         trap_obj = wasmtime.Trap._from_ptr(trap) if trap else None
