@@ -14,7 +14,7 @@ from typing import Any
 import wasmtime
 
 from engine import raw
-from engine.errors import ContractTrap
+from engine.errors import ContractTrap, InternalError
 from engine.execution import Execution
 from engine.host import HOST_FUNCTIONS, I32, I64, HostSpec
 
@@ -42,13 +42,29 @@ def _raw_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Callab
     impl, cap, arity, result = spec.impl, spec.capability, len(spec.params), spec.results
     name = f"wes.{spec.name}"
     message = f"wes.{spec.name} trapped"
+    wide = bool(result) and result[0] == I64
+    get_fuel = raw.fast_get_fuel
 
     # The caller's context is the store's own (checked): ex.ctx serves, saving a crossing.
     def callback(_env: int | None, _caller: int, args: Any, _n: int) -> int:
         ex = holder.current
         try:
             assert ex is not None, "host call outside an execution"
-            ex.enter(base, name)
+            # Execution.enter, inlined: this runs on every crossing.
+            if get_fuel(ex.ctx, ex.fuel_ref):
+                raise InternalError("wasmtime refused get_fuel")
+            left = ex.fuel_cell.value
+            meter = ex.meter
+            charge = (ex.fuel_granted - left) * ex.fee_price
+            ex.fuel_granted = left
+            if charge + base <= meter.limit - meter.used:
+                meter.used += charge + base
+                breakdown = meter.breakdown
+                breakdown["instructions"] += charge
+                breakdown["host_calls"] += base
+            else:
+                meter.consume(charge, "instructions")
+                meter.consume(base, "host_calls", name)
             if cap in ex.denied:
                 raise _denied(spec)
             if arity == 0:
@@ -64,7 +80,7 @@ def _raw_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Callab
             if result:
                 assert value is not None
                 args[0] = value & 0xFFFFFFFF
-                if result[0] == I64:
+                if wide:
                     args[1] = (value >> 32) & 0xFFFFFFFF
             return 0
         except BaseException as exc:  # nothing may escape a ctypes callback

@@ -19,6 +19,8 @@ from engine import raw
 from engine.errors import ContractTrap, ExecutionError, InternalError
 from engine.policy import ModuleInfo
 
+_SIX = ctypes.c_size_t(6)  # len(b"memory")
+
 
 @dataclass(slots=True)
 class CompiledContract:
@@ -76,11 +78,11 @@ class InstancePool:
         ctx = ctypes.cast(store._context(), ctypes.c_void_p)
         pre = ctypes.cast(contract.pre.ptr(), ctypes.c_void_p)
         made = []
+        byref = ctypes.byref
         for _ in range(count):
             instance = raw.Instance()
             trap = raw.TrapPtr()
-            err = raw.instance_pre_instantiate(pre, ctx, ctypes.byref(instance),
-                                               ctypes.byref(trap))
+            err = raw.fast_instantiate_pre(pre, ctx, byref(instance), byref(trap))
             if trap:  # a segment out of bounds: the module's fault, not the engine's
                 trapped = wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
                 raise ContractTrap(f"instantiation trapped: {trapped.message.splitlines()[0]}",
@@ -90,13 +92,12 @@ class InstancePool:
                 raise InternalError(f"instantiating contract {contract.code_hash[:12]} failed: "
                                     f"{detail[0] if detail else ''}")
             item = raw.Extern()
-            if not raw.instance_export_get(ctx, ctypes.byref(instance), b"memory", 6,
-                                           ctypes.byref(item)):
+            if not raw.fast_export_get(ctx, byref(instance), b"memory", _SIX, byref(item)):
                 raise InternalError("instance has no 'memory' export")
             memory = item.of.memory
             made.append(WarmInstance(store, ctx, instance, memory,
-                                     raw.memory_data(ctx, ctypes.byref(memory)),
-                                     raw.memory_data_size(ctx, ctypes.byref(memory))))
+                                     raw.fast_memory_data(ctx, byref(memory)),
+                                     raw.fast_memory_data_size(ctx, byref(memory))))
         return made
 
     def acquire(self, contract: CompiledContract) -> WarmInstance:

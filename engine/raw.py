@@ -88,6 +88,9 @@ fast_set_fuel = _fast("wasmtime_context_set_fuel", c_void_p)
 fast_set_epoch_deadline = _fast("wasmtime_context_set_epoch_deadline", None)
 fast_memory_data_size = _fast("wasmtime_memory_data_size", c_size_t)
 fast_export_get = _fast("wasmtime_instance_export_get", c_bool)
+fast_memory_data = _fast("wasmtime_memory_data", c_size_t)
+# Runs no wasm: the policy rejects start functions.
+fast_instantiate_pre = _fast("wasmtime_instance_pre_instantiate", c_void_p)
 # Runs wasm: releases the GIL (a CDLL function), but still without argtypes.
 fast_func_call = _dll["wasmtime_func_call_unchecked"]  # [] makes a fresh function object
 fast_func_call.restype = c_void_p
