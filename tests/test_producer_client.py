@@ -20,6 +20,7 @@ from producer.client import DeployError, FarmClient, JobIdTaken, WaitTimeout
 from producer.enqueue import batch_job_id
 from producer.sync_client import SyncFarmClient
 from worker.keys import Keys
+from worker.packed import PackedResult
 from worker.results import ResultWriter
 from worker.settings import FN_BATCH, FN_EXECUTE, job_deserializer
 
@@ -42,7 +43,7 @@ def result(tx_id: str, status: str = "ok", used: int = 10) -> Result:
 
 
 async def store(farm: FarmClient, *results: Result) -> None:
-    await ResultWriter(farm.redis, farm.keys).write([r.to_wire() for r in results])
+    await ResultWriter(farm.redis, farm.keys).write([PackedResult.of(r) for r in results])
 
 
 # -- deploy ----------------------------------------------------------------------------------

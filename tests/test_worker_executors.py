@@ -21,6 +21,7 @@ from farm_support import deploy, job_map, wasm
 from config import load_settings
 from worker.executors import ExecutorPool, ExecutorTimeout
 from worker.metrics import FarmMetrics
+from worker.packed import PackedResult
 
 
 @pytest.fixture()
@@ -63,12 +64,12 @@ async def test_results_come_back_in_order_with_statuses(pool: ExecutorPool) -> N
         job_map("d", "hello", "hello", fee_limit=0),
     ] + [job_map(f"n{i}", "hello", "hello") for i in range(40)]
     out = await pool.execute(jobs)
-    statuses = [r["status"] for r in out.results]
+    statuses = [r.status for r in out.results]
     assert statuses[:4] == ["ok", "invalid", "invalid", "invalid"]
     assert statuses[4:] == ["ok"] * 40
-    assert [r["tx_id"] for r in out.results[4:]] == [f"n{i}" for i in range(40)]
-    assert out.results[0]["return_data"] == b"hello"
-    assert "unknown contract" in out.results[1]["error"]["message"]
+    assert [r.tx_id for r in out.results[4:]] == [f"n{i}" for i in range(40)]
+    assert out.results[0].wire()["return_data"] == b"hello"
+    assert "unknown contract" in out.results[1].wire()["error"]["message"]
     assert out.retry == [False] * len(jobs)
     # engine counters of both executors arrived as deltas
     assert sample(pool, "wesfarm_engine_events_total", event="executions") == 42
@@ -83,27 +84,27 @@ async def test_sigkill_mid_job_gives_error_and_a_respawn(pool: ExecutorPool) -> 
         os.kill(pid, signal.SIGKILL)
     out = await task
     [res] = out.results
-    assert res["status"] == "error" and res["fee"]["used"] == 0
-    assert res["error"]["kind"] == "executor_died"
-    assert "SIGKILL" in res["error"]["message"]
+    assert res.status == "error" and res.fee_used == 0
+    assert res.wire()["error"]["kind"] == "executor_died"
+    assert "SIGKILL" in res.wire()["error"]["message"]
     await wait_alive(pool, 2)
     assert sample(pool, "wesfarm_executor_restarts_total", reason="died") == 2
     after = await pool.execute([job_map("after", "hello", "hello")])
-    assert after.results[0]["status"] == "ok"
+    assert after.results[0].status == "ok"
 
 
 async def test_hung_executor_is_killed_and_its_txs_time_out(pool: ExecutorPool) -> None:
     before = set(pool.pids())
     hung = [job_map(f"h{i}", "hello", "hello", timeout_ms=50, _test_sleep_s=60) for i in range(3)]
     out = await pool.execute(hung)
-    assert [r["status"] for r in out.results] == ["timeout"] * 3
-    assert all(r["fee"]["used"] == 0 for r in out.results)
-    assert "killed and restarted" in out.results[0]["error"]["message"]
+    assert [r.status for r in out.results] == ["timeout"] * 3
+    assert all(r.fee_used == 0 for r in out.results)
+    assert "killed and restarted" in out.results[0].wire()["error"]["message"]
     assert sample(pool, "wesfarm_executor_timeouts_total") == 1
     await wait_alive(pool, 2)
     assert set(pool.pids()) != before
     assert sample(pool, "wesfarm_executor_restarts_total", reason="timeout") == 1
-    assert (await pool.execute([job_map("ok", "hello", "hello")])).results[0]["status"] == "ok"
+    assert (await pool.execute([job_map("ok", "hello", "hello")])).results[0].status == "ok"
 
 
 async def test_generic_op_past_its_budget_is_killed(pool: ExecutorPool) -> None:
@@ -131,9 +132,9 @@ async def test_a_deadline_caps_waits_and_hard_limits(pool: ExecutorPool) -> None
         job_map(f"s{i}", "hello", "hello", timeout_ms=30_000, _test_sleep_s=60) for i in range(3)
     ]
     out = await pool.execute(slow, deadline=loop.time() + 0.5)
-    assert [r["status"] for r in out.results] == ["timeout"] * 3
-    assert [r["error"]["kind"] for r in out.results] == ["executor_timeout"] * 3
-    assert all(r["fee"]["used"] == 0 for r in out.results)
+    assert [r.status for r in out.results] == ["timeout"] * 3
+    assert [r.wire()["error"]["kind"] for r in out.results] == ["executor_timeout"] * 3
+    assert all(r.fee_used == 0 for r in out.results)
     # every executor busy: waiting for one is capped by the deadline too
     blockers = [
         asyncio.create_task(pool.call({"op": "sleep", "seconds": 60}, budget_s=60))
@@ -142,13 +143,13 @@ async def test_a_deadline_caps_waits_and_hard_limits(pool: ExecutorPool) -> None
     while sum(ex.pending is not None for ex in pool.executors) < 2:
         await asyncio.sleep(0.02)
     out = await pool.execute([job_map("w", "hello", "hello")], deadline=loop.time() + 0.2)
-    assert out.results[0]["status"] == "timeout"
-    assert out.results[0]["error"]["kind"] == "no_executor"
+    assert out.results[0].status == "timeout"
+    assert out.results[0].wire()["error"]["kind"] == "no_executor"
     for blocker in blockers:
         blocker.cancel()
     await asyncio.gather(*blockers, return_exceptions=True)
     await wait_alive(pool, 2)
-    assert (await pool.execute([job_map("ok", "hello", "hello")])).results[0]["status"] == "ok"
+    assert (await pool.execute([job_map("ok", "hello", "hello")])).results[0].status == "ok"
 
 
 def test_a_redis_failure_is_reported_as_retryable_not_as_a_verdict(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_a_redis_failure_is_reported_as_retryable_not_as_a_verdict(tmp_path: Pat
         executor.close()
         parent.close()
         child.close()
-    first, second = reply["results"]
+    first, second = (PackedResult.from_row(row) for row in reply["results"])
     assert reply["retry"] == [0]  # the worker retries it later instead of storing it
-    assert first["status"] == "error" and first["error"]["kind"] == "redis"
-    assert second["status"] == "invalid"  # decided without Redis: a real verdict
+    assert first.status == "error" and first.wire()["error"]["kind"] == "redis"
+    assert second.status == "invalid"  # decided without Redis: a real verdict

@@ -11,12 +11,15 @@ from redis.asyncio import Redis
 
 from engine.model import FeeReport, Result
 from worker.keys import Keys
+from worker.packed import PackedResult
 from worker.results import ResultWriter, fee_entries
 
 
-def _result(tx_id: str, status: str = "ok", used: int = 100, data: bytes = b"one") -> dict:
+def _result(
+    tx_id: str, status: str = "ok", used: int = 100, data: bytes = b"one"
+) -> PackedResult:
     fee = FeeReport(limit=1_000, used=used, breakdown={"instructions": used}, schedule="test")
-    return Result(tx_id=tx_id, status=status, fee=fee, return_data=data).to_wire()
+    return PackedResult.of(Result(tx_id=tx_id, status=status, fee=fee, return_data=data))
 
 
 @pytest.fixture()
@@ -48,7 +51,7 @@ async def test_concurrent_writers_of_one_tx_produce_one_result(writer: ResultWri
     assert len(created) == 1
     assert all(w.result == created[0].result for [w] in outcomes)
     entries = await fee_entries(writer.redis, writer.keys)
-    assert len(entries) == 1 and entries[0]["fee"]["used"] == created[0].result["fee"]["used"]
+    assert len(entries) == 1 and entries[0]["fee"]["used"] == created[0].result.fee_used
 
 
 async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None:
@@ -56,7 +59,7 @@ async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None
     written = await writer.write(batch)
     assert [w.created for w in written] == [True] * 5 + [False] * 7
     for w in written[5:]:
-        assert w.result == batch[int(w.result["tx_id"][3:])]
+        assert w.result == batch[int(w.result.tx_id[3:])]
     entries = await fee_entries(writer.redis, writer.keys)
     assert sorted(e["tx_id"] for e in entries) == [f"tx-{i}" for i in range(5)]
 
@@ -64,5 +67,5 @@ async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None
 async def test_existing_reports_absent_and_unkeyed_txs_as_none(writer: ResultWriter) -> None:
     await writer.write([_result("tx-here")])
     found = await writer.existing(["tx-here", "tx-absent", None])
-    assert found[0] is not None and found[0]["tx_id"] == "tx-here"
+    assert found[0] is not None and found[0].tx_id == "tx-here"
     assert found[1:] == [None, None]

@@ -8,9 +8,9 @@ Every message is a msgpack map.
 
     parent -> child                               child -> parent
     {"op": "init", "settings": {...},             {"ready": true, "pid": N, "limit": "..."}
-     "redis_url": URL, "index": I}                or {"error": MSG} and exit 1
-    {"op": "execute", "jobs": [job map, ...]}     {"results": [wire Result, ...],
-                                                   "retry": [index, ...], "metrics": {delta}}
+     "redis_url": URL, "index": I, "worker": W}   or {"error": MSG} and exit 1
+    {"op": "execute", "jobs": [job map, ...],     {"results": [result row, ...],
+     "ids": [tx id or None, ...]}                  "retry": [index, ...], "metrics": {delta}}
                                                   (before it, maybe several
                                                    {"progress": "compile", "code_hash": H})
     {"op": "metrics"}                             {"metrics": {name: number}} (totals)
@@ -18,6 +18,9 @@ Every message is a msgpack map.
     {"op": "sleep", "seconds": S}  (test hook)    {"slept": S}
     anything else                                 {"error": MSG}
 
+A result row is [tx_id, status, fee_used, result bytes, fee bytes] (worker/packed.py):
+each Result is encoded here, once, under the tx id `ids` gives (a job map's own tx id,
+or the arq job id standing in for an unusable one) and with the worker's name.
 `retry` lists jobs that failed because Redis failed (not the contract): their result
 is not a consensus result and the worker retries them instead of writing it.
 `metrics` in an execute reply is the change of the engine's numeric counters since
@@ -48,6 +51,7 @@ from config import Settings
 from engine.model import pack, unpack
 from worker.keys import Keys
 from worker.outcomes import failure
+from worker.packed import PackedResult
 from worker.sources import RedisSources
 
 log = logging.getLogger("wesfarm.executor")
@@ -103,12 +107,14 @@ class MetricsDelta:
 class Executor:
     """One engine, one Redis connection, one request at a time."""
 
-    def __init__(self, conn: Connection, settings: Settings, redis_url: str) -> None:
+    def __init__(self, conn: Connection, settings: Settings, redis_url: str,
+                 worker: str = "") -> None:
         from engine import WasmEngine  # the heavy import happens in the child only
 
         self.conn = conn
         self.settings = settings
         self.schedule = settings.fees.version
+        self.worker = worker
         self.engine = WasmEngine(settings)
         self.client = redis.Redis.from_url(redis_url, socket_keepalive=True)
         self.sources = RedisSources(self.client, Keys(settings.key_prefix), self._compiling)
@@ -121,10 +127,12 @@ class Executor:
     def handle(self, request: Any) -> dict[str, Any]:
         op = request.get("op") if isinstance(request, dict) else None
         if op == "execute":
-            jobs = request.get("jobs")
+            jobs, ids = request.get("jobs"), request.get("ids")
             if not isinstance(jobs, list):
                 return {"error": "execute: jobs must be a list"}
-            return self.execute(jobs)
+            if ids is not None and not (isinstance(ids, list) and len(ids) == len(jobs)):
+                return {"error": "execute: ids must be a list as long as jobs"}
+            return self.execute(jobs, ids)
         if op == "ping":
             return {"pong": os.getpid()}
         if op == "metrics":
@@ -135,12 +143,12 @@ class Executor:
             return {"slept": seconds}
         return {"error": f"unknown op {op!r}"}
 
-    def execute(self, jobs: list[Any]) -> dict[str, Any]:
+    def execute(self, jobs: list[Any], ids: list[Any] | None = None) -> dict[str, Any]:
         if TEST_HOOKS:
             for job in jobs:
                 if isinstance(job, dict) and isinstance(job.get("_test_sleep_s"), int | float):
                     time.sleep(float(job["_test_sleep_s"]))
-        results: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
         retry: list[int] = []
         self.sources.begin_request()
         for index, raw in enumerate(jobs):
@@ -155,9 +163,13 @@ class Executor:
             if self.sources.failure is not None:
                 retry.append(index)
                 result = failure(raw, "error", "redis", self.sources.failure, self.schedule)
-            results.append(result.to_wire())
+            tx_id = ids[index] if ids is not None else None
+            if isinstance(tx_id, str) and tx_id:
+                result.tx_id = tx_id
+            result.worker = self.worker
+            rows.append(PackedResult.of(result).row())
         return {
-            "results": results,
+            "results": rows,
             "retry": retry,
             "metrics": self.deltas.delta(self.engine.get_metrics()),
         }
@@ -209,7 +221,7 @@ def main(conn: Connection) -> int:
             raise ValueError("the first request must be init")
         settings = Settings(**init["settings"])
         limit = limit_memory(settings.executor_memory_mb)
-        executor = Executor(conn, settings, str(init["redis_url"]))
+        executor = Executor(conn, settings, str(init["redis_url"]), str(init.get("worker", "")))
     except Exception as exc:
         log.exception("executor start-up failed")
         conn.send_bytes(pack({"error": f"executor start-up failed: {exc!r}"}))

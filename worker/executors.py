@@ -21,7 +21,8 @@ from typing import Any
 
 from config import Settings
 from worker.metrics import FarmMetrics
-from worker.outcomes import failure, timeout_ms_of
+from worker.outcomes import failure, timeout_ms_of, tx_id_of
+from worker.packed import MalformedRow, PackedResult
 from worker.process import ExecutorDied, ExecutorProcess, ExecutorTimeout
 
 __all__ = ["ExecutorDied", "ExecutorPool", "ExecutorProcess", "ExecutorTimeout", "Outcome"]
@@ -33,9 +34,9 @@ MIN_CHUNK, MAX_CHUNK = 8, 256
 
 @dataclass
 class Outcome:
-    """Wire results in job order; `retry` marks jobs that failed for a transient reason."""
+    """Results in job order; `retry` marks jobs that failed for a transient reason."""
 
-    results: list[dict[str, Any]]
+    results: list[PackedResult]
     retry: list[bool] = field(default_factory=list)
 
 
@@ -56,6 +57,7 @@ class ExecutorPool:
             "op": "init",
             "settings": settings.model_dump(mode="json"),
             "redis_url": redis_url,
+            "worker": worker_name,
         }
         self.executors = [
             ExecutorProcess(i, self._on_lost) for i in range(size or settings.executors)
@@ -150,8 +152,10 @@ class ExecutorPool:
         )
         return (total_ms + s.executor_grace_ms) / 1000
 
-    async def execute(self, jobs: list[Any], deadline: float | None = None) -> Outcome:
-        """Run jobs (raw maps) over the idle executors; results in job order.
+    async def execute(self, jobs: list[Any], deadline: float | None = None,
+                      ids: list[str | None] | None = None) -> Outcome:
+        """Run jobs (raw maps) over the idle executors; results in job order, each
+        under `ids[i]` when given (else the job map's own tx id).
 
         `deadline` (event-loop time) caps every wait and hard limit, so the caller
         (an arq job with its own timeout) always gets results: txs that could not
@@ -160,47 +164,53 @@ class ExecutorPool:
         if not jobs:
             return Outcome([], [])
         n = len(jobs)
+        keys = ids if ids is not None else [tx_id_of(j) for j in jobs]
         parts = max(1, min(len(self.executors), math.ceil(n / MIN_CHUNK)), math.ceil(n / MAX_CHUNK))
         size = math.ceil(n / parts)
         if size >= n:
-            return await self._execute_chunk(jobs, deadline)
-        chunks = [jobs[i : i + size] for i in range(0, n, size)]
-        outcomes = await asyncio.gather(*(self._execute_chunk(c, deadline) for c in chunks))
+            return await self._execute_chunk(jobs, keys, deadline)
+        outcomes = await asyncio.gather(*(
+            self._execute_chunk(jobs[i : i + size], keys[i : i + size], deadline)
+            for i in range(0, n, size)
+        ))
         return Outcome(
             [r for o in outcomes for r in o.results], [f for o in outcomes for f in o.retry]
         )
 
-    async def _execute_chunk(self, jobs: list[Any], deadline: float | None = None) -> Outcome:
+    async def _execute_chunk(self, jobs: list[Any], ids: list[str | None],
+                             deadline: float | None = None) -> Outcome:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):
                 ex = await self._acquire()
         except TimeoutError:
             msg = "no executor became free before the job's deadline"
-            return self._failed(jobs, "timeout", "no_executor", msg)
+            return self._failed(jobs, ids, "timeout", "no_executor", msg)
         budget = self._budget_s(jobs)
         if deadline is not None:
             budget = max(0.0, min(budget, deadline - loop.time()))
         started = loop.time()
         self.metrics.inflight.inc(len(jobs))
         try:
-            reply = await ex.request({"op": "execute", "jobs": jobs}, budget)
+            reply = await ex.request({"op": "execute", "jobs": jobs, "ids": ids}, budget)
         except ExecutorTimeout:
             self.metrics.timeouts.inc()
             ex.kill("timeout")
             limit = round(budget * 1000)
             msg = f"executor did not answer within {limit} ms; it was killed and restarted"
-            return self._failed(jobs, "timeout", "executor_timeout", msg)
+            return self._failed(jobs, ids, "timeout", "executor_timeout", msg)
         except ExecutorDied:
             how = await ex.reap()
             if len(jobs) > 1:  # find the tx that kills executors: re-run one at a time
                 log.warning(
                     "executor died (%s) during %d txs; re-running them singly", how, len(jobs)
                 )
-                singles = await asyncio.gather(*(self._execute_chunk([j], deadline) for j in jobs))
+                singles = await asyncio.gather(*(
+                    self._execute_chunk([j], [i], deadline) for j, i in zip(jobs, ids, strict=True)
+                ))
                 return Outcome([s.results[0] for s in singles], [s.retry[0] for s in singles])
             msg = f"executor process died while running this transaction: {how}"
-            return self._failed(jobs, "error", "executor_died", msg)
+            return self._failed(jobs, ids, "error", "executor_died", msg)
         except asyncio.CancelledError:
             ex.kill("cancelled")  # its reply would be stale: never reuse it
             raise
@@ -208,20 +218,25 @@ class ExecutorPool:
             self.metrics.inflight.dec(len(jobs))
             self.metrics.latency.observe(loop.time() - started)
         self._release(ex)
-        results = reply.get("results")
-        if "error" in reply or not isinstance(results, list) or len(results) != len(jobs):
-            msg = str(reply.get("error", "malformed executor reply"))
-            return self._failed(jobs, "error", "executor_error", msg)
+        rows = reply.get("results")
+        try:
+            if "error" in reply or not isinstance(rows, list) or len(rows) != len(jobs):
+                raise MalformedRow(str(reply.get("error", "malformed executor reply")))
+            results = [PackedResult.from_row(row) for row in rows]
+        except MalformedRow as exc:
+            return self._failed(jobs, ids, "error", "executor_error", str(exc))
         delta = reply.get("metrics")
         if isinstance(delta, dict):
             self.metrics.engine_delta(delta)
         retry = {i for i in reply.get("retry", ()) if isinstance(i, int)}
         return Outcome(results, [i in retry for i in range(len(jobs))])
 
-    def _failed(self, jobs: list[Any], status: str, kind: str, message: str) -> Outcome:
+    def _failed(self, jobs: list[Any], ids: list[str | None], status: str, kind: str,
+                message: str) -> Outcome:
         results = [
-            failure(j, status, kind, message, self.schedule, self.worker_name).to_wire()
-            for j in jobs
+            PackedResult.of(failure(j, status, kind, message, self.schedule, self.worker_name,
+                                    tx_id=i))
+            for j, i in zip(jobs, ids, strict=True)
         ]
         return Outcome(results, [False] * len(jobs))
 

@@ -28,6 +28,7 @@ from worker.executors import ExecutorPool
 from worker.keys import Keys
 from worker.metrics import FarmMetrics
 from worker.outcomes import failure, tx_id_of
+from worker.packed import PackedResult
 from worker.results import ResultWriter
 from worker.settings import BATCH_JOB_PREFIX, FN_BATCH, FN_EXECUTE, FN_REJECT, MAX_TRIES
 
@@ -98,7 +99,7 @@ async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[An
 
 async def _run(
     farm: Farm, ctx: Ctx, raws: list[Any], ids: list[str | None], precheck: bool = True
-) -> list[dict[str, Any]]:
+) -> list[PackedResult]:
     """Results for `raws` in order, stored under `ids[i]` (None: not stored).
 
     With `precheck`, txs that already have a result are not run again (a batch
@@ -106,7 +107,7 @@ async def _run(
     is pure and the write-once script hands back the first result. That saves a
     Redis round trip per single-tx job, where redelivery is rare.
     """
-    out: list[dict[str, Any] | None] = (
+    out: list[PackedResult | None] = (
         list(await farm.writer.existing(ids)) if precheck else [None] * len(raws)
     )
     todo = [i for i, stored in enumerate(out) if stored is None]
@@ -117,18 +118,15 @@ async def _run(
     # Finish (with `timeout` results if need be) before arq's own job timeout would
     # cancel the job and leave its txs without any result.
     deadline = asyncio.get_running_loop().time() + farm.settings.job_timeout_s - DEADLINE_MARGIN_S
-    outcome = await farm.pool.execute([raws[i] for i in todo], deadline)
+    outcome = await farm.pool.execute([raws[i] for i in todo], deadline, [ids[i] for i in todo])
     last_try = int(ctx.get("job_try", 1)) >= MAX_TRIES
     retry = False
-    to_write: list[tuple[int, dict[str, Any]]] = []
+    to_write: list[tuple[int, PackedResult]] = []
     for i, result, transient in zip(todo, outcome.results, outcome.retry, strict=True):
-        if not result.get("worker"):
-            result["worker"] = farm.name
         out[i] = result
         if transient and not last_try:
             retry = True  # a Redis failure, not a verdict: do not store it
         elif ids[i]:
-            result["tx_id"] = ids[i]
             to_write.append((i, result))
         else:
             log.warning("job %s: a result with no usable tx id is not stored", ctx.get("job_id"))
@@ -140,13 +138,13 @@ async def _run(
     return [r for r in out if r is not None]
 
 
-async def _store(farm: Farm, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def _store(farm: Farm, results: list[PackedResult]) -> list[PackedResult]:
     """Write results once each; count the new ones; the stored (first) results back."""
     written = await farm.writer.write(results)
     for w in written:
         if w.created:
-            farm.metrics.txs.labels(status=w.result["status"]).inc()
-            farm.metrics.fee_used.inc(int(w.result["fee"]["used"]))
+            farm.metrics.txs.labels(status=w.result.status).inc()
+            farm.metrics.fee_used.inc(w.result.fee_used)
         else:
             farm.metrics.duplicates.inc()
     return [w.result for w in written]
@@ -158,13 +156,13 @@ def _bad_arguments(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     )
 
 
-def receipt(result: dict[str, Any]) -> dict[str, Any]:
+def receipt(result: PackedResult) -> dict[str, Any]:
     """What arq keeps as the job's return value. The Result itself lives under its tx
     id; arq storing a second copy of every Result cost the worker a large serialize
     and write per job. A Result with no tx id was not stored, so it is kept whole."""
-    if not result.get("tx_id"):
-        return result
-    return {"tx_id": result["tx_id"], "status": result["status"]}
+    if not result.tx_id:
+        return result.wire()
+    return {"tx_id": result.tx_id, "status": result.status}
 
 
 async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -183,7 +181,7 @@ async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
                 farm.name,
                 tx_id=job_id,
             )
-            return (await _store(farm, [bad.to_wire()]))[0]
+            return (await _store(farm, [PackedResult.of(bad)]))[0].wire()
         fallback = job_id if len(job_id.encode()) <= MAX_TX_ID_BYTES else None
         [result] = await _run(farm, ctx, [args[0]], [tx_id_of(args[0]) or fallback], precheck=False)
         return receipt(result)
@@ -235,7 +233,7 @@ async def reject_payload(ctx: Ctx, reason: str) -> dict[str, Any]:
         )
         if job_id.startswith(BATCH_JOB_PREFIX) or len(job_id.encode()) > MAX_TX_ID_BYTES:
             return bad.to_wire()  # no tx id to store it under
-        return (await _store(farm, [bad.to_wire()]))[0]
+        return (await _store(farm, [PackedResult.of(bad)]))[0].wire()
 
     result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body)
     return result

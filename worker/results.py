@@ -9,19 +9,23 @@ charged twice and every tx id has exactly one stream entry.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from engine.model import pack, unpack
+from engine.model import unpack
 from worker.keys import Keys
+from worker.packed import PackedResult
 
 # KEYS[1] fee stream, KEYS[2..] result keys; ARGV: per result, 4 values (result bytes,
 # tx id, fee bytes, status). Returns, per result, 1 when this call wrote it, else the
 # first result's bytes. One call per chunk of results: per-command overhead (packing,
 # parsing, round trips) was the worker's main cost when it was one call per tx.
+# Chunks go as concurrent EVALSHAs, not in a pipeline: redis-py checks a pipeline's
+# scripts with SCRIPT EXISTS first, a round trip per write.
 WRITE_ONCE_LUA = """
 local out = {}
 for i = 2, #KEYS do
@@ -42,7 +46,7 @@ CHUNK = 256
 class Written:
     """The stored result (ours or the first one) and whether this call stored it."""
 
-    result: dict[str, Any]
+    result: PackedResult
     created: bool
 
 
@@ -52,7 +56,7 @@ class ResultWriter:
         self.keys = keys
         self.script = redis.register_script(WRITE_ONCE_LUA)
 
-    async def existing(self, tx_ids: Sequence[str | None]) -> list[dict[str, Any] | None]:
+    async def existing(self, tx_ids: Sequence[str | None]) -> list[PackedResult | None]:
         """Stored results for these tx ids (None where absent or no id)."""
         wanted = [t for t in tx_ids if t]
         if not wanted:
@@ -60,37 +64,31 @@ class ResultWriter:
         found = dict(
             zip(wanted, await self.redis.mget([self.keys.result(t) for t in wanted]), strict=True)
         )
-        out: list[dict[str, Any] | None] = []
+        out: list[PackedResult | None] = []
         for tx_id in tx_ids:
             raw = found.get(tx_id) if tx_id else None
-            out.append(None if raw is None else unpack(raw))
+            out.append(None if raw is None else PackedResult.from_bytes(raw))
         return out
 
-    async def write(self, results: Sequence[dict[str, Any]]) -> list[Written]:
-        """Write wire results (each must carry a non-empty tx_id), in one pipeline."""
-        if not results:
-            return []
-        replies: list[Any] = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(results), CHUNK):
-                chunk = results[start : start + CHUNK]
-                args: list[Any] = []
-                for result in chunk:
-                    args += [pack(result), result["tx_id"], pack(result["fee"]), result["status"]]
-                await self.script(
-                    keys=[self.keys.fees, *(self.keys.result(r["tx_id"]) for r in chunk)],
-                    args=args,
-                    client=pipe,
-                )
-            for reply in await pipe.execute():
-                replies.extend(reply)
+    async def write(self, results: Sequence[PackedResult]) -> list[Written]:
+        """Write results (each must carry a non-empty tx_id), a script call per chunk."""
+        chunks = [results[i : i + CHUNK] for i in range(0, len(results), CHUNK)]
+        replies = await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
         written: list[Written] = []
-        for result, reply in zip(results, replies, strict=True):
+        for result, reply in zip(results, (r for chunk in replies for r in chunk), strict=True):
             if isinstance(reply, int):
                 written.append(Written(result, True))
             else:
-                written.append(Written(unpack(reply), False))
+                written.append(Written(PackedResult.from_bytes(reply), False))
         return written
+
+    async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
+        args: list[Any] = []
+        for result in chunk:
+            args += (result.data, result.tx_id, result.fee, result.status)
+        keys = [self.keys.fees, *(self.keys.result(r.tx_id) for r in chunk)]
+        replies: list[Any] = await self.script(keys=keys, args=args)
+        return replies
 
 
 async def fee_entries(redis: Redis, keys: Keys, count: int = 100_000) -> list[dict[str, Any]]:

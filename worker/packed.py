@@ -1,0 +1,58 @@
+"""A Result as the worker handles it: encoded once, in the executor.
+
+The worker only reads a Result's tx id, status and fee used (metrics, the write
+script, arq's receipt); it keeps those beside the bytes and never decodes or
+re-encodes the rest. Decoding every Result from the executor and encoding it
+again for Redis cost the worker more than the Redis write itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.model import Result, pack, unpack
+
+
+class MalformedRow(ValueError):
+    """An executor reply row that is not [tx_id, status, fee_used, data, fee]."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackedResult:
+    tx_id: str
+    status: str
+    fee_used: int
+    data: bytes  # the msgpack wire Result, exactly as stored under `{p}:result:{tx_id}`
+    fee: bytes  # the msgpack fee map, exactly as appended to the fee stream
+
+    @classmethod
+    def of(cls, result: Result) -> PackedResult:
+        wire = result.to_wire()
+        return cls(result.tx_id, result.status, result.fee.used, pack(wire), pack(wire["fee"]))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PackedResult:
+        """A stored Result read back from Redis."""
+        wire = unpack(data)
+        return cls(wire["tx_id"], wire["status"], int(wire["fee"]["used"]), data,
+                   pack(wire["fee"]))
+
+    def row(self) -> list[Any]:
+        """The executor -> worker wire form."""
+        return [self.tx_id, self.status, self.fee_used, self.data, self.fee]
+
+    @classmethod
+    def from_row(cls, row: Any) -> PackedResult:
+        if not (isinstance(row, list) and len(row) == 5):
+            raise MalformedRow(f"result row must be a 5-item list, got {type(row).__name__}")
+        tx_id, status, used, data, fee = row
+        if not (isinstance(tx_id, str) and isinstance(status, str) and type(used) is int
+                and isinstance(data, bytes) and isinstance(fee, bytes)):
+            raise MalformedRow("result row has a field of the wrong type")
+        return cls(tx_id, status, used, data, fee)
+
+    def wire(self) -> dict[str, Any]:
+        """The whole Result as a wire map (decoded on demand)."""
+        decoded: dict[str, Any] = unpack(self.data)
+        return decoded
