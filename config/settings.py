@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     compiler: Literal["cranelift", "winch"] = "cranelift"
     opt_level: Literal["none", "speed", "speed_and_size"] = "speed"
     pooling_allocator: bool = True
+    memory_keep_resident_kb: int = Field(
+        128, ge=0, le=1_048_576,
+        description="per pooled memory slot: bytes kept mapped and zeroed by memset on reuse",
+    )
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "wesfarm")
     cache_secret: str | None = Field(None, description="artifact MAC key; unset: a host key file")
     module_cache_size: int = Field(64, gt=0)

@@ -100,6 +100,12 @@ def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
     )
     b.wasmtime_pooling_allocation_config_max_memories_per_module_set(pool, 1)
     b.wasmtime_pooling_allocation_config_max_tables_per_module_set(pool, 1)
+    # A freed slot's first KiBs are zeroed with memset and stay mapped instead of being
+    # madvised away: the next instance then takes no page fault on its stack and data
+    # (a token transfer: 1 fault and ~4 µs less). Reset memory is zero either way.
+    b.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
+        pool, settings.memory_keep_resident_kb * 1024
+    )
     b.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
     b.wasmtime_pooling_allocation_config_delete(pool)
 
