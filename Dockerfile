@@ -12,7 +12,12 @@ COPY config ./config
 COPY engine ./engine
 COPY worker ./worker
 COPY producer ./producer
-RUN pip install . \
+# engine._native is C: compile it, then drop the compiler from the image.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
+    && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /home/wesfarm wesfarm \
     && mkdir -p /var/cache/wesfarm \
     && chown wesfarm /var/cache/wesfarm

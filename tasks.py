@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Bootstrap and run: `python3 tasks.py demo` (the demo farm) or `python3 tasks.py test`.
 
-Needs only Python 3.11 and pip: creates .venv, installs wesfarm with its dev extras
-(once, and again when pyproject.toml changes), then runs the command inside it.
+Needs Python 3.11, pip and a C compiler (engine._native): creates .venv, installs
+wesfarm with its dev extras (once, and again when pyproject.toml or engine/native/
+changes), then runs the command inside it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ COMMANDS = {
 def ensure_env() -> None:
     if sys.version_info[:2] != (3, 11):
         sys.exit(f"wesfarm needs Python 3.11, this is {sys.version.split()[0]}")
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # Reinstall when the project or the C sources of engine._native change (the
+    # editable install compiles them).
+    sources = [ROOT / "pyproject.toml", *sorted((ROOT / "engine" / "native").glob("*.[ch]"))]
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     if STAMP.exists() and STAMP.read_text() == want:
         return
     if not (BIN / "python").exists():

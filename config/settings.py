@@ -45,8 +45,11 @@ class PolicyLimits(BaseModel):
     max_events: int = Field(256, ge=0)
     max_event_topic_bytes: int = Field(64, ge=0)
     max_event_data_bytes: int = Field(4_096, ge=0)
-    max_fee_limit: int = Field(10_000_000_000, gt=0)
+    max_fee_limit: int = Field(10_000_000_000, gt=0, le=10**15)
     max_timeout_ms: int = Field(30_000, gt=0)
+
+
+MAX_PRICE = 10**9  # fee arithmetic is int64 in engine._native: n (< 2^33) × price fits
 
 
 class FeePrices(BaseModel):
@@ -56,19 +59,22 @@ class FeePrices(BaseModel):
     time per fee unit (docs/FEES.md)."""
 
     version: str = "wes-fee-2"
-    instruction: int = Field(1, gt=0, description="per unit of wasmtime fuel")
-    host_call: int = Field(35_000, ge=0)
-    byte_in: int = Field(1, ge=0, description="per byte copied from the host into wasm memory")
-    byte_out: int = Field(1, ge=0, description="per byte copied from wasm memory to the host")
-    storage_read: int = Field(19_000, ge=0)
-    storage_read_byte: int = Field(1, ge=0)
-    storage_write: int = Field(25_000, ge=0)
-    storage_write_byte: int = Field(2, ge=0)
-    event: int = Field(23_000, ge=0)
-    event_byte: int = Field(1, ge=0)
-    hash_byte: int = Field(110, ge=0)
-    memory_page: int = Field(360_000, ge=0, description="per 64 KiB page, initial or grown")
-    table_element: int = Field(10, ge=0)
+    instruction: int = Field(1, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
+    host_call: int = Field(35_000, ge=0, le=MAX_PRICE)
+    byte_in: int = Field(1, ge=0, le=MAX_PRICE,
+                         description="per byte copied from the host into wasm memory")
+    byte_out: int = Field(1, ge=0, le=MAX_PRICE,
+                          description="per byte copied from wasm memory to the host")
+    storage_read: int = Field(19_000, ge=0, le=MAX_PRICE)
+    storage_read_byte: int = Field(1, ge=0, le=MAX_PRICE)
+    storage_write: int = Field(25_000, ge=0, le=MAX_PRICE)
+    storage_write_byte: int = Field(2, ge=0, le=MAX_PRICE)
+    event: int = Field(23_000, ge=0, le=MAX_PRICE)
+    event_byte: int = Field(1, ge=0, le=MAX_PRICE)
+    hash_byte: int = Field(110, ge=0, le=MAX_PRICE)
+    memory_page: int = Field(360_000, ge=0, le=MAX_PRICE,
+                             description="per 64 KiB page, initial or grown")
+    table_element: int = Field(10, ge=0, le=MAX_PRICE)
 
 
 class Settings(BaseSettings):

@@ -27,7 +27,8 @@ class Reverted(ExecutionError):
     status = "reverted"
 
     def __init__(self, reason: bytes) -> None:
-        super().__init__(reason.decode("utf-8", "replace"), "revert")
+        # The reason bytes are the result's return data; the message is never empty.
+        super().__init__(reason.decode("utf-8", "replace") or "reverted (no message)", "revert")
         self.reason = reason
 
 

@@ -1,5 +1,10 @@
 """One execution's state: fee meter, linear-memory access, buffered storage, outputs.
 
+This is the reference implementation, used with the public-API host functions;
+engine._native.Execution (engine/native/meter.c) has the same interface and
+semantics for the raw path: `consume`/`exhaust`/`left`/`limit`/`used`/`breakdown`,
+`attach(warm, pages)`, `settle()` and the outputs.
+
 Fuel and host charges draw on one budget. wasmtime gets the whole budget as fuel
 once, at the start; every host call first charges the instructions wasm ran since
 the last look (fuel spent × instruction price), then its own prices, against the
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import c_uint64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import PolicyLimits
 from engine import raw
@@ -23,6 +28,9 @@ from engine.errors import ContractTrap, InternalError
 from engine.fees import FeeMeter, FeeSchedule
 from engine.model import Job
 from engine.state import StateView
+
+if TYPE_CHECKING:
+    from engine.pool import WarmInstance
 
 PAGE = 65_536
 _string_at = ctypes.string_at
@@ -75,13 +83,39 @@ class Execution:
         self.read_set: dict[bytes, int] = {}
         self.writes: dict[bytes, bytes | None] = {}
 
-    def attach(self, ctx: ctypes.c_void_p, memory: raw.Memory, base: int, size: int) -> None:
-        """Bind to the instance's store and memory. Memory never moves (the engine sets
-        memory_may_move off) and never shrinks, so its base is fixed and a size seen
-        before is a safe lower bound: only an access past it asks wasmtime again."""
-        self.ctx, self.memory = ctx, memory
-        self.mem_ref = ctypes.byref(memory)
-        self.mem_base, self.mem_size = base, size
+    def attach(self, warm: WarmInstance, pages: int) -> None:
+        """Bind to a warm instance whose `pages` initial pages are paid for. Memory never
+        moves (the engine sets memory_may_move off) and never shrinks, so its base is
+        fixed and a size seen before is a safe lower bound: only an access past it asks
+        wasmtime again."""
+        self.ctx, self.memory = warm.ctx, warm.memory
+        self.mem_ref = ctypes.byref(warm.memory)
+        self.mem_base, self.mem_size = warm.memory_base, warm.memory_size
+        self.pages_charged = pages
+
+    # -- the meter -----------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        return self.meter.limit
+
+    @property
+    def used(self) -> int:
+        return self.meter.used
+
+    @property
+    def left(self) -> int:
+        return self.meter.left
+
+    @property
+    def breakdown(self) -> dict[str, int]:
+        return dict(self.meter.breakdown)
+
+    def consume(self, amount: int, category: str, reason: str | None = None) -> None:
+        self.meter.consume(amount, category, reason)
+
+    def exhaust(self, category: str) -> None:
+        self.meter.exhaust(category)
 
     # -- fuel: one budget with the meter -------------------------------------------------
 
@@ -110,8 +144,9 @@ class Execution:
         if _set_fuel(self.ctx, c_uint64(self.fuel_granted)):
             raise InternalError("wasmtime refused set_fuel")
 
-    def settle_fuel(self) -> None:
-        """Charge the instructions run since the last grant."""
+    def settle(self) -> None:
+        """Charge the instructions and pages used since the last look (on return, and on
+        a wasm trap: the work before it is paid for too)."""
         if _get_fuel(self.ctx, self.fuel_ref):
             raise InternalError("wasmtime refused get_fuel")
         left = self.fuel_cell.value
@@ -119,6 +154,7 @@ class Execution:
         self.fuel_granted = left
         if spent:
             self.meter.consume(spent * self.fee_price, "instructions")
+        self.charge_growth(_memory_size(self.ctx, self.mem_ref))
 
     def charge_growth(self, size: int) -> None:
         """Charge pages grown since the last look (memory.grow cannot shrink)."""

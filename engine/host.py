@@ -1,5 +1,7 @@
 """Host ABI 1 (ABI.md): every `wes.*` function, its type, its capability and its price.
 
+This is the reference implementation, run by the public-API path; engine/native/abi.c
+is the same functions in C, run by the raw path, and the tests hold the two equal.
 Each function takes the Execution and its arguments as unsigned Python ints and
 charges before it does its work (the trampoline has already charged the call's base
 price and the instructions run before it). It raises ExecutionError subclasses; the
@@ -149,13 +151,20 @@ def _hash(ex: Execution, name: str, ptr: int, length: int, dst: int,
     ex.write(dst, digest(ex.read(ptr, length, name)), name)
 
 
+def sha256_digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def keccak256_digest(data: bytes) -> bytes:
+    return keccak.new(digest_bits=256, data=data).digest()  # type: ignore[no-any-return]
+
+
 def sha256(ex: Execution, ptr: int, length: int, dst: int) -> None:
-    _hash(ex, "sha256", ptr, length, dst, lambda data: hashlib.sha256(data).digest())
+    _hash(ex, "sha256", ptr, length, dst, sha256_digest)
 
 
 def keccak256(ex: Execution, ptr: int, length: int, dst: int) -> None:
-    _hash(ex, "keccak256", ptr, length, dst,
-          lambda data: keccak.new(digest_bits=256, data=data).digest())
+    _hash(ex, "keccak256", ptr, length, dst, keccak256_digest)
 
 
 def _spec(impl: Callable[..., int | None], params: int, result: str | None, cap: str) -> HostSpec:
@@ -185,3 +194,8 @@ HOST_FUNCTIONS: dict[str, HostSpec] = {
 }
 VIEW_DENIED = frozenset({"state-write", "events"})
 NOTHING_DENIED: frozenset[str] = frozenset()
+
+
+def capability_mask(denied: frozenset[str]) -> int:
+    """The native host's form of a denied set: bit i for CAPABILITIES[i]."""
+    return sum(1 << i for i, cap in enumerate(CAPABILITIES) if cap in denied)

@@ -10,6 +10,7 @@ last instance does.
 from __future__ import annotations
 
 import ctypes
+import gc
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -39,6 +40,15 @@ class WarmInstance:
     memory: raw.Memory
     memory_base: int
     memory_size: int
+    # Addresses for the native host (the structs above live as long as this object).
+    ctx_addr: int = 0
+    instance_addr: int = 0
+    memory_addr: int = 0
+
+    def __post_init__(self) -> None:
+        self.ctx_addr = self.ctx.value or 0
+        self.instance_addr = ctypes.addressof(self.instance)
+        self.memory_addr = ctypes.addressof(self.memory)
 
     def entry(self, name: bytes) -> raw.Func | None:
         item = raw.Extern()
@@ -67,8 +77,10 @@ class InstancePool:
         try:
             return self._instantiate(contract, count)
         except InternalError:
-            # Out of pooling-allocator slots: free every warm instance and retry once.
+            # Out of pooling-allocator slots: free every warm instance, and any instance
+            # only a reference cycle still holds, and retry once.
             self.clear(keep_lru=True)
+            gc.collect()
             return self._instantiate(contract, count)
 
     def _instantiate(self, contract: CompiledContract, count: int) -> list[WarmInstance]:

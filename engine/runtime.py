@@ -10,13 +10,12 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from ctypes import c_uint64
 from typing import Any
 
 import wasmtime
 
 from config import Settings
-from engine import raw
+from engine import _native, raw
 from engine.compiler import ArtifactCache, build_config, compile_module, fingerprint
 from engine.errors import (
     ContractTrap,
@@ -28,7 +27,13 @@ from engine.errors import (
 )
 from engine.execution import PAGE, Execution
 from engine.fees import FeeMeter, FeeSchedule
-from engine.host import NOTHING_DENIED, VIEW_DENIED
+from engine.host import (
+    NOTHING_DENIED,
+    VIEW_DENIED,
+    capability_mask,
+    keccak256_digest,
+    sha256_digest,
+)
 from engine.linking import CurrentExecution, HostLinker
 from engine.metrics import EngineMetrics
 from engine.model import FeeReport, Job, Result
@@ -37,6 +42,10 @@ from engine.pool import CompiledContract, InstancePool, WarmInstance
 from engine.state import CodeSource, StateView
 
 log = logging.getLogger("wesfarm.engine")
+# The two implementations of one execution (engine/execution.py, engine/native/meter.c),
+# and anything with a fee meter's limit/used/breakdown.
+AnyExecution = Execution | _native.Execution
+Metered = FeeMeter | AnyExecution
 TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.TrapCode)
               if n.isupper()}
 
@@ -76,7 +85,9 @@ class WasmEngine:
         self.artifacts = ArtifactCache(settings.cache_dir, self.fingerprint,
                                        settings.cache_secret)
         self.slot = CurrentExecution()
-        self.linker = HostLinker(self.engine, self.slot, raw_calls, self.schedule.host_call)
+        # raw_calls: engine._native's C host functions; else the public-API reference.
+        self.host = _native_host(self.schedule, self.limits) if raw_calls else None
+        self.linker = HostLinker(self.engine, self.slot, self.host, self.schedule.host_call)
         self.raw_calls = raw_calls
         self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
@@ -85,12 +96,11 @@ class WasmEngine:
         self.metrics = EngineMetrics()
         self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
         self.ticker.start()
-        self._args = (raw.ValRaw * 1)()
-        self._one = ctypes.c_size_t(1)
-        self._fuel_cell = c_uint64()  # get_fuel's out-parameter, shared by executions
+        self._fuel_cell = ctypes.c_uint64()  # get_fuel's out-parameter, shared by executions
         self._denied = {address: frozenset(caps)
                         for address, caps in settings.denied_capabilities.items()}
-        self._deadline_ticks: dict[int, c_uint64] = {}
+        self._masks: dict[tuple[str, str], int] = {}
+        self._deadline_ticks: dict[int, int] = {}
 
     # -- code ------------------------------------------------------------------------
 
@@ -196,101 +206,112 @@ class WasmEngine:
         return result
 
     def _run(self, job: Job, contract: CompiledContract, state: StateView) -> Result:
-        denied = self._denied.get(job.contract, NOTHING_DENIED)
-        if job.mode == "view":
-            denied |= VIEW_DENIED
-        ex = Execution(job, state, self.schedule, self.limits, denied, self._fuel_cell)
-        meter = ex.meter
+        ex = self._execution(job, state)
         try:
             info = contract.info
             if info.memory_pages:
-                meter.consume(info.memory_pages * self.schedule.memory_page, "memory",
-                              "initial memory")
+                ex.consume(info.memory_pages * self.schedule.memory_page, "memory",
+                           "initial memory")
             if info.table_elements:
-                meter.consume(info.table_elements * self.schedule.table_element, "table",
-                              "initial table")
+                ex.consume(info.table_elements * self.schedule.table_element, "table",
+                           "initial table")
             warm = self.pool.acquire(contract)
-            ex.pages_charged = info.memory_pages
+            ex.attach(warm, info.memory_pages)
             self._call(ex, warm, job)
         except ExecutionError as exc:
-            return self._failed(job.tx_id, exc, meter, ex)
-        return Result(job.tx_id, "ok", self._report(meter), ex.return_data, None, ex.events,
+            return self._failed(job.tx_id, exc, ex, ex)
+        return Result(job.tx_id, "ok", self._report(ex), ex.return_data, None, ex.events,
                       ex.logs, ex.read_set, ex.writes)
 
-    def _call(self, ex: Execution, warm: WarmInstance, job: Job) -> None:
-        ctx = warm.ctx
-        ex.attach(ctx, warm.memory, warm.memory_base, warm.memory_size)
-        func = warm.entry(job.function.encode())
-        if func is None:
-            raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
-        ex.grant_fuel()
-        raw.fast_set_epoch_deadline(ctx, self._ticks(job.timeout_ms))
-        self.slot.current = ex
-        try:
-            if self.raw_calls:
-                trap = raw.TrapPtr()
-                err = raw.fast_func_call(ctx, ctypes.byref(func), self._args, self._one,
-                                         ctypes.byref(trap))
-                self._raise_outcome(ex, trap, err)
-            else:
-                self._public_call(ex, warm, func)
-            self._settle(ex)
-        finally:
-            self.slot.current = None
+    def _execution(self, job: Job, state: StateView) -> AnyExecution:
+        if self.host is not None:
+            mask = self._masks.get((job.contract, job.mode))
+            if mask is None:
+                mask = self._masks[(job.contract, job.mode)] = capability_mask(
+                    self._denied_set(job))
+            return self.host.execution(job, state, mask)
+        return Execution(job, state, self.schedule, self.limits, self._denied_set(job),
+                         self._fuel_cell)
 
-    def _ticks(self, timeout_ms: int | None) -> c_uint64:
+    def _denied_set(self, job: Job) -> frozenset[str]:
+        denied = self._denied.get(job.contract, NOTHING_DENIED)
+        return denied | VIEW_DENIED if job.mode == "view" else denied
+
+    def _call(self, ex: AnyExecution, warm: WarmInstance, job: Job) -> None:
+        """Run the entry point with the budget left as fuel and the job's deadline."""
+        ticks = self._ticks(job.timeout_ms)
+        if self.host is not None:
+            assert isinstance(ex, _native.Execution)
+            outcome = self.host.call(ex, warm.instance_addr, job.function.encode(), ticks)
+            if outcome is False:
+                raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
+            if outcome is not None:
+                assert isinstance(outcome, tuple)
+                self._raise_outcome(ex, *outcome, job.timeout_ms)
+        else:
+            assert isinstance(ex, Execution)
+            func = warm.entry(job.function.encode())
+            if func is None:
+                raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
+            ex.grant_fuel()
+            warm.store.set_epoch_deadline(ticks)
+            self.slot.current = ex
+            try:
+                self._public_call(ex, warm, func, job.timeout_ms)
+            finally:
+                self.slot.current = None
+        ex.settle()
+
+    def _ticks(self, timeout_ms: int | None) -> int:
         """The epoch deadline for a timeout, in ticks (one more: a tick may be partial)."""
         ticks = self._deadline_ticks.get(timeout_ms or 0)
         if ticks is None:
             ms = timeout_ms or self.settings.default_timeout_ms
-            ticks = c_uint64(math.ceil(ms / self.settings.epoch_tick_ms) + 1)
+            ticks = math.ceil(ms / self.settings.epoch_tick_ms) + 1
             self._deadline_ticks[timeout_ms or 0] = ticks
         return ticks
 
-    def _settle(self, ex: Execution) -> None:
-        """Charge the instructions and pages used since the last host call (on return, and
-        on a wasm trap: the work before it is paid for too)."""
-        ex.settle_fuel()
-        ex.charge_growth(raw.fast_memory_data_size(ex.ctx, ex.mem_ref))
-
-    def _raise_outcome(self, ex: Execution, trap: Any, err: int | None) -> None:
-        trap_obj = wasmtime.Trap._from_ptr(trap) if trap else None
+    def _raise_outcome(self, ex: AnyExecution, trap: int, err: int,
+                       timeout_ms: int | None) -> None:
+        trap_obj = raw.take_trap(trap) if trap else None
         error_obj = raw.take_error(err) if err else None
         if ex.pending is not None:
-            raise _as_execution_error(ex.pending)
+            raise _taken(ex)
         if trap_obj is not None:
-            self._raise_trap(ex, trap_obj.trap_code, trap_obj.message)
+            self._raise_trap(ex, trap_obj.trap_code, trap_obj.message, timeout_ms)
         if error_obj is not None:
             raise InternalError(f"wasmtime error: {error_obj}")
 
-    def _public_call(self, ex: Execution, warm: WarmInstance, func: Any) -> None:
+    def _public_call(self, ex: Execution, warm: WarmInstance, func: Any,
+                     timeout_ms: int | None) -> None:
         try:
             wasmtime.Func._from_raw(func)(warm.store)
         except wasmtime.Trap as trap:
             if ex.pending is not None:
-                raise _as_execution_error(ex.pending) from None
-            self._raise_trap(ex, trap.trap_code, trap.message)
+                raise _taken(ex) from None
+            self._raise_trap(ex, trap.trap_code, trap.message, timeout_ms)
         except ExecutionError:
             raise
         except Exception as exc:
             if ex.pending is not None:
-                raise _as_execution_error(ex.pending) from None
+                raise _taken(ex) from None
             raise InternalError(f"wasmtime error: {exc}") from None
 
-    def _raise_trap(self, ex: Execution, code: Any, message: str) -> None:
+    def _raise_trap(self, ex: AnyExecution, code: Any, message: str,
+                    timeout_ms: int | None = None) -> None:
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            left = ex.meter.left
-            ex.meter.exhaust("instructions")
+            left = ex.left
+            ex.exhaust("instructions")
             raise OutOfFee("instructions", left + 1, left)
         if code == wasmtime.TrapCode.INTERRUPT:
-            limit = ex.job.timeout_ms or self.settings.default_timeout_ms
+            limit = timeout_ms or self.settings.default_timeout_ms
             raise Timeout(f"wall-clock deadline of {limit} ms passed", "deadline")
-        self._settle(ex)
+        ex.settle()
         kind = TRAP_KINDS.get(code, "trap")
         raise ContractTrap(f"wasm trap: {kind}: {_trap_cause(message)}", kind)
 
-    def _failed(self, tx_id: str, exc: ExecutionError, meter: FeeMeter,
-                ex: Execution | None = None) -> Result:
+    def _failed(self, tx_id: str, exc: ExecutionError, meter: Metered,
+                ex: AnyExecution | None = None) -> Result:
         if isinstance(exc, Timeout | InvalidJob | InternalError):
             meter = FeeMeter(meter.limit)  # not a consensus result: never charged
         data = exc.reason if hasattr(exc, "reason") and isinstance(exc.reason, bytes) else b""
@@ -301,7 +322,7 @@ class WasmEngine:
             result.read_set = ex.read_set
         return result
 
-    def _report(self, meter: FeeMeter) -> FeeReport:
+    def _report(self, meter: Metered) -> FeeReport:
         return FeeReport(meter.limit, meter.used, dict(meter.breakdown), self.schedule.version)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -328,8 +349,29 @@ def _trap_cause(message: str) -> str:
     return lines[0] if lines else "trap"
 
 
+def _taken(ex: AnyExecution) -> ExecutionError:
+    """The host function's failure, taken off the execution: left there, it would make a
+    cycle through its traceback that keeps the instance (a pooling slot) alive until the
+    garbage collector runs."""
+    pending, ex.pending = ex.pending, None
+    assert pending is not None
+    return _as_execution_error(pending)
+
+
 def _as_execution_error(exc: BaseException) -> ExecutionError:
     if isinstance(exc, ExecutionError):
         return exc
     return InternalError(f"host function failed: {type(exc).__name__}: {exc}")
 
+
+
+def _native_host(schedule: FeeSchedule, limits: Any) -> _native.Host:
+    """The C host functions with this engine's prices and limits (native.h's order)."""
+    prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
+              schedule.storage_read, schedule.storage_read_byte, schedule.storage_write,
+              schedule.storage_write_byte, schedule.event, schedule.event_byte,
+              schedule.hash_byte, schedule.memory_page)
+    bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
+              limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
+              limits.max_value_bytes)
+    return _native.Host(prices, bounds, sha256_digest, keccak256_digest)

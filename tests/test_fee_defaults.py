@@ -8,9 +8,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
 from conftest import contract_path
 
-from config import FeePrices, load_settings
+from config import FeePrices, SettingsError, load_settings
 from config.settings import Settings
 from engine import Context, Job, MemoryCode, MemoryState, WasmEngine
 
@@ -47,3 +48,10 @@ def test_a_token_transfer_fits_the_default_limit_under_the_shipped_schedule(
         assert fee.breakdown["storage_write"] >= 2 * settings.fees.storage_write
     finally:
         engine.shutdown()
+
+
+def test_prices_and_limits_past_the_native_meter_range_are_refused() -> None:
+    with pytest.raises(SettingsError, match=r"fees\.hash_byte"):
+        load_settings(fees={"hash_byte": 10**9 + 1})
+    with pytest.raises(SettingsError, match=r"limits\.max_fee_limit"):
+        load_settings(limits={"max_fee_limit": 10**16})

@@ -1,0 +1,33 @@
+"""Types of engine._native (engine/native/*.c): ABI 1's host functions and fee meter in C."""
+
+from typing import Any
+
+FUNCTIONS: dict[str, int]
+
+def load(library_path: str, sizeof_extern: int, sizeof_func: int) -> None: ...
+
+class Execution:
+    limit: int
+    used: int
+    pages_charged: int
+    return_data: bytes
+    events: list[tuple[bytes, bytes]]
+    logs: list[bytes]
+    read_set: dict[bytes, int]
+    writes: dict[bytes, bytes | None]
+    pending: BaseException | None
+    @property
+    def breakdown(self) -> dict[str, int]: ...
+    @property
+    def left(self) -> int: ...
+    def consume(self, amount: int, category: str, reason: str | None = None) -> None: ...
+    def exhaust(self, category: str) -> None: ...
+    def attach(self, warm: Any, pages: int) -> None: ...
+    def settle(self) -> None: ...
+
+class Host:
+    def __init__(self, prices: tuple[int, ...], limits: tuple[int, ...], sha256: Any,
+                 keccak256: Any) -> None: ...
+    def execution(self, job: Any, state: Any, denied: int) -> Execution: ...
+    def call(self, execution: Execution, instance: int, entry: bytes,
+             ticks: int) -> bool | tuple[int, int] | None: ...

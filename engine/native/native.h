@@ -1,0 +1,96 @@
+/* engine._native: ABI 1's host functions, the fee meter and linear-memory access in C.
+ *
+ * engine/host.py and engine/execution.py are the reference: every charge, check,
+ * order of operations and message here is theirs, and the tests run every contract
+ * through both and compare results byte for byte. wasmtime's C API is reached
+ * through function pointers looked up in the library wasmtime-py loaded (no headers,
+ * no link-time dependency); the few struct layouts used are checked at load time. */
+
+#ifndef WES_NATIVE_H
+#define WES_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Fee breakdown categories, in engine/fees.py CATEGORIES order. */
+enum { CAT_INSTRUCTIONS, CAT_HOST_CALLS, CAT_IO_BYTES, CAT_STORAGE_READ, CAT_STORAGE_WRITE,
+       CAT_EVENTS, CAT_HASHING, CAT_MEMORY, CAT_TABLE, NCAT };
+extern const char *const CATEGORY_NAMES[NCAT];
+
+/* Capabilities, as bits, in engine/host.py CAPABILITIES order. */
+enum { CAP_IO = 1, CAP_STATE_READ = 2, CAP_STATE_WRITE = 4, CAP_EVENTS = 8, CAP_CONTEXT = 16,
+       CAP_CRYPTO = 32, CAP_DEBUG = 64 };
+
+typedef struct {
+    int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_byte,
+        storage_write, storage_write_byte, event, event_byte, hash_byte, memory_page;
+} Prices;
+
+typedef struct {
+    int64_t max_return_bytes, max_logs, max_log_bytes, max_events, max_event_topic_bytes,
+        max_event_data_bytes, max_key_bytes, max_value_bytes;
+} Limits;
+
+/* wasmtime C API entry points (wasmtime.h). Errors and traps are opaque pointers. */
+typedef struct {
+    void *(*get_fuel)(void *ctx, uint64_t *out);
+    void *(*set_fuel)(void *ctx, uint64_t fuel);
+    void (*set_epoch_deadline)(void *ctx, uint64_t ticks);
+    size_t (*memory_data_size)(void *ctx, const void *memory);
+    void *(*trap_new)(const char *message, size_t len);
+    void (*error_delete)(void *error);
+    bool (*export_get)(void *ctx, const void *instance, const char *name, size_t len, void *out);
+    void *(*func_call_unchecked)(void *ctx, const void *func, void *args, size_t nargs,
+                                 void **trap);
+} WasmtimeApi;
+extern WasmtimeApi wt;
+
+struct Execution;
+
+/* One per WasmEngine: prices, limits, hash functions, the execution in progress.
+ * The address of this object is the `env` of every host function in the linker. */
+typedef struct {
+    PyObject_HEAD
+    Prices prices;
+    Limits limits;
+    PyObject *sha256, *keccak256; /* bytes -> bytes */
+    struct Execution *current;    /* borrowed while a call runs */
+    PyThreadState *thread;        /* saved while wasm runs without the GIL */
+} Host;
+
+/* One execution: the fee meter, the attached instance's memory, buffered outputs. */
+typedef struct Execution {
+    PyObject_HEAD
+    Host *host;
+    int64_t limit, used, breakdown[NCAT];
+    uint64_t fuel_granted;
+    int64_t pages_charged;
+    uint32_t denied;
+    void *ctx;
+    const void *memory; /* a wasmtime_memory_t kept alive by `warm` */
+    uint8_t *mem_base;
+    uint64_t mem_size;
+    uint64_t block_height, block_time;
+    PyObject *warm, *input, *caller, *address, *contract, *state;
+    PyObject *return_data, *events, *logs, *read_set, *writes, *pending;
+} Execution;
+
+extern PyTypeObject HostType, ExecutionType;
+/* engine.errors classes, set when the module loads. */
+extern PyObject *ContractTrap, *OutOfFee, *Reverted, *InternalError;
+
+/* meter.c */
+int ex_consume(Execution *ex, int64_t amount, int category, const char *reason);
+int ex_trap(Execution *ex, const char *kind, const char *format, ...);
+int ex_internal(Execution *ex, const char *message);
+int ex_charge_growth(Execution *ex, uint64_t size);
+PyObject *ex_read(Execution *ex, uint64_t ptr, uint64_t len, const char *what);
+int ex_write(Execution *ex, uint64_t ptr, const char *data, uint64_t len, const char *what);
+int ex_keep_python_error(Execution *ex);
+
+/* abi.c */
+int register_host_functions(PyObject *module);
+
+#endif
