@@ -53,27 +53,31 @@ MAX_PRICE = 10**9  # fee arithmetic is int64 in engine._native: n (< 2^33) × pr
 
 
 class FeePrices(BaseModel):
-    """The pricing schedule in fee units: 1 unit = 1 wasmtime fuel unit ≈ 0.044 ns here.
+    """The pricing schedule in fee units: 1 unit = 1 wasmtime fuel unit ≈ 0.041 ns here.
 
     Derived by `wesfarm calibrate` so every workload class buys about the same wall
     time per fee unit (docs/FEES.md)."""
 
-    version: str = "wes-fee-2"
+    version: str = "wes-fee-3"
     instruction: int = Field(1, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
-    host_call: int = Field(35_000, ge=0, le=MAX_PRICE)
+    execution: int = Field(220_000, ge=0, le=MAX_PRICE,
+                           description="per execution: a warm instance, the call, the result")
+    host_call: int = Field(1_240, ge=0, le=MAX_PRICE)
     byte_in: int = Field(1, ge=0, le=MAX_PRICE,
                          description="per byte copied from the host into wasm memory")
     byte_out: int = Field(1, ge=0, le=MAX_PRICE,
                           description="per byte copied from wasm memory to the host")
-    storage_read: int = Field(19_000, ge=0, le=MAX_PRICE)
+    storage_read: int = Field(4_500, ge=0, le=MAX_PRICE)
     storage_read_byte: int = Field(1, ge=0, le=MAX_PRICE)
-    storage_write: int = Field(25_000, ge=0, le=MAX_PRICE)
-    storage_write_byte: int = Field(2, ge=0, le=MAX_PRICE)
-    event: int = Field(23_000, ge=0, le=MAX_PRICE)
+    storage_write: int = Field(1_000, ge=0, le=MAX_PRICE)
+    storage_write_byte: int = Field(1, ge=0, le=MAX_PRICE)
+    event: int = Field(450, ge=0, le=MAX_PRICE)
     event_byte: int = Field(1, ge=0, le=MAX_PRICE)
-    hash_byte: int = Field(110, ge=0, le=MAX_PRICE)
-    memory_page: int = Field(360_000, ge=0, le=MAX_PRICE,
-                             description="per 64 KiB page, initial or grown")
+    hash_byte: int = Field(75, ge=0, le=MAX_PRICE)
+    memory_page: int = Field(580_000, ge=0, le=MAX_PRICE,
+                             description="per 64 KiB page, initial or grown, past the free ones")
+    memory_free_pages: int = Field(4, ge=0, le=65_536,
+                                   description="pages every execution has within its price")
     table_element: int = Field(10, ge=0, le=MAX_PRICE)
 
 
@@ -103,7 +107,7 @@ class Settings(BaseSettings):
     opt_level: Literal["none", "speed", "speed_and_size"] = "speed"
     pooling_allocator: bool = True
     memory_keep_resident_kb: int = Field(
-        128, ge=0, le=1_048_576,
+        256, ge=0, le=1_048_576,
         description="per pooled memory slot: bytes kept mapped and zeroed by memset on reuse",
     )
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "wesfarm")

@@ -157,10 +157,12 @@ class Execution:
         self.charge_growth(_memory_size(self.ctx, self.mem_ref))
 
     def charge_growth(self, size: int) -> None:
-        """Charge pages grown since the last look (memory.grow cannot shrink)."""
+        """Charge pages grown since the last look (memory.grow cannot shrink), past the
+        schedule's free pages."""
         pages = size // PAGE
         if pages > self.pages_charged:
-            grown = pages - self.pages_charged
+            paid = self.schedule.paid_pages
+            grown = paid(pages) - paid(self.pages_charged)
             self.pages_charged = pages
             self.meter.consume(grown * self.schedule.memory_page, "memory", "memory.grow")
 

@@ -18,6 +18,7 @@ CATEGORIES = (
     "hashing",
     "memory",
     "table",
+    "execution",
 )
 
 
@@ -27,6 +28,7 @@ class FeeSchedule:
 
     version: str
     instruction: int
+    execution: int
     host_call: int
     byte_in: int
     byte_out: int
@@ -38,7 +40,12 @@ class FeeSchedule:
     event_byte: int
     hash_byte: int
     memory_page: int
+    memory_free_pages: int
     table_element: int
+
+    def paid_pages(self, pages: int) -> int:
+        """Pages that cost `memory_page`: those past the free ones."""
+        return max(0, pages - self.memory_free_pages)
 
     @classmethod
     def from_prices(cls, prices: FeePrices) -> FeeSchedule:

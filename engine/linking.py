@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from engine import _native, raw
+from engine import raw
 from engine.errors import ContractTrap
 from engine.execution import Execution
 from engine.host import HOST_FUNCTIONS, I32, HostSpec
+
+if TYPE_CHECKING:
+    from engine._native import Host as NativeHost
 
 _VALTYPE = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
 
@@ -67,17 +70,18 @@ class HostLinker:
     """A Linker holding every `wes.*` function (and whatever those must outlive)."""
 
     def __init__(self, engine: wasmtime.Engine, holder: CurrentExecution,
-                 native_host: _native.Host | None, host_call_price: int) -> None:
+                 native_host: NativeHost | None, host_call_price: int) -> None:
         self.linker = wasmtime.Linker(engine)
         self._keep: list[object] = [native_host]
         for spec in HOST_FUNCTIONS.values():
             ty = wasmtime.FuncType([_VALTYPE[p] for p in spec.params],
                                    [_VALTYPE[r] for r in spec.results])
             if native_host is not None:
+                assert raw.native is not None
                 name = spec.name.encode()
                 err = raw.linker_define_func_unchecked(
                     ctypes.cast(self.linker.ptr(), ctypes.c_void_p), b"wes", 3, name, len(name),
-                    ctypes.cast(ty.ptr(), ctypes.c_void_p), _native.FUNCTIONS[spec.name],
+                    ctypes.cast(ty.ptr(), ctypes.c_void_p), raw.native.FUNCTIONS[spec.name],
                     id(native_host), None,
                 )
                 if err:

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_void_p
+from types import ModuleType
 from typing import Any
 
 import wasmtime
 from wasmtime import _bindings as b
 from wasmtime import _ffi
 
-from engine import _native
+native: ModuleType | None  # engine._native, when it was built
+try:
+    from engine import _native as native
+except ImportError:  # installed without a C compiler: the public-API host path serves
+    native = None
 
 _dll = ctypes.CDLL(str(_ffi.filename))
 
@@ -39,7 +44,8 @@ Memory = b.wasmtime_memory_t
 Func = b.wasmtime_func_t
 TrapPtr = POINTER(b.wasm_trap_t)
 
-_native.load(str(_ffi.filename), ctypes.sizeof(Extern), ctypes.sizeof(Func))
+if native is not None:
+    native.load(str(_ffi.filename), ctypes.sizeof(Extern), ctypes.sizeof(Func))
 
 # (linker, module, module_len, name, name_len, functype, callback, env, finalizer)
 linker_define_func_unchecked = _fn(

@@ -10,12 +10,12 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
 
 from config import Settings
-from engine import _native, raw
+from engine import raw
 from engine.compiler import ArtifactCache, build_config, compile_module, fingerprint
 from engine.errors import (
     ContractTrap,
@@ -44,8 +44,12 @@ from engine.state import CodeSource, StateView
 log = logging.getLogger("wesfarm.engine")
 # The two implementations of one execution (engine/execution.py, engine/native/meter.c),
 # and anything with a fee meter's limit/used/breakdown.
-AnyExecution = Execution | _native.Execution
-Metered = FeeMeter | AnyExecution
+if TYPE_CHECKING:
+    from engine._native import Execution as NativeExecution
+    from engine._native import Host as NativeHost
+
+    AnyExecution = Execution | NativeExecution
+    Metered = FeeMeter | AnyExecution
 TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.TrapCode)
               if n.isupper()}
 
@@ -86,9 +90,13 @@ class WasmEngine:
                                        settings.cache_secret)
         self.slot = CurrentExecution()
         # raw_calls: engine._native's C host functions; else the public-API reference.
-        self.host = _native_host(self.schedule, self.limits) if raw_calls else None
+        if raw_calls and raw.native is None:
+            log.warning("engine._native is not built (no C compiler at install): host "
+                        "functions run on the public-API path, ~20x slower")
+        self.host = (_native_host(self.schedule, self.limits)
+                     if raw_calls and raw.native is not None else None)
         self.linker = HostLinker(self.engine, self.slot, self.host, self.schedule.host_call)
-        self.raw_calls = raw_calls
+        self.raw_calls = self.host is not None
         self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
                                  settings.pooled_modules, self.limits.max_memory_pages * PAGE,
@@ -209,9 +217,10 @@ class WasmEngine:
         ex = self._execution(job, state)
         try:
             info = contract.info
-            if info.memory_pages:
-                ex.consume(info.memory_pages * self.schedule.memory_page, "memory",
-                           "initial memory")
+            ex.consume(self.schedule.execution, "execution", "execution")
+            paid = self.schedule.paid_pages(info.memory_pages)
+            if paid:
+                ex.consume(paid * self.schedule.memory_page, "memory", "initial memory")
             if info.table_elements:
                 ex.consume(info.table_elements * self.schedule.table_element, "table",
                            "initial table")
@@ -241,15 +250,15 @@ class WasmEngine:
         """Run the entry point with the budget left as fuel and the job's deadline."""
         ticks = self._ticks(job.timeout_ms)
         if self.host is not None:
-            assert isinstance(ex, _native.Execution)
-            outcome = self.host.call(ex, warm.instance_addr, job.function.encode(), ticks)
+            outcome = self.host.call(cast("NativeExecution", ex), warm.instance_addr,
+                                     job.function.encode(), ticks)
             if outcome is False:
                 raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
             if outcome is not None:
                 assert isinstance(outcome, tuple)
                 self._raise_outcome(ex, *outcome, job.timeout_ms)
         else:
-            assert isinstance(ex, Execution)
+            ex = cast(Execution, ex)
             func = warm.entry(job.function.encode())
             if func is None:
                 raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
@@ -365,13 +374,15 @@ def _as_execution_error(exc: BaseException) -> ExecutionError:
 
 
 
-def _native_host(schedule: FeeSchedule, limits: Any) -> _native.Host:
+def _native_host(schedule: FeeSchedule, limits: Any) -> NativeHost:
     """The C host functions with this engine's prices and limits (native.h's order)."""
     prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
               schedule.storage_read, schedule.storage_read_byte, schedule.storage_write,
               schedule.storage_write_byte, schedule.event, schedule.event_byte,
-              schedule.hash_byte, schedule.memory_page)
+              schedule.hash_byte, schedule.memory_page, schedule.memory_free_pages)
     bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
               limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
               limits.max_value_bytes)
-    return _native.Host(prices, bounds, sha256_digest, keccak256_digest)
+    assert raw.native is not None
+    host: NativeHost = raw.native.Host(prices, bounds, sha256_digest, keccak256_digest)
+    return host

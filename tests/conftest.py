@@ -19,10 +19,10 @@ from producer.embedded_redis import resolve_redis
 # in the environment so worker subprocesses started by tests price alike.
 # tests/test_fee_defaults.py checks the shipped defaults themselves.
 TEST_FEES = {
-    "version": "wes-fee-test", "instruction": 1, "host_call": 200, "byte_in": 2,
+    "version": "wes-fee-test", "instruction": 1, "execution": 0, "host_call": 200, "byte_in": 2,
     "byte_out": 2, "storage_read": 2_000, "storage_read_byte": 4, "storage_write": 5_000,
     "storage_write_byte": 40, "event": 500, "event_byte": 10, "hash_byte": 6,
-    "memory_page": 5_000, "table_element": 10,
+    "memory_page": 5_000, "memory_free_pages": 0, "table_element": 10,
 }
 for _name, _price in TEST_FEES.items():
     os.environ[f"WESFARM_FEES__{_name.upper()}"] = str(_price)

@@ -121,6 +121,27 @@ def test_a_trap_charges_the_work_done_before_it(chain: Chain) -> None:
     assert grown.fee.breakdown["memory"] == 11 * PAGE_PRICE
 
 
+@pytest.mark.parametrize("raw_calls", [True, False], ids=["raw", "public"])
+def test_the_execution_price_includes_the_free_pages(cache_dir: Path, raw_calls: bool) -> None:
+    settings = load_settings(cache_dir=cache_dir, fees={"version": "free", "execution": 700,
+                                                        "memory_free_pages": 3})
+    c = Chain.start(settings, raw_calls=raw_calls)
+    try:
+        c.deploy("probe", PROBE)
+        c.deploy("token", example("token"))
+        supply = c.run("token", "total_supply")  # 2 pages: within the free 3
+        assert supply.fee.breakdown["execution"] == 700 and supply.fee.breakdown["memory"] == 0
+        for pages, paid in ((1, 0), (2, 0), (3, 1), (10, 8)):  # probe: 1 page, grows
+            r = c.run("probe", "grow", struct.pack("<i", pages))
+            assert r.status == "ok", r.error
+            assert r.fee.breakdown["memory"] == paid * PAGE_PRICE, pages
+        short = c.run("token", "total_supply", fee_limit=699)
+        assert short.status == "out_of_fee" and short.error is not None
+        assert short.error["kind"] == "execution" and short.fee.breakdown["execution"] == 699
+    finally:
+        c.close()
+
+
 def test_instruction_price_multiplies_fuel(cache_dir: Path) -> None:
     results = {}
     for price in (1, 3):

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import TEST_FEES
 from wat_contracts import Chain, check_fee, close_engine
 
 from config import load_settings
-from engine import Context, Job, MemoryState, OutOfFee, WasmEngine, _native
+from engine import Context, Job, MemoryState, OutOfFee, WasmEngine, raw
 from engine.host import HOST_FUNCTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = ROOT / "examples" / "contracts" / "token" / "token.wasm"
+needs_native = pytest.mark.skipif(raw.native is None, reason="engine._native is not built")
 
 # (import name, params, result) in op order; op 16 grows memory, op 17 returns `acc`.
 CALLS = [
@@ -109,12 +116,19 @@ def _program(rng: random.Random) -> bytes:
     return out
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Chain]]:
+# The suite's schedule, and one with an execution price and free pages (grown past).
+SCHEDULES = {"test": {}, "free-pages": {"execution": 777, "memory_free_pages": 3}}
+
+
+@pytest.fixture(scope="module", params=list(SCHEDULES))
+def pair(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Chain]]:
     limits = {"max_logs": 3, "max_log_bytes": 8, "max_events": 3, "max_event_topic_bytes": 8,
               "max_event_data_bytes": 16, "max_key_bytes": 16, "max_value_bytes": 64,
               "max_return_bytes": 32}
-    settings = load_settings(cache_dir=Path(tmp_path_factory.mktemp("cache")), limits=limits)
+    fees = {**TEST_FEES, **SCHEDULES[request.param]}
+    settings = load_settings(cache_dir=Path(tmp_path_factory.mktemp("cache")), limits=limits,
+                             fees=fees)
     chains = [Chain(WasmEngine(settings, raw_calls=raw)) for raw in (True, False)]
     for chain in chains:
         chain.deploy("interp", _interpreter_wat())
@@ -123,10 +137,34 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Chain]]:
         close_engine(chain.engine)
 
 
+@needs_native
 def test_native_covers_exactly_the_abi() -> None:
-    assert set(_native.FUNCTIONS) == set(HOST_FUNCTIONS)
+    assert raw.native is not None and set(raw.native.FUNCTIONS) == set(HOST_FUNCTIONS)
 
 
+def test_without_the_native_module_the_public_path_serves(tmp_path: Path) -> None:
+    code = f"""
+import logging, sys, struct
+logging.basicConfig(level=logging.WARNING)
+sys.modules["engine._native"] = None  # as if the C compiler had been missing at install
+from pathlib import Path
+from config import load_settings
+from engine import Context, Job, MemoryCode, MemoryState, WasmEngine
+engine = WasmEngine(load_settings(cache_dir=Path({str(tmp_path)!r})))
+codes = MemoryCode()
+codes.deploy("token", Path({str(TOKEN)!r}).read_bytes())
+job = Job("t", "token", "mint", struct.pack("<Q", 5), 10**8, Context("a"))
+r = engine.execute(job, MemoryState(), codes)
+print(engine.raw_calls, r.status, r.fee.used > 0)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "ok", "True"]
+    assert "engine._native is not built" in done.stderr
+
+
+@needs_native
 def test_random_host_call_programs_agree(pair: list[Chain]) -> None:
     rng = random.Random(20261130)
     state = MemoryState()
@@ -150,6 +188,7 @@ def test_random_host_call_programs_agree(pair: list[Chain]) -> None:
     assert {"ok", "reverted", "out_of_fee", "trap"} <= set(statuses), statuses
 
 
+@needs_native
 def test_a_broken_state_view_is_an_error_result_not_a_crash(pair: list[Chain]) -> None:
     class Broken:
         def get(self, contract: str, key: bytes) -> object:
@@ -163,6 +202,7 @@ def test_a_broken_state_view_is_an_error_result_not_a_crash(pair: list[Chain]) -
         assert result.error is not None and "host function failed" in result.error["message"]
 
 
+@needs_native
 def test_native_meter_matches_the_fee_meter(pair: list[Chain]) -> None:
     host = pair[0].engine.host
     assert host is not None

@@ -8,7 +8,7 @@
 
 const char *const CATEGORY_NAMES[NCAT] = {
     "instructions", "host_calls", "io_bytes", "storage_read", "storage_write",
-    "events", "hashing", "memory", "table",
+    "events", "hashing", "memory", "table", "execution",
 };
 
 #define PAGE 65536u
@@ -73,12 +73,17 @@ int ex_consume(Execution *ex, int64_t amount, int category, const char *reason) 
     return 0;
 }
 
+static int64_t paid_pages(const Prices *p, int64_t pages) {
+    return pages > p->memory_free_pages ? pages - p->memory_free_pages : 0;
+}
+
 int ex_charge_growth(Execution *ex, uint64_t size) {
     int64_t pages = (int64_t)(size / PAGE);
     if (pages > ex->pages_charged) {
-        int64_t grown = pages - ex->pages_charged;
+        const Prices *p = &ex->host->prices;
+        int64_t grown = paid_pages(p, pages) - paid_pages(p, ex->pages_charged);
         ex->pages_charged = pages;
-        return ex_consume(ex, grown * ex->host->prices.memory_page, CAT_MEMORY, "memory.grow");
+        return ex_consume(ex, grown * p->memory_page, CAT_MEMORY, "memory.grow");
     }
     return 0;
 }

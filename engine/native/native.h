@@ -16,7 +16,7 @@
 
 /* Fee breakdown categories, in engine/fees.py CATEGORIES order. */
 enum { CAT_INSTRUCTIONS, CAT_HOST_CALLS, CAT_IO_BYTES, CAT_STORAGE_READ, CAT_STORAGE_WRITE,
-       CAT_EVENTS, CAT_HASHING, CAT_MEMORY, CAT_TABLE, NCAT };
+       CAT_EVENTS, CAT_HASHING, CAT_MEMORY, CAT_TABLE, CAT_EXECUTION, NCAT };
 extern const char *const CATEGORY_NAMES[NCAT];
 
 /* Capabilities, as bits, in engine/host.py CAPABILITIES order. */
@@ -25,7 +25,8 @@ enum { CAP_IO = 1, CAP_STATE_READ = 2, CAP_STATE_WRITE = 4, CAP_EVENTS = 8, CAP_
 
 typedef struct {
     int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_byte,
-        storage_write, storage_write_byte, event, event_byte, hash_byte, memory_page;
+        storage_write, storage_write_byte, event, event_byte, hash_byte, memory_page,
+        memory_free_pages;
 } Prices;
 
 typedef struct {

@@ -11,6 +11,7 @@ and the proposed schedule, and `fee_fairness_ratio` = max/min ns per fee unit.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from producer.bench.common import SCALES, Report, Scale, bench_settings, median,
 from producer.bench.workloads import Measured, WorkloadRig, fairness, measure_interleaved
 
 HASH_REFERENCE_BYTES = 1_024
+PAGE = 65_536
 ROUNDS = {"tiny": 1, "quick": 3, "full": 7}
 
 
@@ -135,14 +137,35 @@ def _round(settings: Settings, scale: Scale, rep: Report, index: int) -> Calibra
         cal.ns["memory_page"] = p.slope(a, b, 112, fuel_ns(a, b))
         a, b = p.run("memory_heavy", 16, 1), p.run("memory_heavy", 128, 1)
         cal.extras["page_filled_and_read_ns"] = p.slope(a, b, 112, fuel_ns(a, b))
+        cal.ns["execution"] = _execution_ns(rig, p.n(4_000))
     finally:
         rig.close()
     return cal
 
 
-def propose(cal: Calibration, current: FeePrices) -> dict[str, int]:
+def _execution_ns(rig: WorkloadRig, count: int) -> float:
+    """The fixed cost of an execution: an empty entry point, run `count` times the way an
+    executor runs jobs (warm instances refilled when the pool runs dry, counted in)."""
+    rig.deploy("noop", kernels.wasm(kernels.NOOP_WAT))
+    job = rig.job("noop")
+    rig.warm_up(job)
+    engine, warm = rig.engine, rig.engine.compiled[rig.codes.addresses["noop"]].warm
+    best = float("inf")
+    for _ in range(3):
+        engine.refill()
+        started = time.perf_counter()
+        for _ in range(count):
+            engine.execute(job, rig.state, rig.codes)
+            if not warm:
+                engine.refill()
+        best = min(best, (time.perf_counter() - started) / count)
+    return best * 1e9
+
+
+def propose(cal: Calibration, current: FeePrices, settings: Settings) -> dict[str, int]:
     """Prices in fee units (instruction = 1). The hash call's own cost is folded into
-    hash_byte at a 1 KiB reference input until the schedule has a `hash` base price."""
+    hash_byte at a 1 KiB reference input until the schedule has a `hash` base price.
+    The pages the pool keeps resident fault nothing: the execution price includes them."""
     prices = {"instruction": 1}
     for name, ns in cal.ns.items():
         if name != "instruction":
@@ -150,6 +173,7 @@ def propose(cal: Calibration, current: FeePrices) -> dict[str, int]:
     folded = cal.ns["hash_byte"] + cal.extras.get("hash_call_ns", 0.0) / HASH_REFERENCE_BYTES
     prices["hash_byte"] = _units(folded, cal.tau)
     prices["table_element"] = current.table_element  # not measured: instantiation-time only
+    prices["memory_free_pages"] = settings.memory_keep_resident_kb * 1024 // PAGE
     return prices
 
 
@@ -190,12 +214,12 @@ def transfer_fee(settings: Settings) -> tuple[int, float]:
         rig.close()
 
 
-def calibrate(scale_name: str, rep: Report, version: str = "wes-fee-2") -> dict[str, Any]:
+def calibrate(scale_name: str, rep: Report, version: str = "wes-fee-3") -> dict[str, Any]:
     scale = SCALES[scale_name]
     with bench_settings() as settings:
         rep.progress("measuring time per unit of every price ...")
         cal = measure_units(settings, scale, rep)
-        cal.prices = propose(cal, settings.fees)
+        cal.prices = propose(cal, settings.fees, settings)
         fees = FeePrices(version=version, **cal.prices)
         with bench_settings(fees=fees) as proposed:
             rep.progress("workload classes under the current and the proposed schedule, "

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         "workload class buys about the same time per fee unit, and check it. See docs/FEES.md.",
     )
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--version", default="wes-fee-2", help="version name of the proposed schedule")
+    p.add_argument("--version", default="wes-fee-3", help="version name of the proposed schedule")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the full result here")
     p.add_argument("--scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     p.set_defaults(handler=run)
