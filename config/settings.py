@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     executor_grace_ms: int = Field(2_000, ge=0)
     executor_memory_mb: int = Field(2_048, ge=64)
     health_check_interval_s: float = Field(10.0, gt=0)
-    batch_size: int = Field(64, gt=0, le=10_000)
+    batch_size: int = Field(256, gt=0, le=10_000)
 
     # engine
     compiler: Literal["cranelift", "winch"] = "cranelift"

@@ -29,7 +29,9 @@ __all__ = ["ExecutorDied", "ExecutorPool", "ExecutorProcess", "ExecutorTimeout",
 
 log = logging.getLogger("wesfarm.executors")
 
-MIN_CHUNK, MAX_CHUNK = 8, 256
+# A job's txs go to one executor unless each part would get MIN_CHUNK of them: an
+# executor request has a fixed cost, and concurrent jobs keep the executors busy anyway.
+MIN_CHUNK, MAX_CHUNK = 64, 256
 
 
 @dataclass

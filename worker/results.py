@@ -14,33 +14,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 from redis.asyncio import Redis
 
 from engine.model import unpack
 from worker.keys import Keys
 from worker.packed import PackedResult
 
-# KEYS[1] fee stream, KEYS[2..] result keys; ARGV: per result, 4 values (result bytes,
-# tx id, fee bytes, status). Returns, per result, 1 when this call wrote it, else the
-# first result's bytes. One call per chunk of results: per-command overhead (packing,
-# parsing, round trips) was the worker's main cost when it was one call per tx.
-# Chunks go as concurrent EVALSHAs, not in a pipeline: redis-py checks a pipeline's
-# scripts with SCRIPT EXISTS first, a round trip per write.
+# KEYS[1] fee stream; ARGV[1] the result key prefix, ARGV[2] the results as one msgpack
+# array of [tx id, result bytes, fee bytes, status] (raw strings: Redis's cmsgpack reads
+# no bin type). Returns, per result, 1 when this call wrote it, else the first result's
+# bytes. One call per chunk, with one argument for all its results: redis-py encodes
+# every argument in Python, which was the worker's main cost with 4 per result (the
+# result keys are built here, so they are not in KEYS: fine outside Redis Cluster,
+# which arq does not support either). Chunks go as concurrent EVALSHAs, not in a
+# pipeline: redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
 WRITE_ONCE_LUA = """
 local out = {}
-for i = 2, #KEYS do
-  local a = (i - 2) * 4
-  if redis.call('SET', KEYS[i], ARGV[a + 1], 'NX') then
-    redis.call('XADD', KEYS[1], '*', 'tx_id', ARGV[a + 2], 'fee', ARGV[a + 3],
-               'status', ARGV[a + 4])
-    out[#out + 1] = 1
+for i, row in ipairs(cmsgpack.unpack(ARGV[2])) do
+  local key = ARGV[1] .. row[1]
+  if redis.call('SET', key, row[2], 'NX') then
+    redis.call('XADD', KEYS[1], '*', 'tx_id', row[1], 'fee', row[3], 'status', row[4])
+    out[i] = 1
   else
-    out[#out + 1] = redis.call('GET', KEYS[i])
+    out[i] = redis.call('GET', key)
   end
 end
 return out
 """
 CHUNK = 256
+_pack_raw = msgpack.Packer(use_bin_type=False).pack
 
 @dataclass(frozen=True, slots=True)
 class Written:
@@ -83,11 +86,9 @@ class ResultWriter:
         return written
 
     async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
-        args: list[Any] = []
-        for result in chunk:
-            args += (result.data, result.tx_id, result.fee, result.status)
-        keys = [self.keys.fees, *(self.keys.result(r.tx_id) for r in chunk)]
-        replies: list[Any] = await self.script(keys=keys, args=args)
+        rows = _pack_raw([[r.tx_id, r.data, r.fee, r.status] for r in chunk])
+        replies: list[Any] = await self.script(keys=[self.keys.fees],
+                                               args=[self.keys.result(""), rows])
         return replies
 
 
