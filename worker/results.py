@@ -9,7 +9,6 @@ charged twice and every tx id has exactly one stream entry.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,8 @@ from worker.packed import PackedResult
 # bytes. One call per chunk, with one argument for all its results: redis-py encodes
 # every argument in Python, which was the worker's main cost with 4 per result (the
 # result keys are built here, so they are not in KEYS: fine outside Redis Cluster,
-# which arq does not support either). Chunks go as concurrent EVALSHAs, not in a
-# pipeline: redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
+# which arq does not support either). Chunks go as EVALSHAs, not in a pipeline:
+# redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
 WRITE_ONCE_LUA = """
 local out = {}
 for i, row in ipairs(cmsgpack.unpack(ARGV[2])) do
@@ -74,9 +73,10 @@ class ResultWriter:
         return out
 
     async def write(self, results: Sequence[PackedResult]) -> list[Written]:
-        """Write results (each must carry a non-empty tx_id), a script call per chunk."""
-        chunks = [results[i : i + CHUNK] for i in range(0, len(results), CHUNK)]
-        replies = await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
+        """Write results (each must carry a non-empty tx_id), a script call per chunk, one
+        after another: the fee stream then lists them in the order given."""
+        replies = [await self._write_chunk(results[i : i + CHUNK])
+                   for i in range(0, len(results), CHUNK)]
         written: list[Written] = []
         for result, reply in zip(results, (r for chunk in replies for r in chunk), strict=True):
             if isinstance(reply, int):
