@@ -134,9 +134,13 @@ class InstancePool:
             cold.warm.clear()
 
     def refill(self, budget: int = 64) -> int:
-        """Make up to `budget` warm instances, hottest contracts first."""
+        """Make up to `budget` warm instances, hottest contracts first. A contract is
+        topped up once half its warm instances are used, all in one Store: one at a
+        time (after every single-tx request) cost ~11 µs an instance, not ~3."""
         made = 0
         for contract in list(reversed(self.hot.values())):
+            if len(contract.warm) > self.per_contract // 2:
+                continue
             need = min(self.per_contract - len(contract.warm), budget - made)
             if need > 0:
                 try:

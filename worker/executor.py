@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import select
 import signal
 import sys
 import time
@@ -176,15 +177,19 @@ class Executor:
 
     def serve(self) -> None:
         conn = self.conn
+        # One poll object for the life of the executor: Connection.poll builds and tears
+        # down a selector on every call, three times per request.
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
         while True:
-            if not conn.poll(0):
+            if not poller.poll(0):
                 refilled = 0
                 try:
                     refilled = self.engine.refill()
                 except Exception:
                     log.exception("refill failed")
                 if not refilled:
-                    conn.poll(None)  # block until a request (or EOF) arrives
+                    poller.poll()  # block until a request (or EOF) arrives
                 continue
             try:
                 data = conn.recv_bytes()

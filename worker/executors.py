@@ -16,14 +16,14 @@ import contextlib
 import logging
 import math
 import subprocess
-from dataclasses import dataclass, field
 from typing import Any
 
 from config import Settings
 from worker.metrics import FarmMetrics
 from worker.outcomes import failure, timeout_ms_of, tx_id_of
-from worker.packed import MalformedRow, PackedResult
+from worker.packed import MalformedRow, Outcome, PackedResult
 from worker.process import ExecutorDied, ExecutorProcess, ExecutorTimeout
+from worker.txqueue import NO_EXECUTOR, TxQueue
 
 __all__ = ["ExecutorDied", "ExecutorPool", "ExecutorProcess", "ExecutorTimeout", "Outcome"]
 
@@ -32,14 +32,6 @@ log = logging.getLogger("wesfarm.executors")
 # A job's txs go to one executor unless each part would get MIN_CHUNK of them: an
 # executor request has a fixed cost, and concurrent jobs keep the executors busy anyway.
 MIN_CHUNK, MAX_CHUNK = 64, 256
-
-
-@dataclass
-class Outcome:
-    """Results in job order; `retry` marks jobs that failed for a transient reason."""
-
-    results: list[PackedResult]
-    retry: list[bool] = field(default_factory=list)
 
 
 class ExecutorPool:
@@ -68,6 +60,7 @@ class ExecutorPool:
         self.idle: asyncio.LifoQueue[tuple[ExecutorProcess, int]] = asyncio.LifoQueue()
         self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.singles = TxQueue(self)
 
     def pids(self) -> list[int]:
         return [ex.pid for ex in self.executors if ex.alive and ex.pid is not None]
@@ -84,7 +77,7 @@ class ExecutorPool:
         for ex, outcome in zip(self.executors, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log.error("executor %d failed to start: %s", ex.index, outcome)
-                self._spawn_task(self._respawn(ex, "start_failed"))
+                self.spawn_task(self._respawn(ex, "start_failed"))
             else:
                 self._ready(ex)
 
@@ -92,7 +85,7 @@ class ExecutorPool:
         self.metrics.executors.inc()
         self.idle.put_nowait((ex, ex.generation))
 
-    def _spawn_task(self, coro: Any) -> None:
+    def spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -100,7 +93,7 @@ class ExecutorPool:
     def _on_lost(self, ex: ExecutorProcess) -> None:
         self.metrics.executors.dec()
         if not self.closing:
-            self._spawn_task(self._respawn(ex, ex.lost_reason))
+            self.spawn_task(self._respawn(ex, ex.lost_reason))
 
     async def _respawn(self, ex: ExecutorProcess, reason: str) -> None:
         how = await ex.reap()
@@ -122,19 +115,20 @@ class ExecutorPool:
             self._ready(ex)
             return
 
-    async def _acquire(self) -> ExecutorProcess:
+    async def acquire(self) -> ExecutorProcess:
+        """The next idle executor (the one that answered last first)."""
         while True:
             ex, generation = await self.idle.get()
             if ex.alive and ex.generation == generation:
                 return ex
 
-    def _release(self, ex: ExecutorProcess) -> None:
+    def release(self, ex: ExecutorProcess) -> None:
         if ex.alive:
             self.idle.put_nowait((ex, ex.generation))
 
     async def call(self, message: dict[str, Any], budget_s: float) -> dict[str, Any]:
         """Run one op on an idle executor (ping, metrics, test hooks). Hard limits apply."""
-        ex = await self._acquire()
+        ex = await self.acquire()
         try:
             reply = await ex.request(message, budget_s)
         except ExecutorTimeout:
@@ -144,10 +138,11 @@ class ExecutorPool:
         except asyncio.CancelledError:
             ex.kill("cancelled")
             raise
-        self._release(ex)
+        self.release(ex)
         return reply
 
-    def _budget_s(self, jobs: list[Any]) -> float:
+    def budget_s(self, jobs: list[Any]) -> float:
+        """The hard limit of a request: every job's timeout in turn, plus the grace."""
         s = self.settings
         total_ms = sum(
             timeout_ms_of(j, s.default_timeout_ms, s.limits.max_timeout_ms) for j in jobs
@@ -167,6 +162,8 @@ class ExecutorPool:
             return Outcome([], [])
         n = len(jobs)
         keys = ids if ids is not None else [tx_id_of(j) for j in jobs]
+        if n == 1:  # a single-tx job may share a request with others (worker/txqueue.py)
+            return await self.singles.run(jobs[0], keys[0], deadline)
         parts = max(1, min(len(self.executors), math.ceil(n / MIN_CHUNK)), math.ceil(n / MAX_CHUNK))
         size = math.ceil(n / parts)
         if size >= n:
@@ -181,14 +178,18 @@ class ExecutorPool:
 
     async def _execute_chunk(self, jobs: list[Any], ids: list[str | None],
                              deadline: float | None = None) -> Outcome:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):
-                ex = await self._acquire()
+                ex = await self.acquire()
         except TimeoutError:
-            msg = "no executor became free before the job's deadline"
-            return self._failed(jobs, ids, "timeout", "no_executor", msg)
-        budget = self._budget_s(jobs)
+            return self.failed(jobs, ids, "timeout", "no_executor", NO_EXECUTOR)
+        return await self.run_on(ex, jobs, ids, deadline)
+
+    async def run_on(self, ex: ExecutorProcess, jobs: list[Any], ids: list[str | None],
+                     deadline: float | None) -> Outcome:
+        """One request on an acquired executor (released after, unless it is killed)."""
+        loop = asyncio.get_running_loop()
+        budget = self.budget_s(jobs)
         if deadline is not None:
             budget = max(0.0, min(budget, deadline - loop.time()))
         started = loop.time()
@@ -200,7 +201,7 @@ class ExecutorPool:
             ex.kill("timeout")
             limit = round(budget * 1000)
             msg = f"executor did not answer within {limit} ms; it was killed and restarted"
-            return self._failed(jobs, ids, "timeout", "executor_timeout", msg)
+            return self.failed(jobs, ids, "timeout", "executor_timeout", msg)
         except ExecutorDied:
             how = await ex.reap()
             if len(jobs) > 1:  # find the tx that kills executors: re-run one at a time
@@ -212,29 +213,29 @@ class ExecutorPool:
                 ))
                 return Outcome([s.results[0] for s in singles], [s.retry[0] for s in singles])
             msg = f"executor process died while running this transaction: {how}"
-            return self._failed(jobs, ids, "error", "executor_died", msg)
+            return self.failed(jobs, ids, "error", "executor_died", msg)
         except asyncio.CancelledError:
             ex.kill("cancelled")  # its reply would be stale: never reuse it
             raise
         finally:
             self.metrics.inflight.dec(len(jobs))
             self.metrics.latency.observe(loop.time() - started)
-        self._release(ex)
+        self.release(ex)
         rows = reply.get("results")
         try:
             if "error" in reply or not isinstance(rows, list) or len(rows) != len(jobs):
                 raise MalformedRow(str(reply.get("error", "malformed executor reply")))
             results = [PackedResult.from_row(row) for row in rows]
         except MalformedRow as exc:
-            return self._failed(jobs, ids, "error", "executor_error", str(exc))
+            return self.failed(jobs, ids, "error", "executor_error", str(exc))
         delta = reply.get("metrics")
         if isinstance(delta, dict):
             self.metrics.engine_delta(delta)
         retry = {i for i in reply.get("retry", ()) if isinstance(i, int)}
         return Outcome(results, [i in retry for i in range(len(jobs))])
 
-    def _failed(self, jobs: list[Any], ids: list[str | None], status: str, kind: str,
-                message: str) -> Outcome:
+    def failed(self, jobs: list[Any], ids: list[str | None], status: str, kind: str,
+               message: str) -> Outcome:
         results = [
             PackedResult.of(failure(j, status, kind, message, self.schedule, self.worker_name,
                                     tx_id=i))
@@ -245,6 +246,7 @@ class ExecutorPool:
     async def close(self) -> None:
         """Stop every executor: close its pipe (it exits), kill what lingers."""
         self.closing = True
+        self.singles.close()
         for task in list(self._tasks):
             task.cancel()
         for ex in self.executors:

@@ -17,7 +17,8 @@ log = logging.getLogger("wesfarm.worker")
 def run_worker(settings: Settings, redis_url: str, burst: bool = False) -> int:
     """Blocks until the worker stops (SIGTERM/SIGINT drain, or an empty queue in burst mode)."""
     import uvloop
-    from arq.worker import Worker
+
+    from worker.claim import ClaimingWorker
 
     # arq's Worker captures the event loop in its constructor: uvloop must be current first.
     loop = uvloop.new_event_loop()
@@ -27,7 +28,7 @@ def run_worker(settings: Settings, redis_url: str, burst: bool = False) -> int:
     metrics.serve(settings.metrics_port)
     if settings.metrics_port:
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
-    worker = Worker(**worker_kwargs(settings, redis_url, burst, ctx={"metrics": metrics}))
+    worker = ClaimingWorker(**worker_kwargs(settings, redis_url, burst, ctx={"metrics": metrics}))
     try:
         worker.run()
     finally:

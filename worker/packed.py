@@ -8,7 +8,7 @@ again for Redis cost the worker more than the Redis write itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.model import Result, pack, unpack
@@ -56,3 +56,14 @@ class PackedResult:
         """The whole Result as a wire map (decoded on demand)."""
         decoded: dict[str, Any] = unpack(self.data)
         return decoded
+
+
+@dataclass
+class Outcome:
+    """Results in job order; `retry` marks jobs that failed for a transient reason."""
+
+    results: list[PackedResult]
+    retry: list[bool] = field(default_factory=list)
+
+    def part(self, index: int) -> Outcome:
+        return Outcome(self.results[index : index + 1], self.retry[index : index + 1])

@@ -9,6 +9,7 @@ charged twice and every tx id has exactly one stream entry.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,8 @@ return out
 """
 CHUNK = 256
 _pack_raw = msgpack.Packer(use_bin_type=False).pack
+Queued = tuple[Sequence[PackedResult], "asyncio.Future[list[Written]]"]
+
 
 @dataclass(frozen=True, slots=True)
 class Written:
@@ -57,6 +60,8 @@ class ResultWriter:
         self.redis = redis
         self.keys = keys
         self.script = redis.register_script(WRITE_ONCE_LUA)
+        self._queued: list[Queued] = []
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def existing(self, tx_ids: Sequence[str | None]) -> list[PackedResult | None]:
         """Stored results for these tx ids (None where absent or no id)."""
@@ -74,7 +79,40 @@ class ResultWriter:
 
     async def write(self, results: Sequence[PackedResult]) -> list[Written]:
         """Write results (each must carry a non-empty tx_id), a script call per chunk, one
-        after another: the fee stream then lists them in the order given."""
+        after another: the fee stream then lists them in the order given.
+
+        Writes asked for in the same event-loop turn (the single-tx jobs one executor
+        reply answers) go out together, in the order asked."""
+        if not results:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Written]] = loop.create_future()
+        self._queued.append((results, future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        task = asyncio.get_running_loop().create_task(self._write_queued(queued))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _write_queued(self, queued: list[Queued]) -> None:
+        try:
+            written = await self._write_now([r for results, _ in queued for r in results])
+        except Exception as exc:  # each writer sees it (a Redis failure: the job retries)
+            for _, future in queued:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        at = 0
+        for results, future in queued:
+            if not future.done():
+                future.set_result(written[at : at + len(results)])
+            at += len(results)
+
+    async def _write_now(self, results: Sequence[PackedResult]) -> list[Written]:
         replies = [await self._write_chunk(results[i : i + CHUNK])
                    for i in range(0, len(results), CHUNK)]
         written: list[Written] = []

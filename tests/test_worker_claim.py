@@ -1,0 +1,88 @@
+"""ClaimingWorker: arq's per-job claim, made in one Lua call per poll (worker/claim.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+from arq.connections import RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix
+from arq.worker import func
+
+from worker.claim import CLAIM_LUA, ClaimingWorker
+
+
+@pytest.fixture()
+def queue(redis_url: str, key_prefix: str) -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis.from_url(redis_url)
+    name = f"{key_prefix}-claim-{uuid.uuid4().hex[:8]}"
+    yield client, name
+    for key in client.scan_iter(match=f"*{name}*"):
+        client.delete(key)
+    client.close()
+
+
+def claim(client: redis.Redis, queue: str, ids: list[str], limit: int = 1_000,
+          now: int | None = None) -> list[str]:
+    now = now if now is not None else int(time.time() * 1000)
+    reply = client.eval(CLAIM_LUA, 1, queue, now, 60_000, in_progress_key_prefix, limit, *ids)
+    return [reply[i].decode() for i in range(0, len(reply), 2)]
+
+
+def test_two_workers_polling_the_same_ids_claim_each_job_once(
+    queue: tuple[redis.Redis, str],
+) -> None:
+    client, name = queue
+    ids = [f"{name}-j{i}" for i in range(50)]
+    client.zadd(name, {job: 1_000 + i for i, job in enumerate(ids)})
+    claimed: list[str] = []
+    for _ in range(6):  # two workers taking turns, 10 slots each time
+        claimed += claim(client, name, ids, limit=10)
+    assert sorted(claimed) == sorted(ids) and len(claimed) == len(set(claimed))
+    ttl = client.pttl(in_progress_key_prefix + ids[0])
+    assert 0 < ttl <= 60_000
+
+
+def test_deferred_running_and_finished_jobs_are_left_alone(
+    queue: tuple[redis.Redis, str],
+) -> None:
+    client, name = queue
+    now = int(time.time() * 1000)
+    client.zadd(name, {f"{name}-due": now - 5, f"{name}-later": now + 60_000,
+                       f"{name}-running": now - 5})
+    client.set(in_progress_key_prefix + f"{name}-running", b"1")
+    ids = [f"{name}-{k}" for k in ("later", "running", "gone", "due")]
+    assert claim(client, name, ids, now=now) == [f"{name}-due"]
+    assert claim(client, name, ids, now=now) == []  # now in progress
+
+
+@pytest.fixture()
+async def arq_pool(redis_url: str, queue: tuple[redis.Redis, str]) -> AsyncIterator[Any]:
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue[1])
+    yield pool
+    await pool.aclose()
+
+
+async def double(ctx: dict[str, Any], x: int) -> int:
+    return 2 * x
+
+
+async def test_the_worker_runs_every_job_it_claims_with_arqs_own_machinery(
+    redis_url: str, queue: tuple[redis.Redis, str], arq_pool: Any,
+) -> None:
+    name = queue[1]
+    jobs = [await arq_pool.enqueue_job("double", i, _job_id=f"{name}-{i}") for i in range(40)]
+    worker = ClaimingWorker(functions=[func(double, name="double")], queue_name=name,
+                            redis_settings=RedisSettings.from_dsn(redis_url), burst=True,
+                            max_jobs=8, poll_delay=0.01, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    assert worker._claim is not None  # the jobs were claimed by the script
+    assert worker.jobs_complete == 40 and worker.jobs_failed == 0
+    assert [await job.result(timeout=5) for job in jobs] == [2 * i for i in range(40)]
