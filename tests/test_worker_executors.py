@@ -171,3 +171,57 @@ def test_a_redis_failure_is_reported_as_retryable_not_as_a_verdict(tmp_path: Pat
     assert reply["retry"] == [0]  # the worker retries it later instead of storing it
     assert first.status == "error" and first.wire()["error"]["kind"] == "redis"
     assert second.status == "invalid"  # decided without Redis: a real verdict
+
+
+# -- single-tx jobs share requests (worker/txqueue.py) ----------------------------------
+
+
+async def test_single_tx_jobs_waiting_together_share_a_request(pool: ExecutorPool) -> None:
+    requests = sample(pool, "wesfarm_execution_seconds_count")
+    # both executors busy for a moment, then 60 single-tx jobs arrive at once
+    blockers = [asyncio.create_task(pool.execute([job_map(f"blk{i}", "hello", "hello",
+                                                          _test_sleep_s=0.3)]))
+                for i in range(2)]
+    await asyncio.sleep(0.05)
+    singles = await asyncio.gather(*(pool.execute([job_map(f"s{i}", "hello", "hello")])
+                                     for i in range(60)))
+    await asyncio.gather(*blockers)
+    assert [o.results[0].tx_id for o in singles] == [f"s{i}" for i in range(60)]
+    assert all(o.results[0].status == "ok" and o.retry == [False] for o in singles)
+    sent = sample(pool, "wesfarm_execution_seconds_count") - requests
+    assert 2 + 2 <= sent <= 2 + 60 // 8, sent  # 60 jobs in a handful of requests
+
+
+async def test_a_single_tx_job_nobody_takes_by_its_deadline_times_out(
+    pool: ExecutorPool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    blockers = [asyncio.create_task(pool.execute([job_map(f"blk{i}", "hello", "hello",
+                                                          _test_sleep_s=0.5)]))
+                for i in range(2)]
+    await asyncio.sleep(0.05)
+    late = await pool.execute([job_map("late", "hello", "hello")], deadline=loop.time() + 0.1)
+    assert late.results[0].status == "timeout"
+    assert "no executor became free" in late.results[0].wire()["error"]["message"]
+    assert [o.results[0].status for o in await asyncio.gather(*blockers)] == ["ok", "ok"]
+    # the queue carries on: the next job runs
+    after = await pool.execute([job_map("after", "hello", "hello")])
+    assert after.results[0].status == "ok"
+
+
+async def test_a_job_cancelled_while_it_waits_leaves_the_others_alone(
+    pool: ExecutorPool,
+) -> None:
+    blockers = [asyncio.create_task(pool.execute([job_map(f"blk{i}", "hello", "hello",
+                                                          _test_sleep_s=0.3)]))
+                for i in range(2)]
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(pool.execute([job_map(f"w{i}", "hello", "hello")]))
+               for i in range(6)]
+    await asyncio.sleep(0.01)
+    waiting[2].cancel()
+    done = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(done[2], asyncio.CancelledError)
+    assert [d.results[0].tx_id for i, d in enumerate(done) if i != 2] == [  # type: ignore[union-attr]
+        f"w{i}" for i in range(6) if i != 2]
+    await asyncio.gather(*blockers)
