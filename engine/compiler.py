@@ -12,6 +12,7 @@ import hmac
 import importlib.metadata
 import json
 import os
+import platform
 import secrets
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ def engine_knobs(settings: Settings) -> dict[str, Any]:
     """Every knob that changes compiled code or results: the fingerprint's input."""
     return {
         "wasmtime": WASMTIME_VERSION,
+        # Native frame sizes decide where deep recursion hits max_wasm_stack (and how much
+        # fuel was spent by then): the result depends on the compiled code's target too.
+        "arch": platform.machine(),
         "compiler": settings.compiler,
         "opt_level": settings.opt_level,
         "pooling": settings.pooling_allocator,
