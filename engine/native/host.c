@@ -28,6 +28,10 @@ static int64_t item(PyObject *seq, Py_ssize_t i, int *failed) {
 static int Host_init(Host *self, PyObject *args, PyObject *kwargs) {
     /* Host(prices: tuple[int, ...12], limits: tuple[int, ...8], sha256, keccak256) */
     PyObject *prices, *limits, *sha, *keccak;
+    if (!loaded) {
+        PyErr_SetString(PyExc_RuntimeError, "engine._native.load() has not bound wasmtime");
+        return -1;
+    }
     if (!PyArg_ParseTuple(args, "O!O!OO", &PyTuple_Type, &prices, &PyTuple_Type, &limits, &sha,
                           &keccak))
         return -1;
