@@ -72,7 +72,6 @@ def _fast(name: str, restype: Any) -> Any:
 
 fast_get_fuel = _fast("wasmtime_context_get_fuel", c_void_p)
 fast_set_fuel = _fast("wasmtime_context_set_fuel", c_void_p)
-fast_set_epoch_deadline = _fast("wasmtime_context_set_epoch_deadline", None)
 fast_memory_data_size = _fast("wasmtime_memory_data_size", c_size_t)
 fast_export_get = _fast("wasmtime_instance_export_get", c_bool)
 fast_memory_data = _fast("wasmtime_memory_data", c_size_t)

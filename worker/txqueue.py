@@ -60,9 +60,9 @@ class TxQueue:
         loop = asyncio.get_running_loop()
         while self.waiting:
             self._expire(loop.time())
-            deadlines = [w.deadline for w in self.waiting if w.deadline is not None]
             if not self.waiting:
                 return
+            deadlines = [w.deadline for w in self.waiting if w.deadline is not None]
             try:
                 async with asyncio.timeout_at(min(deadlines) if deadlines else None):
                     ex = await self.pool.acquire()
@@ -102,8 +102,7 @@ class TxQueue:
                 continue
             need = timeout_ms_of(w.job, settings.default_timeout_ms,
                                  settings.limits.max_timeout_ms) / 1000
-            first = w.deadline if earliest is None else (
-                earliest if w.deadline is None else min(earliest, w.deadline))
+            first = min((d for d in (earliest, w.deadline) if d is not None), default=None)
             if taken and first is not None and now + total_s + need > first:
                 break
             self.waiting.popleft()

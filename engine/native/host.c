@@ -143,11 +143,7 @@ static PyObject *Host_call(Host *self, PyObject *const *args, Py_ssize_t n) {
     if (err != NULL) {
         wt.error_delete(err);
         ex_internal(ex, "wasmtime refused set_fuel");
-        PyObject *exc = ex->pending;
-        ex->pending = NULL;
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-        return NULL;
+        return ex_raise_pending(ex);
     }
     wt.set_epoch_deadline(ex->ctx, ticks);
     uint8_t results[16] = {0};

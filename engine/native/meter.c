@@ -128,7 +128,7 @@ static int category_index(PyObject *name) {
 }
 
 /* Raise the pending exception (set by a failed charge) as a Python exception. */
-static PyObject *raise_pending(Execution *ex) {
+PyObject *ex_raise_pending(Execution *ex) {
     PyObject *exc = ex->pending;
     ex->pending = NULL;
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
@@ -149,7 +149,7 @@ static PyObject *Execution_consume(Execution *ex, PyObject *const *args, Py_ssiz
     if (n == 3 && args[2] != Py_None && (reason = PyUnicode_AsUTF8(args[2])) == NULL)
         return NULL;
     if (ex_consume(ex, amount, category, reason) < 0)
-        return raise_pending(ex);
+        return ex_raise_pending(ex);
     Py_RETURN_NONE;
 }
 
@@ -197,15 +197,15 @@ static PyObject *Execution_settle(Execution *ex, PyObject *unused) {
     if (err != NULL) {
         wt.error_delete(err);
         ex_internal(ex, "wasmtime refused get_fuel");
-        return raise_pending(ex);
+        return ex_raise_pending(ex);
     }
     uint64_t spent = ex->fuel_granted - left;
     ex->fuel_granted = left;
     if (spent && ex_consume(ex, (int64_t)spent * ex->host->prices.instruction, CAT_INSTRUCTIONS,
                             NULL) < 0)
-        return raise_pending(ex);
+        return ex_raise_pending(ex);
     if (ex_charge_growth(ex, wt.memory_data_size(ex->ctx, ex->memory)) < 0)
-        return raise_pending(ex);
+        return ex_raise_pending(ex);
     Py_RETURN_NONE;
 }
 

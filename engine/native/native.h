@@ -90,6 +90,7 @@ int ex_charge_growth(Execution *ex, uint64_t size);
 PyObject *ex_read(Execution *ex, uint64_t ptr, uint64_t len, const char *what);
 int ex_write(Execution *ex, uint64_t ptr, const char *data, uint64_t len, const char *what);
 int ex_keep_python_error(Execution *ex);
+PyObject *ex_raise_pending(Execution *ex);
 
 /* abi.c */
 int register_host_functions(PyObject *module);
