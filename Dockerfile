@@ -12,6 +12,7 @@ COPY config ./config
 COPY engine ./engine
 COPY worker ./worker
 COPY producer ./producer
+COPY bench ./bench
 # engine._native is C: compile it, then drop the compiler from the image.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \

@@ -1,5 +1,13 @@
 """One settings object for every wesfarm process: environment and an optional TOML file."""
 
-from config.settings import FeePrices, PolicyLimits, Settings, SettingsError, load_settings
+from config.settings import (
+    DEFAULT_REDIS_URL,
+    FeePrices,
+    PolicyLimits,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
-__all__ = ["FeePrices", "PolicyLimits", "Settings", "SettingsError", "load_settings"]
+__all__ = ["DEFAULT_REDIS_URL", "FeePrices", "PolicyLimits", "Settings", "SettingsError",
+           "load_settings"]

@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # used when redis_url is unset
+
 
 class SettingsError(ValueError):
     """Invalid settings: the message names each offending setting."""
@@ -53,7 +55,7 @@ MAX_PRICE = 10**9  # fee arithmetic is int64 in engine._native: n (< 2^33) × pr
 
 
 class FeePrices(BaseModel):
-    """The pricing schedule in fee units: 1 unit = 1 wasmtime fuel unit ≈ 0.041 ns here.
+    """The pricing schedule in fee units: 1 unit = 1 wasmtime fuel unit (docs/FEES.md).
 
     Derived by `wesfarm calibrate` so every workload class buys about the same wall
     time per fee unit (docs/FEES.md)."""
@@ -117,7 +119,7 @@ class Settings(BaseSettings):
     pooled_modules: int = Field(16, ge=0)
     epoch_tick_ms: int = Field(5, gt=0, le=1_000)
     default_timeout_ms: int = Field(2_000, gt=0)
-    default_fee_limit: int = Field(250_000_000, gt=0)  # ≈ 10 ms
+    default_fee_limit: int = Field(250_000_000, gt=0)
     denied_capabilities: dict[str, list[str]] = Field(default_factory=dict)
 
     limits: PolicyLimits = Field(default_factory=PolicyLimits)  # type: ignore[arg-type]

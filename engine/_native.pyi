@@ -1,12 +1,14 @@
-"""Types of engine._native (engine/native/*.c): ABI 1's host functions and fee meter in C."""
+"""Types of engine._native (engine/native/*.c): the ABI's host functions and fee meter in C."""
 
 from typing import Any
 
-FUNCTIONS: dict[str, int]
+FUNCTIONS: dict[str, tuple[int, str, str]]  # name -> (address, signature, capability)
+CAPABILITIES: tuple[str, ...]
+CATEGORIES: tuple[str, ...]
 
 def load(library_path: str, sizeof_extern: int, sizeof_func: int) -> None: ...
 
-class Execution:
+class ExecutionState:
     limit: int
     used: int
     pages_charged: int
@@ -28,6 +30,6 @@ class Execution:
 class Host:
     def __init__(self, prices: tuple[int, ...], limits: tuple[int, ...], sha256: Any,
                  keccak256: Any) -> None: ...
-    def execution(self, job: Any, state: Any, denied: int) -> Execution: ...
-    def call(self, execution: Execution, instance: int, entry: bytes,
+    def execution(self, job: Any, state: Any, denied: int) -> ExecutionState: ...
+    def call(self, execution: ExecutionState, instance: int, entry: bytes,
              ticks: int) -> bool | tuple[int, int] | None: ...

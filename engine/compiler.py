@@ -86,7 +86,7 @@ def build_config(settings: Settings) -> wasmtime.Config:
 
 
 def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
-    """The pooling allocator: instantiation from pre-reserved slots (~1 µs, not ~8 µs)."""
+    """The pooling allocator: instantiation from pre-reserved slots (docs/HOT_PATH.md)."""
     b = raw.bindings
     # Warm stores hold up to instance_pool_size instances each; twice the warm count
     # leaves room for used-but-not-yet-freed siblings (the pool retries after a purge).
@@ -106,7 +106,7 @@ def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
     b.wasmtime_pooling_allocation_config_max_tables_per_module_set(pool, 1)
     # A freed slot's first KiBs are zeroed with memset and stay mapped instead of being
     # madvised away: the next instance then takes no page fault on its stack and data
-    # (a token transfer: 1 fault and ~4 µs less). Reset memory is zero either way. The
+    # (a fault less per small contract). Reset memory is zero either way. The
     # calibrated schedule prices these pages into every execution (memory_free_pages).
     b.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
         pool, settings.memory_keep_resident_kb * 1024

@@ -1,8 +1,8 @@
-"""Host ABI 1 (ABI.md): every `wes.*` function, its type, its capability and its price.
+"""The reference implementation of every `wes.*` function of engine/abi.py, in Python.
 
-This is the reference implementation, run by the public-API path; engine/native/abi.c
-is the same functions in C, run by the raw path, and the tests hold the two equal.
-Each function takes the Execution and its arguments as unsigned Python ints and
+It runs on the public-API path; engine/native/abi.c is the same functions in C, run by
+the raw path, and the tests hold the two equal.
+Each function takes the ExecutionState and its arguments as unsigned Python ints and
 charges before it does its work (the trampoline has already charged the call's base
 price and the instructions run before it). It raises ExecutionError subclasses; the
 trampoline turns them into traps and keeps them for the result.
@@ -12,32 +12,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from Crypto.Hash import keccak
 
+from engine.abi import ABI
 from engine.errors import ContractTrap, Reverted
-from engine.execution import Execution
-
-I32, I64 = "i32", "i64"
-CAPABILITIES = ("io", "state-read", "state-write", "events", "context", "crypto", "debug")
+from engine.execution_state import ExecutionState
 
 
-@dataclass(frozen=True, slots=True)
-class HostSpec:
-    name: str
-    params: tuple[str, ...]
-    results: tuple[str, ...]
-    capability: str
-    impl: Callable[..., int | None]
-
-
-def _out(ex: Execution, n: int, name: str) -> None:
+def _out(ex: ExecutionState, n: int, name: str) -> None:
     """Charge n bytes leaving wasm memory for the host."""
     ex.meter.consume(n * ex.schedule.byte_out, "io_bytes", f"wes.{name}")
 
 
-def _in(ex: Execution, n: int, name: str) -> None:
+def _in(ex: ExecutionState, n: int, name: str) -> None:
     """Charge n bytes the host copies into wasm memory."""
     ex.meter.consume(n * ex.schedule.byte_in, "io_bytes", f"wes.{name}")
 
@@ -47,28 +35,28 @@ def _check_len(n: int, limit: int, what: str) -> None:
         raise ContractTrap(f"{what} is {n} bytes, limit {limit}", "limit")
 
 
-def input_size(ex: Execution) -> int:
+def input_size(ex: ExecutionState) -> int:
     return len(ex.input)
 
 
-def input_read(ex: Execution, dst: int) -> None:
+def input_read(ex: ExecutionState, dst: int) -> None:
     _in(ex, len(ex.input), "input_read")
     ex.write(dst, ex.input, "input_read")
 
 
-def return_data(ex: Execution, ptr: int, length: int) -> None:
+def return_data(ex: ExecutionState, ptr: int, length: int) -> None:
     _check_len(length, ex.limits.max_return_bytes, "wes.return_data: return data")
     _out(ex, length, "return_data")
     ex.return_data = ex.read(ptr, length, "return_data")
 
 
-def revert(ex: Execution, ptr: int, length: int) -> None:
+def revert(ex: ExecutionState, ptr: int, length: int) -> None:
     _check_len(length, ex.limits.max_return_bytes, "wes.revert: message")
     _out(ex, length, "revert")
     raise Reverted(ex.read(ptr, length, "revert"))
 
 
-def log(ex: Execution, ptr: int, length: int) -> None:
+def log(ex: ExecutionState, ptr: int, length: int) -> None:
     _out(ex, length, "log")
     line = ex.read(ptr, length, "log")
     # Bounded, deterministically: lines past the count are dropped, long lines cut.
@@ -76,7 +64,7 @@ def log(ex: Execution, ptr: int, length: int) -> None:
         ex.logs.append(line[: ex.limits.max_log_bytes])
 
 
-def emit_event(ex: Execution, topic_ptr: int, topic_len: int, data_ptr: int,
+def emit_event(ex: ExecutionState, topic_ptr: int, topic_len: int, data_ptr: int,
                data_len: int) -> None:
     _check_len(topic_len, ex.limits.max_event_topic_bytes, "wes.emit_event: topic")
     _check_len(data_len, ex.limits.max_event_data_bytes, "wes.emit_event: data")
@@ -88,7 +76,7 @@ def emit_event(ex: Execution, topic_ptr: int, topic_len: int, data_ptr: int,
                       ex.read(data_ptr, data_len, "emit_event")))
 
 
-def storage_read(ex: Execution, key_ptr: int, key_len: int, dst: int, dst_cap: int) -> int:
+def storage_read(ex: ExecutionState, key_ptr: int, key_len: int, dst: int, dst_cap: int) -> int:
     _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_read: key")
     sched = ex.schedule
     ex.meter.consume(sched.storage_read + key_len * sched.storage_read_byte, "storage_read",
@@ -103,7 +91,8 @@ def storage_read(ex: Execution, key_ptr: int, key_len: int, dst: int, dst_cap: i
     return len(value)
 
 
-def storage_write(ex: Execution, key_ptr: int, key_len: int, val_ptr: int, val_len: int) -> None:
+def storage_write(ex: ExecutionState, key_ptr: int, key_len: int, val_ptr: int,
+                  val_len: int) -> None:
     _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_write: key")
     _check_len(val_len, ex.limits.max_value_bytes, "wes.storage_write: value")
     sched = ex.schedule
@@ -113,7 +102,7 @@ def storage_write(ex: Execution, key_ptr: int, key_len: int, val_ptr: int, val_l
     ex.writes[key] = ex.read(val_ptr, val_len, "storage_write")
 
 
-def storage_remove(ex: Execution, key_ptr: int, key_len: int) -> None:
+def storage_remove(ex: ExecutionState, key_ptr: int, key_len: int) -> None:
     _check_len(key_len, ex.limits.max_key_bytes, "wes.storage_remove: key")
     sched = ex.schedule
     ex.meter.consume(sched.storage_write + key_len * sched.storage_write_byte,
@@ -121,31 +110,31 @@ def storage_remove(ex: Execution, key_ptr: int, key_len: int) -> None:
     ex.writes[ex.read(key_ptr, key_len, "storage_remove")] = None
 
 
-def caller(ex: Execution, dst: int) -> int:
+def caller(ex: ExecutionState, dst: int) -> int:
     _in(ex, len(ex.caller), "caller")
     ex.write(dst, ex.caller, "caller")
     return len(ex.caller)
 
 
-def self_address(ex: Execution, dst: int) -> int:
+def self_address(ex: ExecutionState, dst: int) -> int:
     _in(ex, len(ex.address), "self_address")
     ex.write(dst, ex.address, "self_address")
     return len(ex.address)
 
 
-def block_height(ex: Execution) -> int:
+def block_height(ex: ExecutionState) -> int:
     return ex.job.context.block_height & 0xFFFFFFFFFFFFFFFF
 
 
-def block_time(ex: Execution) -> int:
+def block_time(ex: ExecutionState) -> int:
     return ex.job.context.block_time & 0xFFFFFFFFFFFFFFFF
 
 
-def fee_left(ex: Execution) -> int:
+def fee_left(ex: ExecutionState) -> int:
     return ex.meter.left
 
 
-def _hash(ex: Execution, name: str, ptr: int, length: int, dst: int,
+def _hash(ex: ExecutionState, name: str, ptr: int, length: int, dst: int,
           digest: Callable[[bytes], bytes]) -> None:
     ex.meter.consume(length * ex.schedule.hash_byte, "hashing", f"wes.{name}")
     ex.write(dst, digest(ex.read(ptr, length, name)), name)
@@ -159,43 +148,20 @@ def keccak256_digest(data: bytes) -> bytes:
     return keccak.new(digest_bits=256, data=data).digest()  # type: ignore[no-any-return]
 
 
-def sha256(ex: Execution, ptr: int, length: int, dst: int) -> None:
+def sha256(ex: ExecutionState, ptr: int, length: int, dst: int) -> None:
     _hash(ex, "sha256", ptr, length, dst, sha256_digest)
 
 
-def keccak256(ex: Execution, ptr: int, length: int, dst: int) -> None:
+def keccak256(ex: ExecutionState, ptr: int, length: int, dst: int) -> None:
     _hash(ex, "keccak256", ptr, length, dst, keccak256_digest)
 
 
-def _spec(impl: Callable[..., int | None], params: int, result: str | None, cap: str) -> HostSpec:
-    return HostSpec(impl.__name__, (I32,) * params, (result,) if result else (), cap, impl)
-
-
-HOST_FUNCTIONS: dict[str, HostSpec] = {
-    spec.name: spec
-    for spec in (
-        _spec(input_size, 0, I32, "io"),
-        _spec(input_read, 1, None, "io"),
-        _spec(return_data, 2, None, "io"),
-        _spec(revert, 2, None, "io"),
-        _spec(log, 2, None, "debug"),
-        _spec(emit_event, 4, None, "events"),
-        _spec(storage_read, 4, I32, "state-read"),
-        _spec(storage_write, 4, None, "state-write"),
-        _spec(storage_remove, 2, None, "state-write"),
-        _spec(caller, 1, I32, "context"),
-        _spec(self_address, 1, I32, "context"),
-        _spec(block_height, 0, I64, "context"),
-        _spec(block_time, 0, I64, "context"),
-        _spec(fee_left, 0, I64, "context"),
-        _spec(sha256, 3, None, "crypto"),
-        _spec(keccak256, 3, None, "crypto"),
-    )
+IMPLEMENTATIONS: dict[str, Callable[..., int | None]] = {
+    fn.__name__: fn
+    for fn in (input_size, input_read, return_data, revert, log, emit_event, storage_read,
+               storage_write, storage_remove, caller, self_address, block_height, block_time,
+               fee_left, sha256, keccak256)
 }
-VIEW_DENIED = frozenset({"state-write", "events"})
-NOTHING_DENIED: frozenset[str] = frozenset()
-
-
-def capability_mask(denied: frozenset[str]) -> int:
-    """The native host's form of a denied set: bit i for CAPABILITIES[i]."""
-    return sum(1 << i for i, cap in enumerate(CAPABILITIES) if cap in denied)
+if set(IMPLEMENTATIONS) != set(ABI):
+    raise RuntimeError(f"engine/host.py implements {sorted(IMPLEMENTATIONS)}, "
+                       f"engine/abi.py declares {sorted(ABI)}")

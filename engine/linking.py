@@ -1,4 +1,4 @@
-"""Bind ABI 1's host functions into a wasmtime Linker: native or public trampolines.
+"""Bind the ABI's host functions into a wasmtime Linker: native or public trampolines.
 
 The raw path binds engine._native's C trampolines as unchecked host functions (their
 env is the native Host); the public path binds engine/host.py's reference functions
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import wasmtime
 
 from engine import raw
+from engine.abi import ABI, I32, HostFunction
 from engine.errors import ContractTrap
-from engine.execution import Execution
-from engine.host import HOST_FUNCTIONS, I32, HostSpec
+from engine.execution_state import ExecutionState
+from engine.host import IMPLEMENTATIONS
 
 if TYPE_CHECKING:
     from engine._native import Host as NativeHost
@@ -34,16 +35,16 @@ class CurrentExecution:
     __slots__ = ("current",)
 
     def __init__(self) -> None:
-        self.current: Execution | None = None
+        self.current: ExecutionState | None = None
 
 
-def _denied(spec: HostSpec) -> ContractTrap:
+def _denied(spec: HostFunction) -> ContractTrap:
     return ContractTrap(f"wes.{spec.name}: capability denied ({spec.capability})",
                         "capability_denied")
 
 
-def _public_callback(spec: HostSpec, holder: CurrentExecution, base: int) -> Callable[..., Any]:
-    impl, cap, result = spec.impl, spec.capability, spec.results
+def _public_callback(spec: HostFunction, holder: CurrentExecution, base: int) -> Callable[..., Any]:
+    impl, cap, result = IMPLEMENTATIONS[spec.name], spec.capability, spec.results
     name = f"wes.{spec.name}"
 
     def callback(caller: wasmtime.Caller, *args: int) -> int | None:
@@ -73,7 +74,7 @@ class HostLinker:
                  native_host: NativeHost | None, host_call_price: int) -> None:
         self.linker = wasmtime.Linker(engine)
         self._keep: list[object] = [native_host]
-        for spec in HOST_FUNCTIONS.values():
+        for spec in ABI.values():
             ty = wasmtime.FuncType([_VALTYPE[p] for p in spec.params],
                                    [_VALTYPE[r] for r in spec.results])
             if native_host is not None:
@@ -81,7 +82,7 @@ class HostLinker:
                 name = spec.name.encode()
                 err = raw.linker_define_func_unchecked(
                     ctypes.cast(self.linker.ptr(), ctypes.c_void_p), b"wes", 3, name, len(name),
-                    ctypes.cast(ty.ptr(), ctypes.c_void_p), raw.native.FUNCTIONS[spec.name],
+                    ctypes.cast(ty.ptr(), ctypes.c_void_p), raw.native.FUNCTIONS[spec.name][0],
                     id(native_host), None,
                 )
                 if err:

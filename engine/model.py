@@ -211,6 +211,26 @@ class Result:
         return json.dumps(self.to_json(), separators=(",", ":"))
 
 
+@dataclass(frozen=True, slots=True)
+class ModuleInfo:
+    """What the engine needs to know about an accepted module."""
+
+    entry_points: tuple[str, ...]
+    memory_pages: int
+    table_elements: int
+    functions: int
+    size: int
+
+    def to_bytes(self) -> bytes:
+        return pack([list(self.entry_points), self.memory_pages, self.table_elements,
+                     self.functions, self.size])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModuleInfo:
+        entries, pages, table, functions, size = unpack(data)
+        return cls(tuple(entries), pages, table, functions, size)
+
+
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 

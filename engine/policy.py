@@ -7,36 +7,14 @@ Malformed bytes are `invalid`; a well-formed module breaking a rule is `rejected
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from config import PolicyLimits
+from engine.abi import ABI
 from engine.errors import InvalidJob, Rejected
-from engine.host import HOST_FUNCTIONS
-from engine.model import pack, unpack
+from engine.model import ModuleInfo
 
 WASM_MAGIC = b"\x00asm\x01\x00\x00\x00"
 VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
 CONST_OPS = {0x41, 0x42, 0x43, 0x44, 0x23}  # i32/i64/f32/f64.const, global.get
-
-
-@dataclass(frozen=True, slots=True)
-class ModuleInfo:
-    """What the engine needs to know about an accepted module."""
-
-    entry_points: tuple[str, ...]
-    memory_pages: int
-    table_elements: int
-    functions: int
-    size: int
-
-    def to_bytes(self) -> bytes:
-        return pack([list(self.entry_points), self.memory_pages, self.table_elements,
-                     self.functions, self.size])
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ModuleInfo:
-        entries, pages, table, functions, size = unpack(data)
-        return cls(tuple(entries), pages, table, functions, size)
 
 
 class _Reader:
@@ -149,7 +127,7 @@ def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
                     raise Rejected(f"import {module}.{field} is not allowed: only functions "
                                    "from module 'wes'", "import")
                 type_index = s.u32()
-                spec = HOST_FUNCTIONS.get(field)
+                spec = ABI.get(field)
                 if spec is None:
                     raise Rejected(f"import wes.{field} is not a host function of ABI 1", "import")
                 if type_index >= len(types) or types[type_index] != (spec.params, spec.results):

@@ -18,7 +18,7 @@ import wasmtime
 
 from engine import raw
 from engine.errors import ContractTrap, ExecutionError, InternalError
-from engine.policy import ModuleInfo
+from engine.model import ModuleInfo
 
 _SIX = ctypes.c_size_t(6)  # len(b"memory")
 
@@ -118,8 +118,8 @@ class InstancePool:
             self.hits += 1
             return contract.warm.popleft()
         self.misses += 1
-        # A busy executor never idles to refill; making a Store's worth at once costs
-        # ~5 µs an instance instead of ~14 µs for one in its own Store.
+        # A busy executor never idles to refill; a Store's worth at once is much cheaper
+        # per instance than one Store each (docs/HOT_PATH.md).
         fresh = self.instantiate(contract, max(1, min(self.per_contract, 8)))
         contract.warm.extend(fresh[1:])
         return fresh[0]
@@ -136,7 +136,7 @@ class InstancePool:
     def refill(self, budget: int = 64) -> int:
         """Make up to `budget` warm instances, hottest contracts first. A contract is
         topped up once half its warm instances are used, all in one Store: one at a
-        time (after every single-tx request) cost ~11 µs an instance, not ~3."""
+        time (after every single-tx request) costs several times more per instance."""
         made = 0
         for contract in list(reversed(self.hot.values())):
             if len(contract.warm) > self.per_contract // 2:
@@ -150,6 +150,14 @@ class InstancePool:
                     continue
                 made += need
         return made
+
+    def usage(self) -> dict[str, int]:
+        """Contracts kept warm, their warm instances, and the linear memory those hold."""
+        instances = [w for contract in self.hot.values() for w in contract.warm]
+        memory = sum(raw.fast_memory_data_size(w.ctx, ctypes.byref(w.memory))
+                     for w in instances)
+        return {"contracts": len(self.hot), "instances": len(instances),
+                "module_memory_bytes": memory}
 
     def clear(self, keep_lru: bool = False) -> None:
         for contract in self.hot.values():

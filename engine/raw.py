@@ -1,6 +1,6 @@
 """The few raw wasmtime C-API entry points the engine uses, on private ctypes handles.
 
-wasmtime-py's public path costs ~6-20 µs per call crossing; these cost ~0.15-0.3 µs.
+wasmtime-py's public path costs tens of times more per call crossing (docs/HOT_PATH.md).
 Host functions on the raw path are engine._native's C trampolines (engine/native/),
 bound here with `wasmtime_linker_define_func_unchecked`; the native module is loaded
 against the very library wasmtime-py loaded. Rules that keep the raw path safe
@@ -20,6 +20,9 @@ from typing import Any
 import wasmtime
 from wasmtime import _bindings as b
 from wasmtime import _ffi
+
+from engine.abi import check_native_table
+from engine.fees import CATEGORIES
 
 native: ModuleType | None  # engine._native, when it was built
 try:
@@ -46,6 +49,9 @@ TrapPtr = POINTER(b.wasm_trap_t)
 
 if native is not None:
     native.load(str(_ffi.filename), ctypes.sizeof(Extern), ctypes.sizeof(Func))
+    check_native_table(native.FUNCTIONS, native.CAPABILITIES)
+    if native.CATEGORIES != CATEGORIES:
+        raise RuntimeError(f"engine._native's fee categories {native.CATEGORIES} != {CATEGORIES}")
 
 # (linker, module, module_len, name, name_len, functype, callback, env, finalizer)
 linker_define_func_unchecked = _fn(
@@ -57,7 +63,7 @@ memory_data_size = _fn(
 )
 
 # The per-call entry points again, on a PyDLL handle without argtypes: no argument
-# conversion and no GIL round trip (~0.15 µs a call instead of ~0.35). They return in
+# conversion and no GIL round trip (half the cost of a call). They return in
 # nanoseconds, so keeping the GIL costs nothing. Callers pass ctypes objects only (a
 # c_void_p context, byref() pointers, c_uint64 values): a bare Python int would be
 # passed as a C int. None of them runs wasm (the epoch ticker needs the GIL then).

@@ -16,7 +16,9 @@ import wasmtime
 
 from config import Settings
 from engine import raw
+from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
 from engine.compiler import ArtifactCache, build_config, compile_module, fingerprint
+from engine.counters import EngineCounters
 from engine.errors import (
     ContractTrap,
     ExecutionError,
@@ -25,30 +27,23 @@ from engine.errors import (
     OutOfFee,
     Timeout,
 )
-from engine.execution import PAGE, Execution
+from engine.execution_state import PAGE, ExecutionState
 from engine.fees import FeeMeter, FeeSchedule
-from engine.host import (
-    NOTHING_DENIED,
-    VIEW_DENIED,
-    capability_mask,
-    keccak256_digest,
-    sha256_digest,
-)
+from engine.host import keccak256_digest, sha256_digest
 from engine.linking import CurrentExecution, HostLinker
-from engine.metrics import EngineMetrics
-from engine.model import FeeReport, Job, Result
-from engine.policy import ModuleInfo, check_module
+from engine.model import FeeReport, Job, ModuleInfo, Result
+from engine.policy import check_module
 from engine.pool import CompiledContract, InstancePool, WarmInstance
 from engine.state import CodeSource, StateView
 
 log = logging.getLogger("wesfarm.engine")
-# The two implementations of one execution (engine/execution.py, engine/native/meter.c),
-# and anything with a fee meter's limit/used/breakdown.
+# The two implementations of one execution's state (engine/execution_state.py,
+# engine/native/meter.c), and anything with a fee meter's limit/used/breakdown.
 if TYPE_CHECKING:
-    from engine._native import Execution as NativeExecution
+    from engine._native import ExecutionState as NativeExecution
     from engine._native import Host as NativeHost
 
-    AnyExecution = Execution | NativeExecution
+    AnyExecution = ExecutionState | NativeExecution
     Metered = FeeMeter | AnyExecution
 TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.TrapCode)
               if n.isupper()}
@@ -92,7 +87,7 @@ class WasmEngine:
         # raw_calls: engine._native's C host functions; else the public-API reference.
         if raw_calls and raw.native is None:
             log.warning("engine._native is not built (no C compiler at install): host "
-                        "functions run on the public-API path (a host call ~8 µs, not ~0.05)")
+                        "functions run on the public-API path (much slower: see the README)")
         self.host = (_native_host(self.schedule, self.limits)
                      if raw_calls and raw.native is not None else None)
         self.linker = HostLinker(self.engine, self.slot, self.host, self.schedule.host_call)
@@ -101,7 +96,7 @@ class WasmEngine:
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
                                  settings.pooled_modules, self.limits.max_memory_pages * PAGE,
                                  self.limits.max_table_elements)
-        self.metrics = EngineMetrics()
+        self.metrics = EngineCounters()
         self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
         self.ticker.start()
         self._fuel_cell = ctypes.c_uint64()  # get_fuel's out-parameter, shared by executions
@@ -239,7 +234,7 @@ class WasmEngine:
                 mask = self._masks[(job.contract, job.mode)] = capability_mask(
                     self._denied_set(job))
             return self.host.execution(job, state, mask)
-        return Execution(job, state, self.schedule, self.limits, self._denied_set(job),
+        return ExecutionState(job, state, self.schedule, self.limits, self._denied_set(job),
                          self._fuel_cell)
 
     def _denied_set(self, job: Job) -> frozenset[str]:
@@ -258,7 +253,7 @@ class WasmEngine:
                 assert isinstance(outcome, tuple)
                 self._raise_outcome(ex, *outcome, job.timeout_ms)
         else:
-            ex = cast(Execution, ex)
+            ex = cast(ExecutionState, ex)
             func = warm.entry(job.function.encode())
             if func is None:
                 raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
@@ -291,7 +286,7 @@ class WasmEngine:
         if error_obj is not None:
             raise InternalError(f"wasmtime error: {error_obj}")
 
-    def _public_call(self, ex: Execution, warm: WarmInstance, func: Any,
+    def _public_call(self, ex: ExecutionState, warm: WarmInstance, func: Any,
                      timeout_ms: int | None) -> None:
         try:
             wasmtime.Func._from_raw(func)(warm.store)
@@ -340,6 +335,10 @@ class WasmEngine:
         made = self.pool.refill(budget)
         self.metrics.pool_refills += made
         return made
+
+    def warm_pool_usage(self) -> dict[str, int]:
+        """Contracts kept warm, warm instances, and the linear memory they hold (bytes)."""
+        return self.pool.usage()
 
     def get_metrics(self) -> dict[str, Any]:
         return self.metrics.snapshot(self.pool.hits, self.pool.misses)

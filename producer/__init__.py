@@ -1,1 +1,40 @@
-"""The block builder's side: FarmClient and the `wesfarm` CLI."""
+"""The block builder's side: FarmClient (and its blocking twin), blocks, commit, a
+development farm, and the `wesfarm` CLI. Loaded on first use: `wesfarm run` imports
+this package and must not pay for Redis or arq.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from producer.block import Tx
+    from producer.client import FarmClient
+    from producer.commit import CommitReport, memory_state_digest, redis_state_items
+    from producer.deploy import Deployment
+    from producer.devfarm import EmbeddedRedis, LocalFarm, resolve_redis
+    from producer.enqueue import ArqJob, PipelinedEnqueuer
+    from producer.errors import DeployError, JobIdTaken, WaitTimeout
+    from producer.sync_client import SyncFarmClient
+
+_EXPORTS = {
+    "Tx": "producer.block", "FarmClient": "producer.client", "CommitReport": "producer.commit",
+    "memory_state_digest": "producer.commit", "redis_state_items": "producer.commit",
+    "Deployment": "producer.deploy", "EmbeddedRedis": "producer.devfarm",
+    "LocalFarm": "producer.devfarm", "resolve_redis": "producer.devfarm",
+    "ArqJob": "producer.enqueue", "PipelinedEnqueuer": "producer.enqueue",
+    "DeployError": "producer.errors", "JobIdTaken": "producer.errors",
+    "WaitTimeout": "producer.errors", "SyncFarmClient": "producer.sync_client",
+}
+__all__ = [
+    "ArqJob", "CommitReport", "DeployError", "Deployment", "EmbeddedRedis", "FarmClient",
+    "JobIdTaken", "LocalFarm", "PipelinedEnqueuer", "SyncFarmClient", "Tx", "WaitTimeout",
+    "memory_state_digest", "redis_state_items", "resolve_redis",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'producer' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

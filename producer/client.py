@@ -1,9 +1,8 @@
 """FarmClient: the block builder's API to the farm (deploy, call, submit, wait, fees).
 
-Everything goes through Redis with the layout of worker/keys.py; jobs go through
-arq with the worker's msgpack (de)serializer, never pickle. Job ids follow the
-worker's contract (worker/settings.py): an `execute` job's id is its tx id; an
-`execute_batch` job's id is `batch:{prefix}:{n}:{digest of its tx ids}`. arq's job
+Everything goes through Redis with the layout and job encoding of worker/protocol.py
+(msgpack, never pickle): an `execute` job's id is its tx id; an `execute_batch` job's
+id is `batch:{prefix}:{n}:{digest of its tx ids}`. arq's job
 keys are global to a Redis database, so farms sharing one Redis (different key
 prefixes) must not reuse tx ids; reuse is detected and raised as JobIdTaken.
 """
@@ -12,37 +11,41 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import job_key_prefix
 
-from config import Settings, load_settings
+from config import DEFAULT_REDIS_URL, Settings, load_settings
 from engine.errors import ExecutionError
 from engine.model import Context, Job, Mode, Result, unpack
-from producer.embedded_redis import DEFAULT_URL
-from producer.enqueue import FINISHED, JOB_TRY, ArqJob, PipelinedEnqueuer, batch_job_id, chunks
-from producer.model import (
-    DeployError,
-    Deployment,
-    FeeRecord,
-    JobIdTaken,
-    WaitTimeout,
-    fee_record,
+from producer.deploy import Deployment, bind, validate_and_init
+from producer.enqueue import ArqJob, PipelinedEnqueuer, chunks
+from producer.errors import DeployError, JobIdTaken, WaitTimeout
+from producer.local_engine import LocalEngine
+from worker.protocol import (
+    FINISHED,
+    FN_BATCH,
+    FN_EXECUTE,
+    JOB_TRY,
+    FeeEntry,
+    Keys,
+    arq_job_keys,
+    batch_job_id,
+    decode_state,
+    health_check_key,
+    job_deserializer,
+    job_serializer,
 )
-from worker.keys import Keys
-from worker.settings import FN_BATCH, FN_EXECUTE, job_deserializer, job_serializer
 
 if TYPE_CHECKING:
     from producer.commit import CommitReport
 
 __all__ = [
-    "DeployError", "Deployment", "FarmClient", "FeeRecord", "JobIdTaken", "WaitTimeout",
+    "DeployError", "Deployment", "FarmClient", "FeeEntry", "JobIdTaken", "WaitTimeout",
 ]
 
 ProgressCallback = Callable[[int, int], None]
@@ -54,13 +57,12 @@ class FarmClient:
 
     def __init__(self, settings: Settings | None = None, redis_url: str | None = None) -> None:
         self.settings = settings or load_settings()
-        self.url = redis_url or self.settings.redis_url or DEFAULT_URL
+        self.url = redis_url or self.settings.redis_url or DEFAULT_REDIS_URL
         self.keys = Keys(self.settings.key_prefix)
         self.queue = self.settings.queue_name
+        self.engine = LocalEngine(self.settings)
         self._redis: ArqRedis | None = None
         self._enqueuer: PipelinedEnqueuer | None = None
-        self._engine: Any = None
-        self._engine_lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -73,13 +75,11 @@ class FarmClient:
                 job_deserializer=job_deserializer,
                 default_queue_name=self.queue,
             )
-            self._enqueuer = PipelinedEnqueuer(self._redis, self.queue, job_serializer)
+            self._enqueuer = PipelinedEnqueuer(self._redis, self.queue)
         return self
 
     async def close(self) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+        self.engine.close()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -104,14 +104,6 @@ class FarmClient:
             raise RuntimeError("FarmClient is not connected: use `async with` or connect()")
         return self._enqueuer
 
-    def engine(self) -> Any:
-        """The in-process engine (validation, precompile, re-execution), built on first use."""
-        if self._engine is None:
-            from engine import WasmEngine
-
-            self._engine = WasmEngine(self.settings)
-        return self._engine
-
     # -- code ---------------------------------------------------------------------------------
 
     async def deploy(
@@ -126,24 +118,16 @@ class FarmClient:
             raise DeployError("invalid", ["address must be 1..64 bytes"])
         if self.keys.state(address) == self.keys.state_seq:
             raise DeployError("invalid", [f"address {address!r} is reserved (state version key)"])
-        from producer.deploy import bind, validate_and_init
-
         try:
-            init = await asyncio.to_thread(validate_and_init, self, code, address, deployer)
+            init = await asyncio.to_thread(validate_and_init, self.engine, code, address,
+                                           deployer, self.settings.default_fee_limit)
         except ExecutionError as exc:
             raise DeployError(exc.status, [exc.message]) from None
         code_hash = hashlib.sha256(code).hexdigest()
-        created = await bind(self, code, code_hash, address, init)
-        precompiled = False
+        created = await bind(self.redis, self.keys, code, code_hash, address, init)
         if precompile:
-            await asyncio.to_thread(self.engine_call, "precompile", code)
-            precompiled = True
-        return Deployment(address, code_hash, created, precompiled)
-
-    def engine_call(self, method: str, *args: Any) -> Any:
-        """Call the in-process engine (not thread-safe: one call at a time)."""
-        with self._engine_lock:
-            return getattr(self.engine(), method)(*args)
+            await asyncio.to_thread(self.engine.precompile, code)
+        return Deployment(address, code_hash, created, precompile)
 
     async def code_hash(self, address: str) -> str | None:
         raw = await self.redis.get(self.keys.address(address))
@@ -212,7 +196,7 @@ class FarmClient:
         )
         if (
             queued is None
-            and not await self.redis.exists(job_key_prefix + job.tx_id)
+            and not await self.redis.exists(arq_job_keys(job.tx_id)[0])
             and not await self.have_results([job.tx_id])
         ):
             raise JobIdTaken([job.tx_id], self.settings.key_prefix)
@@ -249,9 +233,7 @@ class FarmClient:
 
     async def workers_alive(self) -> bool:
         """Whether an arq worker on this queue reported health recently."""
-        from worker.settings import health_check_key
-
-        return bool(await self.redis.exists(health_check_key(self.settings)))
+        return bool(await self.redis.exists(health_check_key(self.queue)))
 
     # -- results ------------------------------------------------------------------------------
 
@@ -348,17 +330,17 @@ class FarmClient:
         end: str = "+",
         count: int | None = None,
         page: int = 1_000,
-    ) -> list[FeeRecord]:
+    ) -> list[FeeEntry]:
         """Entries of the `{p}:fees` stream in order (only `tx_ids`' if given)."""
         wanted = None if tx_ids is None else set(tx_ids)
-        out: list[FeeRecord] = []
+        out: list[FeeEntry] = []
         cursor = start
         exclusive = False
         while count is None or len(out) < count:
             lo = f"({cursor}" if exclusive else cursor
             entries = await self.redis.xrange(self.keys.fees, min=lo, max=end, count=page)
             for stream_id, fields in entries:
-                record = fee_record(stream_id, fields)
+                record = FeeEntry.decode(stream_id, fields)
                 if wanted is None or record.tx_id in wanted:
                     out.append(record)
             if len(entries) < page:
@@ -369,15 +351,21 @@ class FarmClient:
     async def state(self, address: str, key: bytes) -> tuple[bytes, int] | None:
         """The committed (value, version) of one key, or None when absent."""
         raw = await self.redis.hget(self.keys.state(address), key)  # type: ignore[arg-type, misc]
-        if raw is None:
-            return None
-        value, version = unpack(raw)
-        return bytes(value), int(version)
+        return None if raw is None else decode_state(raw)
 
     async def commit_block(
         self, jobs: Sequence[Job], results: Mapping[str, Result], height: int
     ) -> CommitReport:
-        """Apply a block's results in order (issue 4); see producer/commit.py."""
+        """Apply a block's results in order; see producer/commit.py."""
+        import redis
+
         from producer.commit import commit_block
 
-        return await asyncio.to_thread(commit_block, self, jobs, results, height)
+        def run() -> CommitReport:
+            client = redis.Redis.from_url(self.url)
+            try:
+                return commit_block(client, self.keys, self.engine, jobs, results, height)
+            finally:
+                client.close()
+
+        return await asyncio.to_thread(run)

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from config import Settings, SettingsError, load_settings
-from producer.embedded_redis import DEFAULT_URL, answers
+from config import DEFAULT_REDIS_URL, Settings, SettingsError, load_settings
+from producer.devfarm import answers
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -38,7 +38,7 @@ def cli_settings(**overrides: object) -> Settings:
 def settings_and_url(settings: Settings | None = None) -> tuple[Settings, str]:
     """Settings from WESFARM_* and the Redis URL (WESFARM_REDIS_URL, else localhost:6379)."""
     settings = settings or cli_settings()
-    url = settings.redis_url or DEFAULT_URL
+    url = settings.redis_url or DEFAULT_REDIS_URL
     if url.startswith("redis://") and not answers(url, timeout=1.0):
         hint = "" if settings.redis_url else " (set WESFARM_REDIS_URL to point at the farm's Redis)"
         raise CliError(f"cannot reach Redis at {url}{hint}", EXIT_FAILED)

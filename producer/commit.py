@@ -1,4 +1,4 @@
-"""Block commit (issue 4): apply a block's results in block order, re-executing stale ones.
+"""Block commit: apply a block's results in block order, re-executing stale ones.
 
 For each tx, in order, one Lua script call checks the tx's read set against the
 committed versions in `{p}:state:{contract}` and, when every version still
@@ -24,12 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from engine.model import Job, Result, pack, unpack
-from worker.keys import Keys
+from engine.model import Job, Result, pack
+from producer.local_engine import LocalEngine
+from worker.protocol import (
+    STATE_LUA,
+    Keys,
+    decode_state,
+    encode_state,
+    encode_version,
+    state_write,
+)
 
 if TYPE_CHECKING:
     from engine.state import MemoryState
-    from producer.client import FarmClient
 
 # Statuses that are consensus results: charged, and (only `ok`) their writes applied.
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
@@ -39,22 +46,10 @@ TXS_PER_SCRIPT = 256
 MAX_REEXECUTIONS = 16
 
 # KEYS[1] seq, KEYS[2] applied hash, KEYS[2+i] state hash of tx i.
-# ARGV per tx: tx_id, apply (1/0), n_reads, n_writes, (key, version)*, (key, blob)*;
-# blob = "\0" (remove) or "\1" .. <msgpack fixarray(2) + bin value> (version appended here).
+# ARGV per tx: tx_id, apply (1/0), n_reads, n_writes, (key, 8-byte version)*, (key, write)*
+# with writes as protocol.state_write gives them.
 # Returns {stale index or 0, version of tx 1, version of tx 2, ...}.
-COMMIT_LUA = """
-local function version_of(blob)
-  local t = string.byte(blob, 2)
-  local pos
-  if t == 0xc4 or t == 0xd9 then pos = 4 + string.byte(blob, 3)
-  elseif t == 0xc5 or t == 0xda then pos = 5 + string.byte(blob, 3) * 256 + string.byte(blob, 4)
-  elseif t == 0xc6 or t == 0xdb then
-    local b1, b2, b3, b4 = string.byte(blob, 3, 6)
-    pos = 7 + ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-  elseif t >= 0xa0 and t <= 0xbf then pos = 3 + (t - 0xa0)
-  else error('state value is not msgpack [bytes, version]') end
-  return cmsgpack.unpack(string.sub(blob, pos))
-end
+COMMIT_LUA = STATE_LUA + """
 local out = {0}
 local a = 1
 for i = 1, #KEYS - 2 do
@@ -68,9 +63,7 @@ for i = 1, #KEYS - 2 do
   else
     for r = 0, nr - 1 do
       local cur = redis.call('HGET', state_key, ARGV[a + 2 * r])
-      local ver = 0
-      if cur then ver = version_of(cur) end
-      if ver ~= tonumber(ARGV[a + 2 * r + 1]) then
+      if record_version(cur) ~= ARGV[a + 2 * r + 1] then
         out[1] = i
         return out
       end
@@ -78,14 +71,9 @@ for i = 1, #KEYS - 2 do
     local ver = 0
     if apply == '1' and nw > 0 then
       ver = redis.call('INCR', KEYS[1])
-      local packed = cmsgpack.pack(ver)
+      local packed = pack_version(ver)
       for w = 0, nw - 1 do
-        local key, blob = ARGV[a + 2 * nr + 2 * w], ARGV[a + 2 * nr + 2 * w + 1]
-        if string.byte(blob, 1) == 0 then
-          redis.call('HDEL', state_key, key)
-        else
-          redis.call('HSET', state_key, key, string.sub(blob, 2) .. packed)
-        end
+        apply_write(state_key, ARGV[a + 2 * nr + 2 * w], ARGV[a + 2 * nr + 2 * w + 1], packed)
       end
     end
     redis.call('HSET', KEYS[2], tx_id, ver)
@@ -149,10 +137,7 @@ class RedisState:
 
     def get(self, contract: str, key: bytes) -> tuple[bytes, int] | None:
         raw = self.client.hget(self.keys.state(contract), key)  # type: ignore[arg-type]
-        if raw is None:
-            return None
-        value, version = unpack(raw)  # type: ignore[arg-type]
-        return bytes(value), int(version)
+        return None if raw is None else decode_state(raw)  # type: ignore[arg-type]
 
     def code_hash(self, address: str) -> str | None:
         raw = self.client.get(self.keys.address(address))
@@ -167,22 +152,15 @@ class RedisState:
         return self._codes[code_hash]
 
 
-def value_blob(value: bytes | None) -> bytes:
-    """A write for COMMIT_LUA: removal, or the msgpack [value, version] minus the version."""
-    if value is None:
-        return b"\x00"
-    return b"\x01\x92" + pack(value)
-
-
 def _tx_args(tx_id: str, result: Result) -> list[Any]:
     apply = result.status == "ok"
     writes = sorted(result.write_set.items()) if apply else []
     reads = sorted(result.read_set.items())
     args: list[Any] = [tx_id, "1" if apply else "0", len(reads), len(writes)]
     for key, version in reads:
-        args += [key, version]
+        args += [key, encode_version(version)]
     for key, value in writes:
-        args += [key, value_blob(value)]
+        args += [key, state_write(value)]
     return args
 
 
@@ -215,8 +193,7 @@ def redis_state_items(client: redis.Redis, keys: Keys) -> list[tuple[str, bytes,
     for name in client.scan_iter(match=f"{prefix}*", count=1000, _type="hash"):
         contract = name[len(prefix) :].decode()  # type: ignore[index, union-attr]
         for key, raw in client.hgetall(name).items():  # type: ignore[union-attr]
-            value, _version = unpack(raw)
-            items.append((contract, bytes(key), bytes(value)))
+            items.append((contract, bytes(key), decode_state(raw)[0]))
     return items
 
 
@@ -225,42 +202,38 @@ def redis_state_digest(client: redis.Redis, keys: Keys) -> str:
 
 
 def commit_block(
-    farm: FarmClient, jobs: Sequence[Job], results: Mapping[str, Result], height: int
+    client: redis.Redis, keys: Keys, engine: LocalEngine, jobs: Sequence[Job],
+    results: Mapping[str, Result], height: int,
 ) -> CommitReport:
-    """Apply `results` in the order of `jobs` (sync; run in a thread by FarmClient)."""
+    """Apply `results` in the order of `jobs` (blocking; FarmClient runs it in a thread)."""
     started = time.perf_counter()
-    keys = farm.keys
-    client = redis.Redis.from_url(farm.url)
-    try:
-        if client.exists(keys.block(height)):
-            raise CommitError(f"block {height} is already committed ({keys.block(height)})")
-        report = CommitReport(height=height, txs=len(jobs))
-        state = RedisState(client, keys)
-        script = client.register_script(COMMIT_LUA)
-        todo: list[tuple[Job, Result]] = []
-        for job in jobs:
-            result = results.get(job.tx_id)
-            if result is None:
-                report.not_committed[job.tx_id] = "missing"
-            elif result.status in NOT_COMMITTED:
-                report.not_committed[job.tx_id] = result.status
-            else:
-                todo.append((job, result))
-        versions = _apply(farm, client, script, keys, height, todo, state, report)
-        for job, result in todo:
-            report.results[job.tx_id] = result
-            report.committed += 1
-            report.by_status[result.status] = report.by_status.get(result.status, 0) + 1
-        _account(report, todo)
-        for status in report.not_committed.values():
-            report.by_status[status] = report.by_status.get(status, 0) + 1
-        report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
-        report.state_digest = redis_state_digest(client, keys)
-        report.seconds = time.perf_counter() - started
-        client.set(keys.block(height), pack(report.record()))
-        return report
-    finally:
-        client.close()
+    if client.exists(keys.block(height)):
+        raise CommitError(f"block {height} is already committed ({keys.block(height)})")
+    report = CommitReport(height=height, txs=len(jobs))
+    state = RedisState(client, keys)
+    script = client.register_script(COMMIT_LUA)
+    todo: list[tuple[Job, Result]] = []
+    for job in jobs:
+        result = results.get(job.tx_id)
+        if result is None:
+            report.not_committed[job.tx_id] = "missing"
+        elif result.status in NOT_COMMITTED:
+            report.not_committed[job.tx_id] = result.status
+        else:
+            todo.append((job, result))
+    versions = _apply(engine, client, script, keys, height, todo, state, report)
+    for job, result in todo:
+        report.results[job.tx_id] = result
+        report.committed += 1
+        report.by_status[result.status] = report.by_status.get(result.status, 0) + 1
+    _account(report, todo)
+    for status in report.not_committed.values():
+        report.by_status[status] = report.by_status.get(status, 0) + 1
+    report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
+    report.state_digest = redis_state_digest(client, keys)
+    report.seconds = time.perf_counter() - started
+    client.set(keys.block(height), pack(report.record()))
+    return report
 
 
 Slot = tuple[str, bytes]  # (contract, key)
@@ -275,7 +248,7 @@ def _reads_any(job: Job, result: Result, slots: set[Slot]) -> bool:
 
 
 def _apply(
-    farm: FarmClient,
+    engine: LocalEngine,
     client: redis.Redis,
     script: Any,
     keys: Keys,
@@ -298,7 +271,7 @@ def _apply(
     while i < len(todo):
         job, result = todo[i]
         if i != fresh_head and _reads_any(job, result, written):
-            fresh_head = i if _reexecute(farm, todo, i, state, report, reexecutions) else -1
+            fresh_head = i if _reexecute(engine, todo, i, state, report, reexecutions) else -1
             continue
         end, run_writes = i + 1, _writes(job, result)
         while end < len(todo) and end - i < TXS_PER_SCRIPT:
@@ -322,12 +295,12 @@ def _apply(
             i = end
         else:  # changed behind our back (another writer): re-execute it now
             i = applied_to
-            fresh_head = i if _reexecute(farm, todo, i, state, report, reexecutions) else -1
+            fresh_head = i if _reexecute(engine, todo, i, state, report, reexecutions) else -1
     return versions
 
 
 def _reexecute(
-    farm: FarmClient,
+    engine: LocalEngine,
     todo: list[tuple[Job, Result]],
     i: int,
     state: RedisState,
@@ -344,7 +317,7 @@ def _reexecute(
         raise CommitError(f"tx {job.tx_id} went stale {MAX_REEXECUTIONS} times in a row")
     if reexecutions[job.tx_id] == 1:
         report.reexecuted += 1
-    fresh: Result = farm.engine_call("execute", job, state, state)
+    fresh = engine.execute(job, state, state)
     fresh.worker = "commit"
     if fresh.status in NOT_COMMITTED:  # e.g. an engine failure here: report, skip
         report.not_committed[job.tx_id] = fresh.status
@@ -376,6 +349,6 @@ def write_genesis(
     if values:
         client.hset(
             keys.state(contract),
-            mapping={k: pack([v, version]) for k, v in values.items()},  # type: ignore[arg-type]
+            mapping={k: encode_state(v, version) for k, v in values.items()},  # type: ignore[arg-type]
         )
     return version

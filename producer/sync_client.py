@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from config import Settings
 from engine.model import Job, Mode, Result
-from producer.client import Deployment, FarmClient, FeeRecord, ProgressCallback
+from producer.client import Deployment, FarmClient, FeeEntry, ProgressCallback
 
 if TYPE_CHECKING:
     from producer.commit import CommitReport
@@ -118,7 +118,7 @@ class SyncFarmClient:
         start: str = "-",
         end: str = "+",
         count: int | None = None,
-    ) -> list[FeeRecord]:
+    ) -> list[FeeEntry]:
         return self._run(self.farm.fee_reports(tx_ids, start, end, count))
 
     def state(self, address: str, key: bytes) -> tuple[bytes, int] | None:

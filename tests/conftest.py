@@ -1,5 +1,11 @@
-"""Shared fixtures: a real Redis (this machine's, else an embedded one), a private key
-prefix and queue per session, an isolated compile cache, and the example contracts."""
+"""Shared fixtures: the test fee schedule in the environment for the session, a real Redis
+(this machine's, else an embedded one), a private key prefix per session, an isolated
+compile cache, and engines.
+
+Markers: `integration` (the test talks to Redis or starts subprocesses; set automatically
+for tests that use the Redis fixtures) and `slow` (fault injection; CI runs them, the edit
+loop may skip them with `-m "not slow"`).
+"""
 
 from __future__ import annotations
 
@@ -12,28 +18,35 @@ from typing import Any
 import pytest
 
 from config import Settings, load_settings
-from producer.embedded_redis import resolve_redis
+from tests.support import TEST_ENV
 
-# The engine's mechanics are tested against one fixed schedule (the pre-calibration
-# prices), so expected fees stay exact whatever the calibrated defaults become; set
-# in the environment so worker subprocesses started by tests price alike.
-# tests/test_fee_defaults.py checks the shipped defaults themselves.
-TEST_FEES = {
-    "version": "wes-fee-test", "instruction": 1, "execution": 0, "host_call": 200, "byte_in": 2,
-    "byte_out": 2, "storage_read": 2_000, "storage_read_byte": 4, "storage_write": 5_000,
-    "storage_write_byte": 40, "event": 500, "event_byte": 10, "hash_byte": 6,
-    "memory_page": 5_000, "memory_free_pages": 0, "table_element": 10,
-}
-for _name, _price in TEST_FEES.items():
-    os.environ[f"WESFARM_FEES__{_name.upper()}"] = str(_price)
-os.environ["WESFARM_DEFAULT_FEE_LIMIT"] = "10000000"
+REDIS_FIXTURES = {"redis_url", "key_prefix"}
 
-ROOT = Path(__file__).resolve().parent.parent
-CONTRACTS = ROOT / "examples" / "contracts"
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: talks to Redis or starts subprocesses")
+    config.addinivalue_line("markers", "slow: fault injection with real processes (CI runs it)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment() -> Iterator[None]:
+    """The test schedule and fee limit for every settings object and worker subprocess."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in TEST_ENV.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(test_environment: None) -> Iterator[str]:
+    from producer.devfarm import resolve_redis
+
     url, server = resolve_redis(os.environ.get("WESFARM_TEST_REDIS_URL"))
     try:
         yield url
@@ -71,13 +84,9 @@ def settings(cache_dir: Path) -> Settings:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Any]]:
     """One raw-path and one public-path WasmEngine per test module (keyed by raw_calls)."""
-    from wat_contracts import close_engine, engine_pair
+    from tests.support.contracts import close_engine, engine_pair
 
     pair = engine_pair(tmp_path_factory.mktemp("cache"))
     yield pair
     for engine in pair.values():
         close_engine(engine)
-
-
-def contract_path(name: str) -> Path:
-    return CONTRACTS / name / f"{name}.wasm"

@@ -1,8 +1,8 @@
 """arq's Worker, claiming every job one poll found in a single Redis call.
 
 arq 0.28 claims each job on its own: WATCH its in-progress key, EXISTS, ZSCORE, then
-MULTI PSETEX EXEC: four round trips per job, most of arq's own cost per job (a no-op
-job costs a worker ~0.4 ms of CPU, mostly in redis-py). ClaimingWorker makes the same
+MULTI PSETEX EXEC: four round trips per job, most of arq's own cost per job (mostly
+redis-py's, docs/HOT_PATH.md). ClaimingWorker makes the same
 checks and writes the same key in one Lua script for all the ids of a poll, up to the
 free job slots: atomic per job like arq's transaction, so two workers never both run
 a job, and a job deferred to a later time is not started early. Everything after the

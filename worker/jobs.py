@@ -25,16 +25,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Settings
 from engine.model import MAX_TX_ID_BYTES
-from worker.executors import ExecutorPool
-from worker.keys import Keys
+from worker.executor_pool import ExecutorPool
 from worker.metrics import FarmMetrics
 from worker.outcomes import failure, tx_id_of
 from worker.packed import PackedResult
+from worker.protocol import BATCH_JOB_PREFIX, FN_BATCH, FN_EXECUTE, FN_REJECT, Keys
 from worker.results import ResultWriter
-from worker.settings import BATCH_JOB_PREFIX, FN_BATCH, FN_EXECUTE, FN_REJECT, MAX_TRIES
 
 log = logging.getLogger("wesfarm.worker")
 RETRY_DEFER_S = 1.0
+MAX_TRIES = 5
 DEADLINE_MARGIN_S = 1.0  # time left to write results before arq's job timeout
 
 Ctx = dict[str, Any]
@@ -219,7 +219,7 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, A
 
 
 async def reject_payload(ctx: Ctx, reason: str) -> dict[str, Any]:
-    """Stands in for a job whose arq payload could not be decoded (see worker/settings.py)."""
+    """Stands in for a job whose arq payload could not be decoded (worker/protocol.py)."""
 
     async def body(farm: Farm) -> dict[str, Any]:
         job_id = str(ctx["job_id"])

@@ -8,8 +8,8 @@ import logging
 from prometheus_client import disable_created_metrics
 
 from config import Settings
+from worker.arq_config import worker_kwargs
 from worker.metrics import FarmMetrics
-from worker.settings import worker_kwargs
 
 log = logging.getLogger("wesfarm.worker")
 

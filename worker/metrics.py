@@ -107,7 +107,7 @@ class FarmMetrics:
             start_http_server(port, addr=addr, registry=self.registry)
 
     def engine_delta(self, delta: Mapping[str, float]) -> None:
-        """Add one executor's counter growth (see engine/metrics.py for the names)."""
+        """Add one executor's counter growth (see engine/counters.py for the names)."""
         for name, value in delta.items():
             if isinstance(value, int | float) and value > 0:
                 targets = self._targets.get(name)

@@ -1,10 +1,5 @@
-"""Write each Result exactly once per tx id, with its fee report.
-
-One Lua script, atomically per result: SET NX `{p}:result:{tx_id}`; only if that
-set it, XADD `{p}:fees` {tx_id, fee (msgpack fee map), status}. A second delivery
-of the same tx (arq is at-least-once; a worker killed mid-batch re-runs it) finds
-the first result, writes nothing and gets the first result back, so a tx is never
-charged twice and every tx id has exactly one stream entry.
+"""Write each Result exactly once per tx id, with its fee report (worker/protocol.py's
+WRITE_ONCE_LUA): a redelivered tx gets the first result back and is never charged twice.
 """
 
 from __future__ import annotations
@@ -17,31 +12,12 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
-from engine.model import unpack
-from worker.keys import Keys
 from worker.packed import PackedResult
+from worker.protocol import WRITE_ONCE_LUA, Keys
 
-# KEYS[1] fee stream; ARGV[1] the result key prefix, ARGV[2] the results as one msgpack
-# array of [tx id, result bytes, fee bytes, status] (raw strings: Redis's cmsgpack reads
-# no bin type). Returns, per result, 1 when this call wrote it, else the first result's
-# bytes. One call per chunk, with one argument for all its results: redis-py encodes
-# every argument in Python, which was the worker's main cost with 4 per result (the
-# result keys are built here, so they are not in KEYS: fine outside Redis Cluster,
-# which arq does not support either). Chunks go as EVALSHAs, not in a pipeline:
-# redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
-WRITE_ONCE_LUA = """
-local out = {}
-for i, row in ipairs(cmsgpack.unpack(ARGV[2])) do
-  local key = ARGV[1] .. row[1]
-  if redis.call('SET', key, row[2], 'NX') then
-    redis.call('XADD', KEYS[1], '*', 'tx_id', row[1], 'fee', row[3], 'status', row[4])
-    out[i] = 1
-  else
-    out[i] = redis.call('GET', key)
-  end
-end
-return out
-"""
+# One script call per chunk, with one argument for all its results: redis-py encodes
+# every argument in Python. Chunks go as EVALSHAs, not in a pipeline: redis-py checks a
+# pipeline's scripts with SCRIPT EXISTS first.
 CHUNK = 256
 _pack_raw = msgpack.Packer(use_bin_type=False).pack
 Queued = tuple[Sequence[PackedResult], "asyncio.Future[list[Written]]"]
@@ -128,19 +104,3 @@ class ResultWriter:
         replies: list[Any] = await self.script(keys=[self.keys.fees],
                                                args=[self.keys.result(""), rows])
         return replies
-
-
-async def fee_entries(redis: Redis, keys: Keys, count: int = 100_000) -> list[dict[str, Any]]:
-    """The fee stream as dicts {id, tx_id, fee (decoded), status} (for tests and tools)."""
-    entries = await redis.xrange(keys.fees, count=count)
-    out: list[dict[str, Any]] = []
-    for entry_id, fields in entries:
-        out.append(
-            {
-                "id": entry_id.decode(),
-                "tx_id": fields[b"tx_id"].decode(),
-                "fee": unpack(fields[b"fee"]),
-                "status": fields[b"status"].decode(),
-            }
-        )
-    return out

@@ -1,8 +1,8 @@
 """StateView and CodeSource over a synchronous redis-py client (used inside executors).
 
-Reads follow worker/keys.py: `{p}:state:{address}` is a hash, field = key bytes,
-value = msgpack `[value, version]`; `{p}:addr:{address}` holds the sha256 hex of
-the deployed code; `{p}:code:{sha256}` the module bytes.
+Reads follow the layout of worker/protocol.py: `{p}:state:{address}` is a hash of
+state records, `{p}:addr:{address}` the sha256 hex of the deployed code, and
+`{p}:code:{sha256}` the module bytes.
 
 A Redis failure must not become a consensus result: the view records it in
 `failure` (the engine turns the raised exception into an `error` Result) and the
@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from engine.model import unpack
-from worker.keys import Keys
+from worker.protocol import Keys, decode_state
 
 MAX_CACHED_READS = 500_000
 
@@ -70,10 +69,7 @@ class RedisSources:
         except redis.RedisError as exc:
             self._fail("state", exc)
             raise
-        found = None
-        if packed is not None:
-            value, version = unpack(packed)  # type: ignore[arg-type]
-            found = (bytes(value), int(version))
+        found = None if packed is None else decode_state(packed)  # type: ignore[arg-type]
         self._reads[slot] = found
         return found
 

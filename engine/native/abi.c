@@ -1,4 +1,4 @@
-/* ABI 1's host functions (engine/host.py is the reference) and their trampolines.
+/* The ABI's host functions (engine/host.py is the reference) and their trampolines.
  *
  * A trampoline is what wasmtime calls (wasmtime_func_unchecked_callback_t): it takes
  * the GIL back, charges the instructions run since the last look plus the call's base
@@ -303,8 +303,10 @@ static int enter(Execution *ex, const char *name) {
     return ex_consume(ex, base, CAT_HOST_CALLS, name);
 }
 
+static const char *capability_name(uint32_t bit);
+
 static void *trampoline(Host *host, Args a, Impl impl, const char *name, uint32_t capability,
-                        const char *capability_name, int result, const char *trapped) {
+                        int result, const char *trapped) {
     if (host == NULL || host->thread == NULL) /* no call of ours is running */
         return wt.trap_new(trapped, strlen(trapped));
     PyEval_RestoreThread(host->thread);
@@ -313,7 +315,7 @@ static void *trampoline(Host *host, Args a, Impl impl, const char *name, uint32_
     int rc = enter(ex, name);
     if (rc == 0 && (ex->denied & capability))
         rc = ex_trap(ex, "capability_denied", "%s: capability denied (%s)", name,
-                     capability_name);
+                     capability_name(capability));
     if (rc == 0)
         rc = impl(ex, a, &value);
     if (rc == 0 && result != NO_RESULT) {
@@ -325,57 +327,80 @@ static void *trampoline(Host *host, Args a, Impl impl, const char *name, uint32_
     return rc == 0 ? NULL : wt.trap_new(trapped, strlen(trapped));
 }
 
-#define HOST_FUNCTION(fn, cap, cap_name, result)                                           \
-    static void *cb_##fn(void *env, void *caller_, Args a, size_t n) {                    \
-        return trampoline((Host *)env, a, fn, "wes." #fn, cap, cap_name, result,          \
-                          "wes." #fn " trapped");                                          \
+/* The ABI table: name, implementation, signature (i: i32, I: i64), capability bit, result
+ * kind. engine/abi.py is the source of truth; engine/raw.py checks this table against it
+ * (every name, signature and capability) when the module loads. */
+#define ABI_FUNCTIONS(X)                                                 \
+    X(input_size, input_size, "->i", CAP_IO, I32_RESULT)                \
+    X(input_read, input_read, "i->", CAP_IO, NO_RESULT)                 \
+    X(return_data, return_data, "ii->", CAP_IO, NO_RESULT)              \
+    X(revert, revert, "ii->", CAP_IO, NO_RESULT)                        \
+    X(log, log_line, "ii->", CAP_DEBUG, NO_RESULT)                      \
+    X(emit_event, emit_event, "iiii->", CAP_EVENTS, NO_RESULT)          \
+    X(storage_read, storage_read, "iiii->i", CAP_STATE_READ, I32_RESULT) \
+    X(storage_write, storage_write, "iiii->", CAP_STATE_WRITE, NO_RESULT) \
+    X(storage_remove, storage_remove, "ii->", CAP_STATE_WRITE, NO_RESULT) \
+    X(caller, caller, "i->i", CAP_CONTEXT, I32_RESULT)                  \
+    X(self_address, self_address, "i->i", CAP_CONTEXT, I32_RESULT)      \
+    X(block_height, block_height, "->I", CAP_CONTEXT, I64_RESULT)       \
+    X(block_time, block_time, "->I", CAP_CONTEXT, I64_RESULT)           \
+    X(fee_left, fee_left, "->I", CAP_CONTEXT, I64_RESULT)               \
+    X(sha256, sha256, "iii->", CAP_CRYPTO, NO_RESULT)                   \
+    X(keccak256, keccak256, "iii->", CAP_CRYPTO, NO_RESULT)
+
+#define CALLBACK(name, impl, sig, cap, result)                                      \
+    static void *cb_##name(void *env, void *caller_, Args a, size_t n) {           \
+        return trampoline((Host *)env, a, impl, "wes." #name, cap, result,         \
+                          "wes." #name " trapped");                                 \
     }
+ABI_FUNCTIONS(CALLBACK)
 
-HOST_FUNCTION(input_size, CAP_IO, "io", I32_RESULT)
-HOST_FUNCTION(input_read, CAP_IO, "io", NO_RESULT)
-HOST_FUNCTION(return_data, CAP_IO, "io", NO_RESULT)
-HOST_FUNCTION(revert, CAP_IO, "io", NO_RESULT)
-HOST_FUNCTION(emit_event, CAP_EVENTS, "events", NO_RESULT)
-HOST_FUNCTION(storage_read, CAP_STATE_READ, "state-read", I32_RESULT)
-HOST_FUNCTION(storage_write, CAP_STATE_WRITE, "state-write", NO_RESULT)
-HOST_FUNCTION(storage_remove, CAP_STATE_WRITE, "state-write", NO_RESULT)
-HOST_FUNCTION(caller, CAP_CONTEXT, "context", I32_RESULT)
-HOST_FUNCTION(self_address, CAP_CONTEXT, "context", I32_RESULT)
-HOST_FUNCTION(block_height, CAP_CONTEXT, "context", I64_RESULT)
-HOST_FUNCTION(block_time, CAP_CONTEXT, "context", I64_RESULT)
-HOST_FUNCTION(fee_left, CAP_CONTEXT, "context", I64_RESULT)
-HOST_FUNCTION(sha256, CAP_CRYPTO, "crypto", NO_RESULT)
-HOST_FUNCTION(keccak256, CAP_CRYPTO, "crypto", NO_RESULT)
-
-/* `log` is log_line in C (log() is libm's). */
-static void *cb_log(void *env, void *caller_, Args a, size_t n) {
-    return trampoline((Host *)env, a, log_line, "wes.log", CAP_DEBUG, "debug", NO_RESULT,
-                      "wes.log trapped");
+static const char *capability_name(uint32_t bit) {
+    for (int i = 0; i < NCAP; i++)
+        if (bit == (1u << i))
+            return CAPABILITY_NAMES[i];
+    return "?";
 }
 
-/* FUNCTIONS: name -> trampoline address, for wasmtime_linker_define_func_unchecked. */
+/* FUNCTIONS: name -> (trampoline address, signature, capability), for
+ * wasmtime_linker_define_func_unchecked and the load-time check; CAPABILITIES: the names
+ * of the denied-mask bits, in bit order. */
 int register_host_functions(PyObject *module) {
-    struct { const char *name; void *fn; } table[] = {
-        {"input_size", cb_input_size},     {"input_read", cb_input_read},
-        {"return_data", cb_return_data},   {"revert", cb_revert},
-        {"log", cb_log},                   {"emit_event", cb_emit_event},
-        {"storage_read", cb_storage_read}, {"storage_write", cb_storage_write},
-        {"storage_remove", cb_storage_remove}, {"caller", cb_caller},
-        {"self_address", cb_self_address}, {"block_height", cb_block_height},
-        {"block_time", cb_block_time},     {"fee_left", cb_fee_left},
-        {"sha256", cb_sha256},             {"keccak256", cb_keccak256},
+#define ENTRY(name, impl, sig, cap, result) {#name, (void *)cb_##name, sig, cap},
+    struct { const char *name; void *fn; const char *signature; uint32_t cap; } table[] = {
+        ABI_FUNCTIONS(ENTRY)
     };
+#undef ENTRY
     PyObject *functions = PyDict_New();
     if (functions == NULL)
         return -1;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        PyObject *address = PyLong_FromVoidPtr(table[i].fn);
-        if (address == NULL || PyDict_SetItemString(functions, table[i].name, address) < 0) {
-            Py_XDECREF(address);
+        PyObject *row = Py_BuildValue("(Nss)", PyLong_FromVoidPtr(table[i].fn),
+                                      table[i].signature, capability_name(table[i].cap));
+        if (row == NULL || PyDict_SetItemString(functions, table[i].name, row) < 0) {
+            Py_XDECREF(row);
             Py_DECREF(functions);
             return -1;
         }
-        Py_DECREF(address);
+        Py_DECREF(row);
     }
-    return PyModule_AddObject(module, "FUNCTIONS", functions);
+    if (PyModule_AddObject(module, "FUNCTIONS", functions) < 0) {
+        Py_DECREF(functions);
+        return -1;
+    }
+    PyObject *caps = PyTuple_New(NCAP), *cats = PyTuple_New(NCAT);
+    for (int i = 0; caps != NULL && i < NCAP; i++)
+        PyTuple_SET_ITEM(caps, i, PyUnicode_FromString(CAPABILITY_NAMES[i]));
+    for (int i = 0; cats != NULL && i < NCAT; i++)
+        PyTuple_SET_ITEM(cats, i, PyUnicode_FromString(CATEGORY_NAMES[i]));
+    if (caps == NULL || cats == NULL || PyModule_AddObject(module, "CAPABILITIES", caps) < 0) {
+        Py_XDECREF(caps);
+        Py_XDECREF(cats);
+        return -1;
+    }
+    if (PyModule_AddObject(module, "CATEGORIES", cats) < 0) {
+        Py_DECREF(cats);
+        return -1;
+    }
+    return 0;
 }

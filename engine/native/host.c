@@ -188,7 +188,7 @@ static PyMethodDef Host_methods[] = {
 PyTypeObject HostType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "engine._native.Host",
-    .tp_doc = "Host(prices, limits, sha256, keccak256): ABI 1 for one engine",
+    .tp_doc = "Host(prices, limits, sha256, keccak256): the ABI for one engine",
     .tp_basicsize = sizeof(Host),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -242,7 +242,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "engine._native",
-    "ABI 1's host functions and fee meter in C (engine/host.py is the reference).", -1,
+    "The ABI's host functions and fee meter in C (engine/host.py is the reference).", -1,
     module_methods,
 };
 
@@ -269,7 +269,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     Py_INCREF(&HostType);
     Py_INCREF(&ExecutionType);
     if (PyModule_AddObject(module, "Host", (PyObject *)&HostType) < 0 ||
-        PyModule_AddObject(module, "Execution", (PyObject *)&ExecutionType) < 0 ||
+        PyModule_AddObject(module, "ExecutionState", (PyObject *)&ExecutionType) < 0 ||
         register_host_functions(module) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -11,6 +11,10 @@ const char *const CATEGORY_NAMES[NCAT] = {
     "events", "hashing", "memory", "table", "execution",
 };
 
+const char *const CAPABILITY_NAMES[NCAP] = {
+    "io", "state-read", "state-write", "events", "context", "crypto", "debug",
+};
+
 #define PAGE 65536u
 
 /* -- errors: each becomes the execution's pending exception -------------------------- */
@@ -292,7 +296,7 @@ static PyGetSetDef Execution_getset[] = {
 
 PyTypeObject ExecutionType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "engine._native.Execution",
+    .tp_name = "engine._native.ExecutionState",
     .tp_doc = "One execution's fee meter, memory binding and outputs (Host.execution makes one).",
     .tp_basicsize = sizeof(Execution),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,

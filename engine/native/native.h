@@ -1,4 +1,4 @@
-/* engine._native: ABI 1's host functions, the fee meter and linear-memory access in C.
+/* engine._native: the ABI's host functions, the fee meter and linear-memory access in C.
  *
  * engine/host.py and engine/execution.py are the reference: every charge, check,
  * order of operations and message here is theirs, and the tests run every contract
@@ -14,14 +14,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Fee breakdown categories, in engine/fees.py CATEGORIES order. */
+/* Fee breakdown categories, in engine/fees.py CATEGORIES order (checked at load). */
 enum { CAT_INSTRUCTIONS, CAT_HOST_CALLS, CAT_IO_BYTES, CAT_STORAGE_READ, CAT_STORAGE_WRITE,
        CAT_EVENTS, CAT_HASHING, CAT_MEMORY, CAT_TABLE, CAT_EXECUTION, NCAT };
 extern const char *const CATEGORY_NAMES[NCAT];
 
-/* Capabilities, as bits, in engine/host.py CAPABILITIES order. */
+/* Capabilities, as bits, in engine/abi.py CAPABILITIES order (checked at load). */
 enum { CAP_IO = 1, CAP_STATE_READ = 2, CAP_STATE_WRITE = 4, CAP_EVENTS = 8, CAP_CONTEXT = 16,
-       CAP_CRYPTO = 32, CAP_DEBUG = 64 };
+       CAP_CRYPTO = 32, CAP_DEBUG = 64, NCAP = 7 };
+extern const char *const CAPABILITY_NAMES[NCAP];
 
 typedef struct {
     int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_byte,

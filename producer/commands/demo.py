@@ -79,7 +79,7 @@ def make_blocks(
 
 def run(args: argparse.Namespace) -> int:
     from config import SettingsError, load_settings
-    from producer.localfarm import FarmStartError, LocalFarm
+    from producer.devfarm import FarmStartError, LocalFarm
 
     if args.txs <= 0 or args.workers <= 0 or args.accounts < 2:
         err("--txs and --workers must be positive, --accounts at least 2")

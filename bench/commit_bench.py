@@ -1,0 +1,207 @@
+"""Block-commit figures: conflict rate and speed-up against sequential execution.
+
+Two blocks of token transfers, each on its own token contract and after its own genesis
+block of mints (committed through the farm too):
+
+- low conflict: N transfers among 2N distinct accounts (every account in at most one
+  transfer, so no tx reads what an earlier one wrote);
+- high conflict: N transfers among 20 accounts (nearly every tx goes stale).
+
+Farm: the bench's 2 workers execute the block, `FarmClient.commit_block` commits it;
+`commit_<b>_farm_s` is submit → every result → commit done (wall seconds, the commit's
+in-process re-executions and its state digest included). Sequential: the same block,
+one tx after another, in this process through `engine.WasmEngine` against a
+`MemoryState`, each ok write set applied in order (`commit_<b>_sequential_s`, the
+engine warmed by the genesis block first). The MemoryState starts as a copy of the
+committed state of the farm's prefix before the genesis blocks, so after each block
+the farm's state digest must equal the sequential one (`commit_digest_match`).
+
+Everything runs under the farm's private key prefix (tx ids carry it), deleted with it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.common import TOKEN, Report, Scale, rounded
+
+if TYPE_CHECKING:
+    from config import Settings
+    from engine import Job, MemoryCode, MemoryState
+    from producer import FarmClient, Tx
+
+BLOCKS = ("low", "high")
+HIGH_CONFLICT_ACCOUNTS = 20
+COMMIT_KEYS = (
+    *(f"commit_{b}_{figure}" for b in BLOCKS
+      for figure in ("conflict_rate", "farm_s", "sequential_s", "speedup")),
+    "commit_digest_match",
+)
+GENESIS_TIME_MS = 1_700_000_000_000
+WAIT_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class BenchBlock:
+    """One scenario: a contract address, its genesis mints and its block of transfers."""
+
+    name: str  # "low" | "high"
+    contract: str
+    mints: list[Tx]
+    transfers: list[Tx]
+
+
+def u64(n: int) -> bytes:
+    return n.to_bytes(8, "little")
+
+
+def make_block(name: str, txs: int, tag: str, seed: int = 11) -> BenchBlock:
+    """Deterministic mints + transfers; tx ids carry `tag` (arq job ids are per Redis)."""
+    from producer import Tx
+
+    rng = random.Random(seed)
+    contract = f"commit-{name}"
+    if name == "low":
+        pairs = [(f"s{i:05d}", f"r{i:05d}") for i in range(txs)]
+        funded = [sender for sender, _ in pairs]
+    elif name == "high":
+        funded = [f"h{i:02d}" for i in range(HIGH_CONFLICT_ACCOUNTS)]
+        pairs = [(a, b) for a, b in (rng.sample(funded, 2) for _ in range(txs))]
+    else:
+        raise ValueError(f"unknown block {name!r}")
+    mints = [Tx(f"{tag}-{contract}-m{i}", contract, "mint", u64(10**9) + account.encode(),
+                None, "genesis") for i, account in enumerate(funded)]
+    transfers = [Tx(f"{tag}-{contract}-x{i}", contract, "transfer",
+                    u64(rng.randint(1, 1_000)) + recipient.encode(), None, sender)
+                 for i, (sender, recipient) in enumerate(pairs)]
+    return BenchBlock(name, contract, mints, transfers)
+
+
+def run_sequential(engine: Any, state: MemoryState, codes: MemoryCode, jobs: list[Job]) -> int:
+    """Execute `jobs` one after another, applying each ok write set; returns how many ok."""
+    ok = 0
+    for job in jobs:
+        result = engine.execute(job, state, codes)
+        if result.status == "ok":
+            ok += 1
+            if result.write_set:
+                state.apply(job.contract, result.write_set)
+    return ok
+
+
+async def commit_figures(rep: Report, farm: Any, scale: Scale, cache_dir: Path) -> None:
+    """The bench's block-commit part (`farm`: a started producer.devfarm.LocalFarm)."""
+    from config import load_settings
+
+    settings = load_settings(redis_url=farm.url, key_prefix=farm.prefix,
+                             queue_name=farm.queue, cache_dir=cache_dir)
+    await run_commit_bench(rep, settings, scale.commit_txs)
+
+
+async def run_commit_bench(rep: Report, settings: Settings, txs: int) -> None:
+    """Both blocks of `txs` transfers on the farm serving `settings`' prefix and queue."""
+    from engine import MemoryCode, WasmEngine
+    from producer import FarmClient
+
+    tag = settings.key_prefix
+    blocks = [make_block(name, txs, tag) for name in BLOCKS]
+    async with FarmClient(settings) as client:
+        code = TOKEN.read_bytes()
+        codes = MemoryCode()
+        for block in blocks:
+            await client.deploy(code, block.contract, precompile=True)
+            codes.deploy(block.contract, code)
+        state = await _snapshot(client)  # the farm's committed state, before any genesis
+        engine = WasmEngine(settings)
+        matches: list[bool] = []
+        try:
+            height = await _free_height(client)
+            for block in blocks:
+                matches.append(await _one_block(rep, client, engine, state, codes, block,
+                                                height, settings))
+                height += 2
+        finally:
+            engine.shutdown()
+    rep.set("commit_digest_match", all(matches),
+            "farm state digest == sequential, after each block")
+
+
+async def _one_block(rep: Report, client: FarmClient, engine: Any, state: MemoryState,
+                     codes: MemoryCode, block: BenchBlock, height: int,
+                     settings: Settings) -> bool:
+    from producer import memory_state_digest
+
+    fee = settings.default_fee_limit
+    genesis = [tx.job(height, GENESIS_TIME_MS, fee) for tx in block.mints]
+    jobs = [tx.job(height + 1, GENESIS_TIME_MS + 1_000, fee) for tx in block.transfers]
+    n = len(jobs)
+    rep.progress(f"commit, {block.name}-conflict block: genesis of {len(genesis)} mints, "
+                 f"then {n} transfers (height {height + 1}) ...")
+    await client.submit_batch(genesis)
+    minted = await client.wait([j.tx_id for j in genesis], timeout=WAIT_TIMEOUT_S)
+    g_report = await client.commit_block(genesis, minted, height)
+    run_sequential(engine, state, codes, genesis)  # also warms the engine
+    genesis_match = g_report.state_digest == memory_state_digest(state)
+
+    started = time.perf_counter()
+    await client.submit_batch(jobs)
+    done = await client.wait([j.tx_id for j in jobs], timeout=WAIT_TIMEOUT_S)
+    report = await client.commit_block(jobs, done, height + 1)
+    farm_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    seq_ok = run_sequential(engine, state, codes, jobs)
+    sequential_s = time.perf_counter() - started
+
+    match = genesis_match and report.state_digest == memory_state_digest(state)
+    farm_ok = report.by_status.get("ok", 0)
+    if report.not_committed or farm_ok != seq_ok or farm_ok != n:
+        rep.note(f"commit {block.name}: {farm_ok}/{n} ok on the farm, {seq_ok}/{n} "
+                 f"sequentially, not committed {dict(list(report.not_committed.items())[:3])}")
+    if not match:
+        rep.note(f"commit {block.name}: farm state digest differs from the sequential one")
+    key = f"commit_{block.name}"
+    rep.set(f"{key}_conflict_rate", rounded(report.reexecuted / n),
+            f"{report.reexecuted} of {n} txs re-executed at commit")
+    rep.set(f"{key}_farm_s", rounded(farm_s),
+            f"submit → results → commit; commit alone {report.seconds:.3f} s")
+    rep.set(f"{key}_sequential_s", rounded(sequential_s), "in-process, one engine")
+    rep.set(f"{key}_speedup", rounded(sequential_s / farm_s))
+    return match
+
+
+async def _snapshot(client: FarmClient) -> MemoryState:
+    """A MemoryState holding every committed (contract, key, value) of the prefix."""
+    import asyncio
+
+    import redis
+
+    from engine import MemoryState
+    from producer import redis_state_items
+
+    def items() -> list[tuple[str, bytes, bytes]]:
+        sync = redis.Redis.from_url(client.url)
+        try:
+            return redis_state_items(sync, client.keys)
+        finally:
+            sync.close()
+
+    state = MemoryState()
+    for contract, key, value in await asyncio.to_thread(items):
+        state.data.setdefault(contract, {})[key] = (value, 0)
+    return state
+
+
+async def _free_height(client: FarmClient) -> int:
+    """One above the highest committed block of the prefix (heights are per prefix)."""
+    prefix = client.keys.block(0)[:-1]
+    top = 0
+    async for name in client.redis.scan_iter(match=f"{prefix}*", count=1000):
+        tail = name.decode()[len(prefix):]
+        if tail.isdigit():
+            top = max(top, int(tail))
+    return top + 1

@@ -1,0 +1,39 @@
+"""The producer's errors (re-exported by producer.client)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.model import Result
+
+
+class DeployError(Exception):
+    """A deployment refused: `status` is rejected / invalid / conflict; `reasons` say why."""
+
+    def __init__(self, status: str, reasons: Sequence[str]) -> None:
+        super().__init__(f"{status}: " + "; ".join(reasons))
+        self.status = status
+        self.reasons = list(reasons)
+
+
+class WaitTimeout(TimeoutError):
+    """Not every tx had a result in time; `done` holds those that did."""
+
+    def __init__(self, done: dict[str, Result], missing: list[str]) -> None:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        super().__init__(f"{len(missing)} tx(s) without a result: {shown}")
+        self.done = done
+        self.missing = missing
+
+
+class JobIdTaken(RuntimeError):
+    """arq already ran a job with this id (it keeps results for an hour) but no result
+    exists under our key prefix: the tx id was used by another farm on this Redis."""
+
+    def __init__(self, tx_ids: list[str], prefix: str) -> None:
+        shown = ", ".join(tx_ids[:5]) + (" ..." if len(tx_ids) > 5 else "")
+        super().__init__(
+            f"{len(tx_ids)} tx id(s) already ran on this Redis but have no result under "
+            f"prefix {prefix!r}: {shown}; use fresh tx ids"
+        )
+        self.tx_ids = tx_ids

@@ -1,0 +1,130 @@
+"""The producer against real worker processes: deploy -> call -> result and one fee
+report; a 500-tx batch over two workers; the CLI (call, submit, state)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from producer.block import Tx, dump_block
+from producer.client import FarmClient
+from tests.support import CONTRACTS
+from tests.support.farm import Farm, two_worker_farm
+
+TOKEN = CONTRACTS / "token" / "token.wasm"
+
+
+def u64(n: int) -> bytes:
+    return n.to_bytes(8, "little")
+
+
+@pytest.fixture(scope="module")
+def farm(
+    redis_url: str, key_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Farm]:
+    with two_worker_farm(redis_url, key_prefix, tmp_path_factory.mktemp("farm")) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+async def client(farm: Farm) -> AsyncIterator[FarmClient]:
+    async with FarmClient(farm.settings()) as c:
+        await c.deploy(TOKEN.read_bytes(), "token", precompile=True)
+        yield c
+
+
+async def test_deploy_call_result_and_exactly_one_fee_report(
+    farm: Farm, client: FarmClient
+) -> None:
+    tx = farm.tx_id("mint-1")
+    result = await client.call("token", "mint", u64(500) + b"alice", fee_limit=1_000_000,
+                               caller="alice", tx_id=tx, timeout=60)
+    assert result.status == "ok", result.error
+    assert result.return_data == u64(500)
+    assert result.write_set == {b"bal:alice": u64(500), b"supply": u64(500)}
+    assert 0 < result.fee.used <= 1_000_000
+    [report] = await client.fee_reports([tx])
+    assert report.fee["used"] == result.fee.used and report.status == "ok"
+    # nothing is committed by a call: a view sees the pre-call state
+    view = await client.call("token", "balance_of", b"alice", mode="view",
+                             tx_id=farm.tx_id("view-1"), timeout=60)
+    assert (view.status, view.return_data) == ("ok", u64(0))
+    # the same tx id again: the first result, no second fee report
+    again = await client.call("token", "mint", u64(999) + b"alice", tx_id=tx, timeout=60)
+    assert again.return_data == u64(500)
+    assert len(await client.fee_reports([tx])) == 1
+
+
+async def test_unknown_contract_and_bad_fee_limit_are_invalid_results(
+    farm: Farm, client: FarmClient
+) -> None:
+    nowhere = await client.call("nowhere", "f", tx_id=farm.tx_id("nowhere"), timeout=60)
+    assert nowhere.status == "invalid" and "unknown contract" in nowhere.error["message"]
+    too_big = client.settings.limits.max_fee_limit + 1
+    bad = await client.call("token", "mint", u64(1), fee_limit=too_big,
+                            tx_id=farm.tx_id("bigfee"), timeout=60)
+    assert bad.status == "invalid" and "fee_limit" in bad.error["message"]
+
+
+async def test_a_500_tx_batch_over_two_workers_one_result_and_one_fee_record_each(
+    farm: Farm, client: FarmClient
+) -> None:
+    jobs = [
+        client.make_job("token", "mint", u64(i + 1) + f"acct{i % 37}".encode(),
+                        fee_limit=1_000_000, caller="minter", tx_id=farm.tx_id(f"b500-{i}"))
+        for i in range(500)
+    ]
+    ids = await client.submit_batch(jobs, batch_size=16)
+    assert ids == [j.tx_id for j in jobs]
+    progress: list[int] = []
+    done = await client.wait(ids, timeout=120, progress_cb=lambda d, t: progress.append(d))
+    assert set(done) == set(ids) and progress[-1] == 500
+    assert all(done[t].status == "ok" for t in ids)
+    assert [done[t].return_data for t in ids[:3]] == [u64(1), u64(2), u64(3)]
+    counts = Counter(r.tx_id for r in await client.fee_reports(ids))
+    assert set(counts) == set(ids) and set(counts.values()) == {1}
+
+
+def test_cli_call_prints_the_result_as_wesfarm_run_json(farm: Farm, client: FarmClient) -> None:
+    tx = farm.tx_id("cli-call")
+    proc = farm.cli("call", "token", "mint", "--input-hex", (u64(7) + b"bob").hex(),
+                    "--fee-limit", "1000000", "--caller", "bob", "--tx-id", tx, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"tx_id", "status", "return_data", "error", "fee", "events", "logs",
+                        "read_set", "write_set", "worker", "timings"}
+    assert (out["tx_id"], out["status"], out["return_data"]) == (tx, "ok", u64(7).hex())
+    readable = farm.cli("call", "token", "total_supply", "--mode", "view",
+                        "--tx-id", farm.tx_id("cli-view"))
+    assert readable.returncode == 0 and ": ok" in readable.stdout
+    reverted = farm.cli("call", "token", "transfer", "--input-hex", (u64(1) + b"x").hex(),
+                        "--caller", "nobody-has-funds", "--tx-id", farm.tx_id("cli-poor"))
+    assert reverted.returncode == 0, reverted.stderr  # a result was produced
+    assert "reverted" in reverted.stdout and "insufficient funds" in reverted.stdout
+
+
+def test_cli_submit_json_and_summary_and_state(
+    farm: Farm, client: FarmClient, tmp_path: Path
+) -> None:
+    txs = [Tx(farm.tx_id(f"sub-{i}"), "token", "mint", u64(10) + b"carol", 1_000_000, "c")
+           for i in range(30)]
+    txs.append(Tx(farm.tx_id("sub-poor"), "token", "transfer", u64(10**9) + b"carol", None,
+                  "poor"))
+    block = tmp_path / "block.jsonl"
+    block.write_text(dump_block(txs))
+    proc = farm.cli("submit", str(block), "--json", "--batch-size", "4", "--height", "5")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [x["tx_id"] for x in lines] == [t.tx_id for t in txs]  # block order
+    assert [x["status"] for x in lines] == ["ok"] * 30 + ["reverted"]
+    assert "/31" in proc.stderr  # the progress bar
+    again = farm.cli("submit", str(block))  # already executed: same results, a summary
+    assert again.returncode == 0, again.stderr
+    assert "31/31 txs" in again.stdout and "reverted" in again.stdout
+    assert "fees: used" in again.stdout and "p99" in again.stdout
+    state = farm.cli("state", "token", b"supply".hex(), "--json")
+    assert state.returncode == 1 and json.loads(state.stdout)["found"] is False

@@ -1,0 +1,28 @@
+"""Shared test helpers: paths, the fee schedule the engine's mechanics are tested under,
+WAT contracts and engines (support/contracts.py), and real farms (support/farm.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = ROOT / "examples" / "contracts"
+
+# The engine's mechanics are tested against one fixed schedule (the pre-calibration
+# prices), so expected fees stay exact whatever the calibrated defaults become. conftest
+# sets these (and TEST_ENV) for the test session, worker subprocesses included;
+# tests/engine/test_fee_defaults.py checks the shipped defaults themselves.
+TEST_FEES = {
+    "version": "wes-fee-test", "instruction": 1, "execution": 0, "host_call": 200, "byte_in": 2,
+    "byte_out": 2, "storage_read": 2_000, "storage_read_byte": 4, "storage_write": 5_000,
+    "storage_write_byte": 40, "event": 500, "event_byte": 10, "hash_byte": 6,
+    "memory_page": 5_000, "memory_free_pages": 0, "table_element": 10,
+}
+TEST_ENV = {
+    **{f"WESFARM_FEES__{name.upper()}": str(price) for name, price in TEST_FEES.items()},
+    "WESFARM_DEFAULT_FEE_LIMIT": "10000000",
+}
+
+
+def contract_path(name: str) -> Path:
+    return CONTRACTS / name / f"{name}.wasm"

@@ -1,0 +1,229 @@
+"""The executor pool in-process (real subprocesses, real Redis): results, hard kills,
+respawns, the scrubbed environment and the memory limit.
+
+Hanging an executor on purpose uses the test hooks (WESFARM_TEST_HOOKS=1, see
+worker/executor.py): the `sleep` op and the `_test_sleep_s` job field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from config import load_settings
+from tests.support.farm import deploy, job_map, wasm
+from worker.executor_pool import ExecutorPool, ExecutorTimeout
+from worker.metrics import FarmMetrics
+from worker.packed import PackedResult
+
+pytestmark = pytest.mark.integration  # subprocesses
+
+
+@pytest.fixture()
+async def pool(
+    redis_url: str, key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ExecutorPool]:
+    monkeypatch.setenv("WESFARM_TEST_HOOKS", "1")
+    monkeypatch.setenv("WESFARM_PROBE_SECRET", "must-not-leak")
+    prefix = f"{key_prefix}-pool-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    deploy(client, prefix, "hello", wasm())
+    client.close()
+    settings = load_settings(
+        key_prefix=prefix,
+        cache_dir=tmp_path / "cache",
+        executors=2,
+        executor_grace_ms=200,
+        executor_memory_mb=1024,
+    )
+    p = ExecutorPool(settings, redis_url, metrics=FarmMetrics(), worker_name="test")
+    await p.start()
+    yield p
+    await p.close()
+
+
+def sample(p: ExecutorPool, name: str, **labels: str) -> float:
+    return p.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def wait_alive(p: ExecutorPool, count: int) -> None:
+    while len(p.pids()) < count or sample(p, "wesfarm_executors_alive") < count:
+        await asyncio.sleep(0.02)
+
+
+async def test_results_come_back_in_order_with_statuses(pool: ExecutorPool) -> None:
+    jobs = [
+        job_map("a", "hello", "hello"),
+        job_map("b", "nowhere", "hello"),
+        "not a map",
+        job_map("d", "hello", "hello", fee_limit=0),
+    ] + [job_map(f"n{i}", "hello", "hello") for i in range(40)]
+    out = await pool.execute(jobs)
+    statuses = [r.status for r in out.results]
+    assert statuses[:4] == ["ok", "invalid", "invalid", "invalid"]
+    assert statuses[4:] == ["ok"] * 40
+    assert [r.tx_id for r in out.results[4:]] == [f"n{i}" for i in range(40)]
+    assert out.results[0].wire()["return_data"] == b"hello"
+    assert "unknown contract" in out.results[1].wire()["error"]["message"]
+    assert out.retry == [False] * len(jobs)
+    # engine counters of both executors arrived as deltas
+    assert sample(pool, "wesfarm_engine_events_total", event="executions") == 42
+
+
+async def test_sigkill_mid_job_gives_error_and_a_respawn(pool: ExecutorPool) -> None:
+    spin = job_map("spin", "hello", "spin", fee_limit=10_000_000_000, timeout_ms=30_000)
+    task = asyncio.create_task(pool.execute([spin]))
+    while sample(pool, "wesfarm_inflight_txs") < 1:
+        await asyncio.sleep(0.01)
+    for pid in pool.pids():
+        os.kill(pid, signal.SIGKILL)
+    out = await task
+    [res] = out.results
+    assert res.status == "error" and res.fee_used == 0
+    assert res.wire()["error"]["kind"] == "executor_died"
+    assert "SIGKILL" in res.wire()["error"]["message"]
+    await wait_alive(pool, 2)
+    assert sample(pool, "wesfarm_executor_restarts_total", reason="died") == 2
+    after = await pool.execute([job_map("after", "hello", "hello")])
+    assert after.results[0].status == "ok"
+
+
+async def test_hung_executor_is_killed_and_its_txs_time_out(pool: ExecutorPool) -> None:
+    before = set(pool.pids())
+    hung = [job_map(f"h{i}", "hello", "hello", timeout_ms=50, _test_sleep_s=60) for i in range(3)]
+    out = await pool.execute(hung)
+    assert [r.status for r in out.results] == ["timeout"] * 3
+    assert all(r.fee_used == 0 for r in out.results)
+    assert "killed and restarted" in out.results[0].wire()["error"]["message"]
+    assert sample(pool, "wesfarm_executor_timeouts_total") == 1
+    await wait_alive(pool, 2)
+    assert set(pool.pids()) != before
+    assert sample(pool, "wesfarm_executor_restarts_total", reason="timeout") == 1
+    assert (await pool.execute([job_map("ok", "hello", "hello")])).results[0].status == "ok"
+
+
+async def test_generic_op_past_its_budget_is_killed(pool: ExecutorPool) -> None:
+    with pytest.raises(ExecutorTimeout):
+        await pool.call({"op": "sleep", "seconds": 60}, budget_s=0.2)
+    await wait_alive(pool, 2)
+    assert "pong" in await pool.call({"op": "ping"}, budget_s=10)
+
+
+async def test_executors_get_no_secrets_and_a_memory_limit(pool: ExecutorPool) -> None:
+    for pid in pool.pids():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+        assert "WESFARM_PROBE_SECRET" not in names
+        assert not {n for n in names if n.startswith("WESFARM_") and n != "WESFARM_TEST_HOOKS"}
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        [line] = [ln for ln in limits.splitlines() if ln.startswith("Max data size")]
+        assert line.split()[3] == str(1024 * 1024 * 1024)
+
+
+async def test_a_deadline_caps_waits_and_hard_limits(pool: ExecutorPool) -> None:
+    """What keeps a batch inside arq's job timeout: past the deadline, txs end `timeout`."""
+    loop = asyncio.get_running_loop()
+    slow = [
+        job_map(f"s{i}", "hello", "hello", timeout_ms=30_000, _test_sleep_s=60) for i in range(3)
+    ]
+    out = await pool.execute(slow, deadline=loop.time() + 0.5)
+    assert [r.status for r in out.results] == ["timeout"] * 3
+    assert [r.wire()["error"]["kind"] for r in out.results] == ["executor_timeout"] * 3
+    assert all(r.fee_used == 0 for r in out.results)
+    # every executor busy: waiting for one is capped by the deadline too
+    blockers = [
+        asyncio.create_task(pool.call({"op": "sleep", "seconds": 60}, budget_s=60))
+        for _ in range(2)
+    ]
+    while sum(ex.pending is not None for ex in pool.executors) < 2:
+        await asyncio.sleep(0.02)
+    out = await pool.execute([job_map("w", "hello", "hello")], deadline=loop.time() + 0.2)
+    assert out.results[0].status == "timeout"
+    assert out.results[0].wire()["error"]["kind"] == "no_executor"
+    for blocker in blockers:
+        blocker.cancel()
+    await asyncio.gather(*blockers, return_exceptions=True)
+    await wait_alive(pool, 2)
+    assert (await pool.execute([job_map("ok", "hello", "hello")])).results[0].status == "ok"
+
+
+def test_a_redis_failure_is_reported_as_retryable_not_as_a_verdict(tmp_path: Path) -> None:
+    from multiprocessing import Pipe
+
+    from producer.devfarm import free_port
+    from worker.executor_main import Executor
+
+    parent, child = Pipe()
+    settings = load_settings(key_prefix="nowhere", cache_dir=tmp_path / "cache")
+    executor = Executor(child, settings, f"redis://127.0.0.1:{free_port()}/0")  # nothing there
+    try:
+        reply = executor.execute([job_map("r1", "hello", "hello"), "not a map"])
+    finally:
+        executor.close()
+        parent.close()
+        child.close()
+    first, second = (PackedResult.from_row(row) for row in reply["results"])
+    assert reply["retry"] == [0]  # the worker retries it later instead of storing it
+    assert first.status == "error" and first.wire()["error"]["kind"] == "redis"
+    assert second.status == "invalid"  # decided without Redis: a real verdict
+
+
+# -- single-tx jobs share requests (worker/txqueue.py) ----------------------------------
+
+
+async def test_single_tx_jobs_waiting_together_share_a_request(pool: ExecutorPool) -> None:
+    requests = sample(pool, "wesfarm_execution_seconds_count")
+    # both executors busy for a moment, then 60 single-tx jobs arrive at once
+    blockers = [asyncio.create_task(pool.execute([job_map(f"blk{i}", "hello", "hello",
+                                                          _test_sleep_s=0.3)]))
+                for i in range(2)]
+    await asyncio.sleep(0.05)
+    singles = await asyncio.gather(*(pool.execute([job_map(f"s{i}", "hello", "hello")])
+                                     for i in range(60)))
+    await asyncio.gather(*blockers)
+    assert [o.results[0].tx_id for o in singles] == [f"s{i}" for i in range(60)]
+    assert all(o.results[0].status == "ok" and o.retry == [False] for o in singles)
+    sent = sample(pool, "wesfarm_execution_seconds_count") - requests
+    assert 2 + 2 <= sent <= 2 + 60 // 8, sent  # 60 jobs in a handful of requests
+
+
+async def test_a_single_tx_job_nobody_takes_by_its_deadline_times_out(
+    pool: ExecutorPool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    blockers = [asyncio.create_task(pool.execute([job_map(f"blk{i}", "hello", "hello",
+                                                          _test_sleep_s=0.5)]))
+                for i in range(2)]
+    await asyncio.sleep(0.05)
+    late = await pool.execute([job_map("late", "hello", "hello")], deadline=loop.time() + 0.1)
+    assert late.results[0].status == "timeout"
+    assert "no executor became free" in late.results[0].wire()["error"]["message"]
+    assert [o.results[0].status for o in await asyncio.gather(*blockers)] == ["ok", "ok"]
+    # the queue carries on: the next job runs
+    after = await pool.execute([job_map("after", "hello", "hello")])
+    assert after.results[0].status == "ok"
+
+
+async def test_a_job_cancelled_while_it_waits_leaves_the_others_alone(
+    pool: ExecutorPool,
+) -> None:
+    blockers = [asyncio.create_task(pool.execute([job_map(f"blk{i}", "hello", "hello",
+                                                          _test_sleep_s=0.3)]))
+                for i in range(2)]
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(pool.execute([job_map(f"w{i}", "hello", "hello")]))
+               for i in range(6)]
+    await asyncio.sleep(0.01)
+    waiting[2].cancel()
+    done = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(done[2], asyncio.CancelledError)
+    assert [d.results[0].tx_id for i, d in enumerate(done) if i != 2] == [  # type: ignore[union-attr]
+        f"w{i}" for i in range(6) if i != 2]
+    await asyncio.gather(*blockers)

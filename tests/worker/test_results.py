@@ -1,0 +1,75 @@
+"""Idempotent result + fee-report writes (worker/results.py) against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from engine.model import FeeReport, Result
+from worker.packed import PackedResult
+from worker.protocol import FeeEntry, Keys
+from worker.results import ResultWriter
+
+
+def _result(
+    tx_id: str, status: str = "ok", used: int = 100, data: bytes = b"one"
+) -> PackedResult:
+    fee = FeeReport(limit=1_000, used=used, breakdown={"instructions": used}, schedule="test")
+    return PackedResult.of(Result(tx_id=tx_id, status=status, fee=fee, return_data=data))
+
+
+async def fee_entries(redis: Redis, keys: Keys) -> list[FeeEntry]:
+    return [FeeEntry.decode(i, fields) for i, fields in await redis.xrange(keys.fees)]
+
+
+@pytest.fixture()
+async def writer(redis_url: str, key_prefix: str) -> AsyncIterator[ResultWriter]:
+    client = Redis.from_url(redis_url)
+    yield ResultWriter(client, Keys(f"{key_prefix}-res-{uuid.uuid4().hex[:8]}"))
+    await client.aclose()
+
+
+async def test_second_write_of_a_tx_keeps_the_first_result_and_one_fee_entry(
+    writer: ResultWriter,
+) -> None:
+    first = _result("tx-1", used=100, data=b"first")
+    second = _result("tx-1", status="timeout", used=0, data=b"second")
+    [w1] = await writer.write([first])
+    [w2] = await writer.write([second])
+    assert w1.created and not w2.created
+    assert w2.result == first  # the second delivery gets the first result back
+    [stored] = await writer.existing(["tx-1"])
+    assert stored == first
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [("tx-1", "ok", 100)]
+
+
+async def test_concurrent_writers_of_one_tx_produce_one_result(writer: ResultWriter) -> None:
+    candidates = [_result("tx-race", used=i + 1, data=bytes([i])) for i in range(20)]
+    outcomes = await asyncio.gather(*(writer.write([c]) for c in candidates))
+    created = [w for [w] in outcomes if w.created]
+    assert len(created) == 1
+    assert all(w.result == created[0].result for [w] in outcomes)
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert len(entries) == 1 and entries[0].fee["used"] == created[0].result.fee_used
+
+
+async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None:
+    batch = [_result(f"tx-{i % 5}", used=i + 1) for i in range(12)]
+    written = await writer.write(batch)
+    assert [w.created for w in written] == [True] * 5 + [False] * 7
+    for w in written[5:]:
+        assert w.result == batch[int(w.result.tx_id[3:])]
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert sorted(e.tx_id for e in entries) == [f"tx-{i}" for i in range(5)]
+
+
+async def test_existing_reports_absent_and_unkeyed_txs_as_none(writer: ResultWriter) -> None:
+    await writer.write([_result("tx-here")])
+    found = await writer.existing(["tx-here", "tx-absent", None])
+    assert found[0] is not None and found[0].tx_id == "tx-here"
+    assert found[1:] == [None, None]

@@ -1,0 +1,51 @@
+"""The arq job (de)serializers: msgpack only, and undecodable payloads become rejections."""
+
+from __future__ import annotations
+
+import pickle
+
+import msgpack
+import pytest
+
+from worker.protocol import FN_REJECT, job_deserializer, job_serializer
+
+
+def test_round_trip_keeps_bytes_as_bytes() -> None:
+    job = {"t": 1, "f": "execute", "a": [{"tx_id": "t", "input": b"\x00\xff"}], "k": {}, "et": 5}
+    data = job_serializer(job)
+    assert msgpack.unpackb(data, raw=False) == job  # plain msgpack on the wire
+    assert job_deserializer(data) == job
+
+
+def test_results_with_exceptions_still_serialize() -> None:
+    data = job_serializer({"r": ValueError("boom"), "s": False})
+    assert msgpack.unpackb(data, raw=False)["r"] == {"exception": "ValueError", "message": "boom"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xc1\xc1\xc1", "not valid msgpack"),
+        (pickle.dumps({"t": 1, "f": "execute", "a": [], "k": {}, "et": 0}), "not valid msgpack"),
+        (msgpack.packb([1, 2, 3]), "must be a map"),
+        (msgpack.packb({"f": "execute"}), "lacks arq fields"),
+        (msgpack.packb({"t": 1, "f": 3, "a": [], "k": {}, "et": 0}), "mistyped"),
+        (msgpack.packb({"t": 1, "f": "execute", "a": 7, "k": {}, "et": 0}), "not a list"),
+        (msgpack.packb({"t": "x", "f": "execute", "a": [], "k": {}, "et": 0}), "mistyped"),
+    ],
+)
+def test_undecodable_payload_becomes_a_reject_call(payload: bytes, reason: str) -> None:
+    job = job_deserializer(payload)
+    assert job["f"] == FN_REJECT and job["k"] == {}
+    assert reason in job["a"][0]
+
+
+def test_a_job_enqueued_the_plain_arq_way_is_accepted() -> None:
+    """arq's enqueue_job writes no try count (t=None) until a worker picks the job up."""
+    from arq.jobs import serialize_job
+
+    from worker.protocol import FN_EXECUTE
+
+    data = serialize_job(FN_EXECUTE, ({"tx_id": "t"},), {}, None, 1, serializer=job_serializer)
+    decoded = job_deserializer(data)
+    assert decoded["f"] == FN_EXECUTE and decoded["t"] is None

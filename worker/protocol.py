@@ -1,0 +1,267 @@
+"""The farm's wire contract: what producers and workers both read and write in Redis.
+
+This is the only module of `worker/` that producers import. It holds the Redis key
+layout, the arq job functions' names and the job (de)serializers, batch job ids, the
+committed-state record, the fee-stream entry, and the Lua scripts whose effects the
+other side reads (arq's enqueue, the write-once result + fee record).
+
+Redis layout under a key prefix `{p}`:
+
+    {p}:code:{sha256}        module bytes
+    {p}:addr:{address}       sha256 hex of the code deployed at address (immutable)
+    {p}:state:{address}      hash: key bytes -> state record (below)
+    {p}:state:seq            last committed version (INCR per committed tx)
+    {p}:result:{tx_id}       msgpack Result, written once (SET NX)
+    {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack), status}
+    {p}:block:{height}       msgpack commit record of a block
+    {p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
+                             block commit resumable
+
+A state record is a fixed header and the value: one format byte (1), the version as an
+unsigned 64-bit big-endian integer, then the value bytes. Lua reads the version as
+`string.sub(record, 2, 9)` and compares it as 8 bytes; nobody parses msgpack by hand.
+
+No pickle anywhere on the Redis path: arq's default (pickle) would let anyone who can
+write to Redis run code on every worker. A job payload that cannot be decoded becomes a
+call of `reject_payload`, which writes an `invalid` Result under the job id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+
+FN_EXECUTE = "execute"
+FN_BATCH = "execute_batch"
+FN_REJECT = "reject_payload"
+BATCH_JOB_PREFIX = "batch:"
+# arq writes `t: None` unless given `_job_try`; 1 means the same to arq (the worker takes
+# max(its retry counter, t)), and the deserializer insists on an integer.
+JOB_TRY = 1
+_JOB_FIELDS = ("t", "f", "a", "k", "et")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every Redis key of one farm (one key prefix)."""
+
+    prefix: str
+
+    def code(self, code_hash: str) -> str:
+        return f"{self.prefix}:code:{code_hash}"
+
+    def address(self, address: str) -> str:
+        return f"{self.prefix}:addr:{address}"
+
+    def state(self, address: str) -> str:
+        return f"{self.prefix}:state:{address}"
+
+    @property
+    def state_seq(self) -> str:
+        return f"{self.prefix}:state:seq"
+
+    def result(self, tx_id: str) -> str:
+        return f"{self.prefix}:result:{tx_id}"
+
+    @property
+    def fees(self) -> str:
+        return f"{self.prefix}:fees"
+
+    def block(self, height: int) -> str:
+        return f"{self.prefix}:block:{height}"
+
+    def block_applied(self, height: int) -> str:
+        return f"{self.prefix}:block:{height}:applied"
+
+
+def health_check_key(queue_name: str) -> str:
+    """arq's health-check key of a queue's workers (it exists while one is alive)."""
+    return f"{queue_name}:health-check"
+
+
+def batch_job_id(prefix: str, tx_ids: Sequence[str]) -> str:
+    """`batch:{prefix}:{n}:{digest of the tx ids}`: the same batch always gets the same id."""
+    digest = hashlib.sha256("\x00".join(tx_ids).encode()).hexdigest()[:32]
+    return f"{BATCH_JOB_PREFIX}{prefix}:{len(tx_ids)}:{digest}"
+
+
+# -- jobs: arq's envelope, msgpack inside ------------------------------------------------------
+
+
+def _default(obj: Any) -> Any:
+    """What msgpack cannot encode natively (arq puts exceptions and datetimes in results)."""
+    if isinstance(obj, BaseException):
+        return {"exception": type(obj).__name__, "message": str(obj)}
+    if isinstance(obj, dt.datetime | dt.date):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    return repr(obj)
+
+
+def job_serializer(obj: dict[str, Any]) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True, default=_default)  # type: ignore[no-any-return]
+
+
+def _rejected(reason: str) -> dict[str, Any]:
+    return {"t": 1, "f": FN_REJECT, "a": [reason], "k": {}, "et": int(time.time() * 1000)}
+
+
+def job_deserializer(data: bytes) -> dict[str, Any]:
+    """Decode an arq job or result; an undecodable job becomes a `reject_payload` call."""
+    try:
+        decoded = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        return _rejected(f"job payload is not valid msgpack: {type(exc).__name__}: {exc}"[:500])
+    if not isinstance(decoded, dict):
+        return _rejected(f"job payload must be a map, got {type(decoded).__name__}")
+    missing = [k for k in _JOB_FIELDS if k not in decoded]
+    if missing:
+        return _rejected(f"job payload lacks arq fields {missing}")
+    if not isinstance(decoded["f"], str) or not isinstance(decoded["k"], dict):
+        return _rejected("job payload has a mistyped function name or kwargs")
+    if not isinstance(decoded["a"], list | tuple):
+        return _rejected("job payload arguments are not a list")
+    # arq's own enqueue_job writes t=None (no try yet); anything else must be an int.
+    if not isinstance(decoded["t"], int | None) or not isinstance(decoded["et"], int):
+        return _rejected("job payload has a mistyped try count or enqueue time")
+    return decoded
+
+
+def job_bytes(function: str, args: tuple[Any, ...], enqueue_ms: int) -> bytes:
+    """One arq job, exactly as arq 0.28's own enqueue_job serializes it."""
+    return serialize_job(function, args, {}, JOB_TRY, enqueue_ms,  # type: ignore[no-any-return]
+                         serializer=job_serializer)
+
+
+def arq_job_keys(job_id: str) -> tuple[str, str]:
+    """arq's job key and result key of a job id (ENQUEUE_LUA's KEYS per job)."""
+    return job_key_prefix + job_id, result_key_prefix + job_id
+
+
+# arq 0.28's enqueue_job, for many jobs in one atomic call: per job, skip it if its job
+# key or result key exists, else PSETEX the job key and ZADD it to the queue.
+# KEYS[1] queue; per job KEYS[2i] job key, KEYS[2i+1] result key. ARGV[1] expiry (ms),
+# ARGV[2] score; per job ARGV[2i+1] id, ARGV[2i+2] job bytes. Returns per job QUEUED (its
+# job key exists: queued or running), ENQUEUED, or FINISHED (arq kept a result: it ran).
+QUEUED, ENQUEUED, FINISHED = 0, 1, 2
+ENQUEUE_LUA = """
+local expires, score, out = ARGV[1], ARGV[2], {}
+for i = 1, (#KEYS - 1) / 2 do
+  if redis.call('EXISTS', KEYS[2 * i]) > 0 then
+    out[i] = 0
+  elseif redis.call('EXISTS', KEYS[2 * i + 1]) > 0 then
+    out[i] = 2
+  else
+    redis.call('PSETEX', KEYS[2 * i], expires, ARGV[2 * i + 2])
+    redis.call('ZADD', KEYS[1], score, ARGV[2 * i + 1])
+    out[i] = 1
+  end
+end
+return out
+"""
+
+# -- committed state records ---------------------------------------------------------------
+
+RECORD_FORMAT = b"\x01"
+_VERSION = struct.Struct(">Q")
+HEADER_BYTES = 1 + _VERSION.size
+
+
+class BadStateRecord(ValueError):
+    """Bytes under a state key that are not a state record."""
+
+
+def encode_state(value: bytes, version: int) -> bytes:
+    return RECORD_FORMAT + _VERSION.pack(version) + value
+
+
+def decode_state(record: bytes) -> tuple[bytes, int]:
+    """(value, version) of a state record."""
+    if len(record) < HEADER_BYTES or record[:1] != RECORD_FORMAT:
+        raise BadStateRecord(f"not a state record: {bytes(record[:16])!r}")
+    return bytes(record[HEADER_BYTES:]), _VERSION.unpack_from(record, 1)[0]
+
+
+def encode_version(version: int) -> bytes:
+    """A version as the 8 bytes a record's header holds (what Lua compares)."""
+    return _VERSION.pack(version)
+
+
+def state_write(value: bytes | None) -> bytes:
+    """A write as STATE_LUA's `apply_write` takes it: "\\0" removes, "\\1" .. value sets."""
+    return b"\x00" if value is None else b"\x01" + value
+
+
+# Lua helpers for scripts that read or write state records (prepended to them):
+# record_version(record or nil) -> the 8-byte version (zeros when absent);
+# apply_write(hash key, field, write, packed version) with `write` from state_write().
+STATE_LUA = """
+local ZERO_VERSION = string.rep('\\0', 8)
+local function record_version(record)
+  if not record then return ZERO_VERSION end
+  return string.sub(record, 2, 9)
+end
+local function pack_version(version)
+  return struct.pack('>I8', version)
+end
+local function apply_write(hash, field, write, packed)
+  if string.byte(write, 1) == 0 then
+    redis.call('HDEL', hash, field)
+  else
+    redis.call('HSET', hash, field, '\\1' .. packed .. string.sub(write, 2))
+  end
+end
+"""
+
+# -- results and the fee stream ------------------------------------------------------------
+
+# Write each Result once per tx id, with its fee record, atomically per result: SET NX the
+# result key; only if that set it, XADD the fee stream entry. A second delivery of a tx
+# finds the first result, writes nothing and gets the first result back, so a tx is never
+# charged twice and every tx id has exactly one stream entry.
+# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] the results as one msgpack array
+# of [tx id, result bytes, fee bytes, status] (raw strings: Redis's cmsgpack reads no bin
+# type). Returns per result 1 when this call wrote it, else the first result's bytes. The
+# result keys are built here, not passed in KEYS: fine outside Redis Cluster, which arq
+# does not support either.
+WRITE_ONCE_LUA = """
+local out = {}
+for i, row in ipairs(cmsgpack.unpack(ARGV[2])) do
+  local key = ARGV[1] .. row[1]
+  if redis.call('SET', key, row[2], 'NX') then
+    redis.call('XADD', KEYS[1], '*', 'tx_id', row[1], 'fee', row[3], 'status', row[4])
+    out[i] = 1
+  else
+    out[i] = redis.call('GET', key)
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FeeEntry:
+    """One entry of the `{p}:fees` stream: exactly one per tx id."""
+
+    stream_id: str
+    tx_id: str
+    fee: dict[str, Any]
+    status: str = ""
+
+    @classmethod
+    def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> FeeEntry:
+        raw = fields.get(b"fee")
+        fee = msgpack.unpackb(raw, raw=False) if raw is not None else {}
+        return cls(stream_id.decode(), fields.get(b"tx_id", b"").decode(),
+                   fee if isinstance(fee, dict) else {"value": fee},
+                   fields.get(b"status", b"").decode())
