@@ -27,11 +27,24 @@ class SettingsError(ValueError):
 
 
 class PolicyLimits(BaseModel):
-    """Limits a module, a job and an execution must keep (ABI 1 defaults; lower is allowed)."""
+    """Limits a module, a job and an execution must keep (ABI defaults; lower is allowed).
+
+    All of them are consensus: they join the engine fingerprint. The compile budget (code,
+    body, locals, loop depth, segments) is what keeps Cranelift's superlinear cases out;
+    docs/FEES.md gives the measurements behind each value."""
 
     max_module_bytes: int = Field(8 * 1024 * 1024, gt=0)
     max_functions: int = Field(20_000, gt=0)
-    max_locals_per_function: int = Field(4_096, gt=0)
+    max_locals_per_function: int = Field(1_024, gt=0)
+    max_code_bytes: int = Field(1024 * 1024, gt=0, description="the code section, in all")
+    max_function_bytes: int = Field(128 * 1024, gt=0, description="one function body")
+    max_function_weight: int = Field(
+        8 * 1024 * 1024, gt=0, description="one function's locals × its body bytes")
+    max_module_weight: int = Field(
+        32 * 1024 * 1024, gt=0, description="the sum of every function's locals × body bytes")
+    max_loop_depth: int = Field(64, gt=0, description="loops nested in loops")
+    max_data_segments: int = Field(1_024, ge=0)
+    max_element_segments: int = Field(1_024, ge=0)
     max_memory_pages: int = Field(256, gt=0, le=65_536)
     max_table_elements: int = Field(10_000, ge=0)
     max_globals: int = Field(1_024, ge=0)
@@ -47,6 +60,9 @@ class PolicyLimits(BaseModel):
     max_events: int = Field(256, ge=0)
     max_event_topic_bytes: int = Field(64, ge=0)
     max_event_data_bytes: int = Field(4_096, ge=0)
+    max_write_entries: int = Field(1_024, ge=0, description="distinct keys a tx may write")
+    max_write_bytes: int = Field(1024 * 1024, ge=0, description="keys + values a tx may write")
+    max_read_entries: int = Field(2_048, ge=0, description="distinct keys a tx may read")
     max_fee_limit: int = Field(10_000_000_000, gt=0, le=10**15)
     max_timeout_ms: int = Field(30_000, gt=0)
 
@@ -62,19 +78,32 @@ class FeePrices(BaseModel):
 
     version: str = "wes-fee-3"
     instruction: int = Field(1, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
+    # Fuel the deploy-time instrumentation adds (engine/instrument.py), in fuel units: what a
+    # loop iteration, a branch and a call cost beyond the one fuel wasmtime charges for them.
+    loop_fuel: int = Field(0, ge=0, le=1_000, description="per loop iteration")
+    branch_fuel: int = Field(0, ge=0, le=1_000, description="per br_if / if / br_table")
+    call_fuel: int = Field(0, ge=0, le=1_000, description="per call / call_indirect")
     execution: int = Field(220_000, ge=0, le=MAX_PRICE,
                            description="per execution: a warm instance, the call, the result")
+    module_byte: int = Field(0, ge=0, le=MAX_PRICE,
+                             description="per byte of the module, per execution (bringing it in)")
+    trap: int = Field(0, ge=0, le=MAX_PRICE, description="per execution that ends in a trap")
+    trap_frame: int = Field(0, ge=0, le=MAX_PRICE,
+                            description="per call frame on the stack when it traps (unwinding)")
     host_call: int = Field(1_240, ge=0, le=MAX_PRICE)
     byte_in: int = Field(1, ge=0, le=MAX_PRICE,
                          description="per byte copied from the host into wasm memory")
     byte_out: int = Field(1, ge=0, le=MAX_PRICE,
                           description="per byte copied from wasm memory to the host")
     storage_read: int = Field(4_500, ge=0, le=MAX_PRICE)
+    storage_read_key: int = Field(0, ge=0, le=MAX_PRICE,
+                                  description="per distinct key read from the state (read set)")
     storage_read_byte: int = Field(1, ge=0, le=MAX_PRICE)
     storage_write: int = Field(1_000, ge=0, le=MAX_PRICE)
     storage_write_byte: int = Field(1, ge=0, le=MAX_PRICE)
     event: int = Field(450, ge=0, le=MAX_PRICE)
     event_byte: int = Field(1, ge=0, le=MAX_PRICE)
+    hash: int = Field(0, ge=0, le=MAX_PRICE, description="per sha256 / keccak256 call")
     hash_byte: int = Field(75, ge=0, le=MAX_PRICE)
     memory_page: int = Field(580_000, ge=0, le=MAX_PRICE,
                              description="per 64 KiB page, initial or grown, past the free ones")
@@ -114,6 +143,8 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "wesfarm")
     cache_secret: str | None = Field(None, description="artifact MAC key; unset: a host key file")
+    compile_timeout_ms: int = Field(2_000, gt=0, description="the compile wall: time")
+    compile_memory_mb: int = Field(2_048, ge=256, description="the compile wall: memory")
     module_cache_size: int = Field(64, gt=0)
     instance_pool_size: int = Field(8, ge=0)
     pooled_modules: int = Field(16, ge=0)

@@ -22,7 +22,9 @@ import wasmtime
 
 from config import Settings
 from engine import raw
+from engine.abi import ABI_VERSION
 from engine.errors import InvalidJob, Rejected
+from engine.instrument import INSTRUMENTATION
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 TAG_BYTES = 32
@@ -43,12 +45,18 @@ def engine_knobs(settings: Settings) -> dict[str, Any]:
         "memory_may_move": False,
         "max_wasm_stack": settings.limits.max_wasm_stack_bytes,
         "max_memory_pages": settings.limits.max_memory_pages,
-        "fee_schedule": settings.fees.version,
-        # A cached artifact skips the policy check, so the limits it passed are part of it.
+        # Every price, not just the label: a price changed under the same version gives
+        # other fees, so another fingerprint. The instrumentation's rules are prices too.
+        "fee_schedule": settings.fees.model_dump(),
+        "instrumentation": INSTRUMENTATION,
+        # A cached artifact skips the policy check, so the limits it passed are part of it;
+        # they, and who may do what, decide results too.
         "limits": settings.limits.model_dump(),
+        "denied_capabilities": {address: sorted(caps) for address, caps
+                                in sorted(settings.denied_capabilities.items())},
         "features": "mvp+bulk-memory+multi-value+sign-ext+mutable-globals+sat-float-to-int",
         "nan_canonicalization": True,
-        "abi": 1,
+        "abi": ABI_VERSION,
     }
 
 
@@ -85,12 +93,22 @@ def build_config(settings: Settings) -> wasmtime.Config:
     return cfg
 
 
+def pool_slots(settings: Settings) -> int:
+    """Linear-memory slots of the pooling allocator: warm stores hold up to
+    instance_pool_size instances each; twice the warm count leaves room for used-but-not-
+    yet-freed siblings (the pool retries after a purge)."""
+    return 2 * settings.instance_pool_size * max(settings.pooled_modules, 1) + 64
+
+
+def pool_memory_bytes(settings: Settings) -> int:
+    """The most linear memory the pool can ever map read-write: every slot at its size."""
+    return pool_slots(settings) * settings.limits.max_memory_pages * PAGE
+
+
 def _pooling(cfg: wasmtime.Config, settings: Settings) -> None:
     """The pooling allocator: instantiation from pre-reserved slots (docs/HOT_PATH.md)."""
     b = raw.bindings
-    # Warm stores hold up to instance_pool_size instances each; twice the warm count
-    # leaves room for used-but-not-yet-freed siblings (the pool retries after a purge).
-    slots = 2 * settings.instance_pool_size * max(settings.pooled_modules, 1) + 64
+    slots = pool_slots(settings)
     memory_bytes = settings.limits.max_memory_pages * PAGE
     pool = b.wasmtime_pooling_allocation_config_new()
     b.wasmtime_pooling_allocation_config_total_core_instances_set(pool, slots)

@@ -11,9 +11,15 @@ STATUSES = ("ok", "reverted", "out_of_fee", "trap", "timeout", "invalid", "rejec
 
 
 class ExecutionError(Exception):
-    """Ends an execution with `status`; `kind` refines it (a trap code, a policy rule...)."""
+    """Ends an execution with `status`; `kind` refines it (a trap code, a policy rule...).
+
+    Error policy lives on the class: `charged` (a consensus result, the fee used so far is
+    charged; False: never charged, never committed) and `unwinds` (it leaves wasm through
+    a trap, whose unwinding is priced per frame)."""
 
     status: ClassVar[str] = "error"
+    charged: ClassVar[bool] = True
+    unwinds: ClassVar[bool] = False
 
     def __init__(self, message: str, kind: str | None = None) -> None:
         super().__init__(message)
@@ -25,6 +31,7 @@ class Reverted(ExecutionError):
     """The contract called `revert`: writes discarded, fee used so far charged."""
 
     status = "reverted"
+    unwinds = True
 
     def __init__(self, reason: bytes) -> None:
         # The reason bytes are the result's return data; the message is never empty.
@@ -46,18 +53,21 @@ class ContractTrap(ExecutionError):
     """A wasm trap (unreachable, out of bounds, stack overflow...) or a host function's trap."""
 
     status = "trap"
+    unwinds = True
 
 
 class Timeout(ExecutionError):
     """The wall-clock deadline passed. Not a consensus result: never charged, never committed."""
 
     status = "timeout"
+    charged = False
 
 
 class InvalidJob(ExecutionError):
     """Malformed job, unknown contract, missing entry point, bad module."""
 
     status = "invalid"
+    charged = False
 
 
 class Rejected(ExecutionError):
@@ -70,9 +80,18 @@ class InternalError(ExecutionError):
     """A bug or an environment failure (an executor died): not the contract's fault."""
 
     status = "error"
+    charged = False
 
 
 BY_STATUS: dict[str, type[ExecutionError]] = {
     cls.status: cls
     for cls in (Reverted, OutOfFee, ContractTrap, Timeout, InvalidJob, Rejected, InternalError)
 }
+
+
+def trap_cause(message: str) -> str:
+    """wasmtime's own words for a trap ("integer divide by zero"), not the backtrace."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "Caused by:" in lines and lines[-1] != "Caused by:":
+        return lines[lines.index("Caused by:") + 1].removeprefix("wasm trap: ")
+    return lines[0] if lines else "trap"

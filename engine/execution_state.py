@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from config import PolicyLimits
 from engine import raw
 from engine.errors import ContractTrap, InternalError
-from engine.fees import FeeMeter, FeeSchedule
+from engine.fees import FeeMeter, FeeSchedule, paid_pages
 from engine.model import Job
 from engine.state import StateView
 
@@ -36,6 +36,7 @@ PAGE = 65_536
 _string_at = ctypes.string_at
 _memmove = ctypes.memmove
 _get_fuel, _set_fuel, _memory_size = raw.fast_get_fuel, raw.fast_set_fuel, raw.fast_memory_data_size
+_memory_grow = raw.fast_memory_grow
 
 
 class ExecutionState:
@@ -45,7 +46,7 @@ class ExecutionState:
         "address", "caller", "ctx", "denied", "events", "fee_price", "fuel_cell", "fuel_granted",
         "fuel_ref", "input", "job", "limits", "logs", "mem_base", "mem_ref", "mem_size", "memory",
         "meter", "pages_charged", "pending", "read_set", "return_data", "schedule", "state",
-        "writes",
+        "write_bytes", "writes",
     )
 
     def __init__(
@@ -82,6 +83,7 @@ class ExecutionState:
         self.logs: list[bytes] = []
         self.read_set: dict[bytes, int] = {}
         self.writes: dict[bytes, bytes | None] = {}
+        self.write_bytes = 0  # keys + values buffered (max_write_bytes)
 
     def attach(self, warm: WarmInstance, pages: int) -> None:
         """Bind to a warm instance whose `pages` initial pages are paid for. Memory never
@@ -161,8 +163,7 @@ class ExecutionState:
         schedule's free pages."""
         pages = size // PAGE
         if pages > self.pages_charged:
-            paid = self.schedule.paid_pages
-            grown = paid(pages) - paid(self.pages_charged)
+            grown = paid_pages(self.schedule, pages) - paid_pages(self.schedule, self.pages_charged)
             self.pages_charged = pages
             self.meter.consume(grown * self.schedule.memory_page, "memory", "memory.grow")
 
@@ -189,8 +190,16 @@ class ExecutionState:
     # -- storage: buffered writes, versioned reads ---------------------------------------
 
     def storage_get(self, key: bytes) -> bytes | None:
+        """Own writes first; a key read from the state for the first time joins the read
+        set, within its cap, and is charged as such before it is fetched."""
         if key in self.writes:
             return self.writes[key]
+        if key not in self.read_set:
+            if len(self.read_set) >= self.limits.max_read_entries:
+                raise ContractTrap(f"wes.storage_read: over {self.limits.max_read_entries} "
+                                   "distinct keys read (max_read_entries)", "limit")
+            self.meter.consume(self.schedule.storage_read_key, "storage_read",
+                               "wes.storage_read")
         found = self.state.get(self.job.contract, key)
         if found is None:
             self.read_set.setdefault(key, 0)
@@ -198,3 +207,31 @@ class ExecutionState:
         value, version = found
         self.read_set.setdefault(key, version)
         return value
+
+    def buffer_write(self, key: bytes, value: bytes | None, what: str) -> None:
+        """Buffer a write (None removes), within the write set's caps."""
+        limits = self.limits
+        grown = len(key) + len(value or b"")
+        if key in self.writes:
+            grown -= len(key) + len(self.writes[key] or b"")
+        elif len(self.writes) >= limits.max_write_entries:
+            raise ContractTrap(f"{what}: over {limits.max_write_entries} keys written "
+                               "(max_write_entries)", "limit")
+        if self.write_bytes + grown > limits.max_write_bytes:
+            raise ContractTrap(f"{what}: over {limits.max_write_bytes} bytes written "
+                               "(max_write_bytes)", "limit")
+        self.write_bytes += grown
+        self.writes[key] = value
+
+    # -- memory growth (the instrumentation's hook) --------------------------------------
+
+    def memory_pages(self) -> int:
+        return int(_memory_size(self.ctx, self.mem_ref)) // PAGE
+
+    def grow(self, delta: int) -> int:
+        """Grow by `delta` pages (within the limit, already charged); the old size."""
+        previous = ctypes.c_uint64()
+        if _memory_grow(self.ctx, self.mem_ref, ctypes.c_uint64(delta), ctypes.byref(previous)):
+            raise InternalError("memory.grow failed within the limit")
+        self.mem_size = _memory_size(self.ctx, self.mem_ref)
+        return previous.value

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from config import FeePrices
 from engine.errors import OutOfFee
 
@@ -22,34 +20,14 @@ CATEGORIES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class FeeSchedule:
-    """Prices in fee units; `version` joins the engine fingerprint and every fee report."""
+# The schedule is config.FeePrices itself: one definition of the prices; `version` and a
+# digest of every price join the engine fingerprint and every fee report.
+FeeSchedule = FeePrices
 
-    version: str
-    instruction: int
-    execution: int
-    host_call: int
-    byte_in: int
-    byte_out: int
-    storage_read: int
-    storage_read_byte: int
-    storage_write: int
-    storage_write_byte: int
-    event: int
-    event_byte: int
-    hash_byte: int
-    memory_page: int
-    memory_free_pages: int
-    table_element: int
 
-    def paid_pages(self, pages: int) -> int:
-        """Pages that cost `memory_page`: those past the free ones."""
-        return max(0, pages - self.memory_free_pages)
-
-    @classmethod
-    def from_prices(cls, prices: FeePrices) -> FeeSchedule:
-        return cls(**prices.model_dump())
+def paid_pages(schedule: FeeSchedule, pages: int) -> int:
+    """Pages that cost `memory_page`: those past the schedule's free ones."""
+    return max(0, pages - schedule.memory_free_pages)
 
 
 class FeeMeter:

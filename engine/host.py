@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from Crypto.Hash import keccak
 
-from engine.abi import ABI
+from engine.abi import ABI, HOOKS
 from engine.errors import ContractTrap, Reverted
-from engine.execution_state import ExecutionState
+from engine.execution_state import PAGE, ExecutionState
 
 
 def _out(ex: ExecutionState, n: int, name: str) -> None:
@@ -99,7 +99,7 @@ def storage_write(ex: ExecutionState, key_ptr: int, key_len: int, val_ptr: int,
     ex.meter.consume(sched.storage_write + (key_len + val_len) * sched.storage_write_byte,
                      "storage_write", "wes.storage_write")
     key = ex.read(key_ptr, key_len, "storage_write")
-    ex.writes[key] = ex.read(val_ptr, val_len, "storage_write")
+    ex.buffer_write(key, ex.read(val_ptr, val_len, "storage_write"), "wes.storage_write")
 
 
 def storage_remove(ex: ExecutionState, key_ptr: int, key_len: int) -> None:
@@ -107,7 +107,7 @@ def storage_remove(ex: ExecutionState, key_ptr: int, key_len: int) -> None:
     sched = ex.schedule
     ex.meter.consume(sched.storage_write + key_len * sched.storage_write_byte,
                      "storage_write", "wes.storage_remove")
-    ex.writes[ex.read(key_ptr, key_len, "storage_remove")] = None
+    ex.buffer_write(ex.read(key_ptr, key_len, "storage_remove"), None, "wes.storage_remove")
 
 
 def caller(ex: ExecutionState, dst: int) -> int:
@@ -136,7 +136,7 @@ def fee_left(ex: ExecutionState) -> int:
 
 def _hash(ex: ExecutionState, name: str, ptr: int, length: int, dst: int,
           digest: Callable[[bytes], bytes]) -> None:
-    ex.meter.consume(length * ex.schedule.hash_byte, "hashing", f"wes.{name}")
+    ex.meter.consume(ex.schedule.hash + length * ex.schedule.hash_byte, "hashing", f"wes.{name}")
     ex.write(dst, digest(ex.read(ptr, length, name)), name)
 
 
@@ -156,12 +156,21 @@ def keccak256(ex: ExecutionState, ptr: int, length: int, dst: int) -> None:
     _hash(ex, "keccak256", ptr, length, dst, keccak256_digest)
 
 
+def memory_grow(ex: ExecutionState, delta: int) -> int:
+    """The instrumentation's `memory.grow`: the new pages are charged before they exist."""
+    pages = ex.memory_pages()
+    if pages + delta > ex.limits.max_memory_pages:
+        return 0xFFFFFFFF  # -1: past the limit, nothing grows and nothing is charged
+    ex.charge_growth((pages + delta) * PAGE)
+    return ex.grow(delta)
+
+
 IMPLEMENTATIONS: dict[str, Callable[..., int | None]] = {
     fn.__name__: fn
     for fn in (input_size, input_read, return_data, revert, log, emit_event, storage_read,
                storage_write, storage_remove, caller, self_address, block_height, block_time,
-               fee_left, sha256, keccak256)
+               fee_left, sha256, keccak256, memory_grow)
 }
-if set(IMPLEMENTATIONS) != set(ABI):
+if set(IMPLEMENTATIONS) != set(ABI) | set(HOOKS):
     raise RuntimeError(f"engine/host.py implements {sorted(IMPLEMENTATIONS)}, "
-                       f"engine/abi.py declares {sorted(ABI)}")
+                       f"engine/abi.py declares {sorted(ABI)} and hooks {sorted(HOOKS)}")

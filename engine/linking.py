@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import wasmtime
 
 from engine import raw
-from engine.abi import ABI, I32, HostFunction
+from engine.abi import ABI, HOOKS, I32, HostFunction
 from engine.errors import ContractTrap
 from engine.execution_state import ExecutionState
 from engine.host import IMPLEMENTATIONS
+from engine.instrument import HOOK_MODULE
 
 if TYPE_CHECKING:
     from engine._native import Host as NativeHost
@@ -68,26 +69,32 @@ def _public_callback(spec: HostFunction, holder: CurrentExecution, base: int) ->
 
 
 class HostLinker:
-    """A Linker holding every `wes.*` function (and whatever those must outlive)."""
+    """A Linker holding every `wes.*` function and the instrumentation's hooks (and
+    whatever those must outlive)."""
 
     def __init__(self, engine: wasmtime.Engine, holder: CurrentExecution,
                  native_host: NativeHost | None, host_call_price: int) -> None:
         self.linker = wasmtime.Linker(engine)
         self._keep: list[object] = [native_host]
-        for spec in ABI.values():
-            ty = wasmtime.FuncType([_VALTYPE[p] for p in spec.params],
-                                   [_VALTYPE[r] for r in spec.results])
-            if native_host is not None:
-                assert raw.native is not None
-                name = spec.name.encode()
-                err = raw.linker_define_func_unchecked(
-                    ctypes.cast(self.linker.ptr(), ctypes.c_void_p), b"wes", 3, name, len(name),
-                    ctypes.cast(ty.ptr(), ctypes.c_void_p), raw.native.FUNCTIONS[spec.name][0],
-                    id(native_host), None,
-                )
-                if err:
-                    raise raw.take_error(err)
-                self._keep.append(ty)
-            else:
-                callback = _public_callback(spec, holder, host_call_price)
-                self.linker.define_func("wes", spec.name, ty, callback, access_caller=True)
+        for module, table in (("wes", ABI), (HOOK_MODULE, HOOKS)):
+            for spec in table.values():
+                self._define(module, spec, holder, native_host, host_call_price)
+
+    def _define(self, module: str, spec: HostFunction, holder: CurrentExecution,
+                native_host: NativeHost | None, host_call_price: int) -> None:
+        ty = wasmtime.FuncType([_VALTYPE[p] for p in spec.params],
+                               [_VALTYPE[r] for r in spec.results])
+        if native_host is None:
+            callback = _public_callback(spec, holder, host_call_price)
+            self.linker.define_func(module, spec.name, ty, callback, access_caller=True)
+            return
+        assert raw.native is not None
+        name, where = spec.name.encode(), module.encode()
+        err = raw.linker_define_func_unchecked(
+            ctypes.cast(self.linker.ptr(), ctypes.c_void_p), where, len(where), name, len(name),
+            ctypes.cast(ty.ptr(), ctypes.c_void_p), raw.native.FUNCTIONS[spec.name][0],
+            id(native_host), None,
+        )
+        if err:
+            raise raw.take_error(err)
+        self._keep.append(ty)

@@ -1,94 +1,40 @@
-"""Deploy-time policy: read the module's sections and check ABI 1's rules and the limits.
+"""Deploy-time policy: read the module's sections and check the ABI's rules and the limits.
 
-wasmtime validates the code itself (and rejects disabled features); this reader
-checks what wasmtime does not: imports, exports, start, entry types, sizes.
-Malformed bytes are `invalid`; a well-formed module breaking a rule is `rejected`.
+wasmtime validates the code itself (and rejects disabled features); this reader checks
+what wasmtime does not: imports, exports, start, memory, sizes, segments and the compile
+budget (engine/budget.py). Malformed bytes are `invalid`; a well-formed module breaking a
+rule is `rejected`.
 """
 
 from __future__ import annotations
 
 from config import PolicyLimits
 from engine.abi import ABI
+from engine.budget import check_code
 from engine.errors import InvalidJob, Rejected
 from engine.model import ModuleInfo
+from engine.wasm_reader import Reader, sections
 
 WASM_MAGIC = b"\x00asm\x01\x00\x00\x00"
-VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
-CONST_OPS = {0x41, 0x42, 0x43, 0x44, 0x23}  # i32/i64/f32/f64.const, global.get
+FuncType = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-class _Reader:
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
-        self.data = data
-        self.pos = pos
-        self.end = len(data) if end is None else end
+class _Module:
+    """What the section checks gather for the summary."""
 
-    def byte(self) -> int:
-        if self.pos >= self.end:
-            raise InvalidJob("malformed module: unexpected end of section", "bad_module")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
+    def __init__(self) -> None:
+        self.types: list[FuncType] = []
+        self.func_types: list[int] = []
+        self.imported_funcs = 0
+        self.exports: dict[str, tuple[int, int]] = {}
+        self.memories: list[tuple[int, int | None]] = []
+        self.table_elements = 0
+        self.tables = 0
 
-    def u32(self) -> int:
-        result = shift = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift > 35:
-                raise InvalidJob("malformed module: LEB128 integer too long", "bad_module")
-        return result
-
-    def skip_leb(self) -> None:
-        while self.byte() & 0x80:
-            pass
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > self.end:
-            raise InvalidJob("malformed module: length past end of section", "bad_module")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def name(self) -> str:
-        try:
-            return self.take(self.u32()).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidJob("malformed module: name is not UTF-8", "bad_module") from None
-
-    def limits(self, what: str) -> tuple[int, int | None]:
-        flags = self.byte()
-        if flags & 0x02:
-            raise Rejected(f"{what} is shared (threads are not allowed)", "feature")
-        if flags & 0x04:
-            raise Rejected(f"{what} is 64-bit (memory64 is not allowed)", "feature")
-        if flags & ~0x01:
-            raise Rejected(f"{what} has unsupported limit flags {flags:#x}", "feature")
-        minimum = self.u32()
-        return minimum, (self.u32() if flags & 0x01 else None)
-
-    def const_expr(self, what: str) -> None:
-        """A constant expression: one const or global.get, then `end` (no extended-const)."""
-        op = self.byte()
-        if op not in CONST_OPS:
-            raise Rejected(f"{what} uses a non-constant or extended-const expression", "feature")
-        if op == 0x43:
-            self.take(4)
-        elif op == 0x44:
-            self.take(8)
-        else:
-            self.skip_leb()
-        if self.byte() != 0x0B:
-            raise Rejected(f"{what} uses an extended-const expression", "feature")
-
-    def valtype(self, what: str) -> str:
-        code = self.byte()
-        if code not in VALTYPES:
-            raise Rejected(f"{what} uses value type {code:#x} (only i32/i64/f32/f64)", "feature")
-        return VALTYPES[code]
+    def params(self) -> list[int]:
+        """Parameter counts of the defined functions (index 0 = the first defined one)."""
+        return [len(self.types[t][0]) if t < len(self.types) else 0
+                for t in self.func_types[self.imported_funcs:]]
 
 
 def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
@@ -98,150 +44,133 @@ def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
     if not code.startswith(WASM_MAGIC):
         raise InvalidJob("malformed module: not a WebAssembly 1.0 binary (bad magic/version)",
                          "bad_module")
-    r = _Reader(code, len(WASM_MAGIC))
-    types: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-    func_types: list[int] = []
-    exports: dict[str, tuple[int, int]] = {}
-    memories: list[tuple[int, int | None]] = []
-    table_elements = imported_funcs = tables = 0
-    while r.pos < r.end:
-        section_id = r.byte()
-        size = r.u32()
-        s = _Reader(code, r.pos, r.pos + size)
-        if s.end > r.end:
-            raise InvalidJob("malformed module: section past end of module", "bad_module")
-        r.pos = s.end
+    m = _Module()
+    for section_id, s in sections(code, len(WASM_MAGIC)):
         if section_id == 0:
             continue
         if section_id == 1:
-            for _ in range(s.u32()):
-                if s.byte() != 0x60:
-                    raise Rejected("type section has a non-function type (GC)", "feature")
-                params = tuple(s.valtype("a function type") for _ in range(s.u32()))
-                results = tuple(s.valtype("a function type") for _ in range(s.u32()))
-                types.append((params, results))
+            _types(s, m)
         elif section_id == 2:
-            for _ in range(s.u32()):
-                module, field, kind = s.name(), s.name(), s.byte()
-                if module != "wes" or kind != 0:
-                    raise Rejected(f"import {module}.{field} is not allowed: only functions "
-                                   "from module 'wes'", "import")
-                type_index = s.u32()
-                spec = ABI.get(field)
-                if spec is None:
-                    raise Rejected(f"import wes.{field} is not a host function of ABI 1", "import")
-                if type_index >= len(types) or types[type_index] != (spec.params, spec.results):
-                    raise Rejected(f"import wes.{field} has the wrong type; ABI 1 says "
-                                   f"{spec.params} -> {spec.results}", "import")
-                imported_funcs += 1
-                func_types.append(type_index)
+            _imports(s, m)
         elif section_id == 3:
-            func_types.extend(s.u32() for _ in range(s.u32()))
+            m.func_types.extend(s.u32() for _ in range(s.u32()))
         elif section_id == 4:
-            for _ in range(s.u32()):
-                if s.byte() != 0x70:
-                    raise Rejected("table of non-funcref elements (reference types)", "feature")
-                table_elements += s.limits("table")[0]
-                tables += 1
-            if tables > 1:
-                raise Rejected(f"module defines {tables} tables; ABI 1 allows one "
-                               "(multiple tables need reference types)", "feature")
+            _tables(s, m)
         elif section_id == 5:
-            memories.extend(s.limits("memory") for _ in range(s.u32()))
+            m.memories.extend(s.limits("memory") for _ in range(s.u32()))
         elif section_id == 6:
-            count = s.u32()
-            if count > limits.max_globals:
-                raise Rejected(f"module has {count} globals, limit {limits.max_globals}", "limit")
-            for i in range(count):
-                s.valtype(f"global {i}")
-                s.byte()
-                s.const_expr(f"global {i} initializer")
+            _globals(s, limits)
         elif section_id == 7:
-            count = s.u32()
-            if count > limits.max_exports:
-                raise Rejected(f"module has {count} exports, limit {limits.max_exports}", "limit")
-            for _ in range(count):
-                name, kind, index = s.name(), s.byte(), s.u32()
-                exports[name] = (kind, index)
+            _exports(s, m, limits)
         elif section_id == 8:
-            raise Rejected("module has a start function (not allowed by ABI 1)", "start")
+            raise Rejected("module has a start function (not allowed by the ABI)", "start")
         elif section_id == 9:
-            _check_elements(s)
+            _elements(s, limits)
         elif section_id == 10:
-            _check_code(s, limits)
+            check_code(s, limits, m.params())
         elif section_id == 11:
-            _check_data(s, limits)
+            _data(s, limits)
         elif section_id == 12:
             s.u32()
         else:
-            raise Rejected(f"module has section id {section_id} (not in ABI 1)", "feature")
-        if section_id in (1, 2, 3, 4, 5, 6, 7, 9, 11, 12) and s.pos != s.end:
+            raise Rejected(f"module has section id {section_id} (not in the ABI)", "feature")
+        if s.pos != s.end:
             raise InvalidJob(f"malformed module: section {section_id} has trailing bytes",
                              "bad_module")
-    return _summarize(code, types, func_types, imported_funcs, exports, memories,
-                      table_elements, limits)
+    return _summarize(code, m, limits)
 
 
-def _summarize(
-    code: bytes,
-    types: list[tuple[tuple[str, ...], tuple[str, ...]]],
-    func_types: list[int],
-    imported_funcs: int,
-    exports: dict[str, tuple[int, int]],
-    memories: list[tuple[int, int | None]],
-    table_elements: int,
-    limits: PolicyLimits,
-) -> ModuleInfo:
-    functions = len(func_types) - imported_funcs
+def _types(s: Reader, m: _Module) -> None:
+    for _ in range(s.u32()):
+        if s.byte() != 0x60:
+            raise Rejected("type section has a non-function type (GC)", "feature")
+        params = tuple(s.valtype("a function type") for _ in range(s.u32()))
+        results = tuple(s.valtype("a function type") for _ in range(s.u32()))
+        m.types.append((params, results))
+
+
+def _imports(s: Reader, m: _Module) -> None:
+    for _ in range(s.u32()):
+        module, field, kind = s.name(), s.name(), s.byte()
+        if module != "wes" or kind != 0:
+            raise Rejected(f"import {module}.{field} is not allowed: only functions from "
+                           "module 'wes'", "import")
+        type_index = s.u32()
+        spec = ABI.get(field)
+        if spec is None:
+            raise Rejected(f"import wes.{field} is not a host function of the ABI", "import")
+        if type_index >= len(m.types) or m.types[type_index] != (spec.params, spec.results):
+            raise Rejected(f"import wes.{field} has the wrong type; the ABI says "
+                           f"{spec.params} -> {spec.results}", "import")
+        m.imported_funcs += 1
+        m.func_types.append(type_index)
+
+
+def _tables(s: Reader, m: _Module) -> None:
+    for _ in range(s.u32()):
+        if s.byte() != 0x70:
+            raise Rejected("table of non-funcref elements (reference types)", "feature")
+        m.table_elements += s.limits("table")[0]
+        m.tables += 1
+    if m.tables > 1:
+        raise Rejected(f"module defines {m.tables} tables; the ABI allows one (multiple "
+                       "tables need reference types)", "feature")
+
+
+def _globals(s: Reader, limits: PolicyLimits) -> None:
+    count = s.u32()
+    if count > limits.max_globals:
+        raise Rejected(f"module has {count} globals, limit {limits.max_globals}", "limit")
+    for i in range(count):
+        s.valtype(f"global {i}")
+        s.byte()
+        s.const_expr(f"global {i} initializer")
+
+
+def _exports(s: Reader, m: _Module, limits: PolicyLimits) -> None:
+    count = s.u32()
+    if count > limits.max_exports:
+        raise Rejected(f"module has {count} exports, limit {limits.max_exports}", "limit")
+    for _ in range(count):
+        name, kind, index = s.name(), s.byte(), s.u32()
+        m.exports[name] = (kind, index)
+
+
+def _summarize(code: bytes, m: _Module, limits: PolicyLimits) -> ModuleInfo:
+    functions = len(m.func_types) - m.imported_funcs
     if functions > limits.max_functions:
         raise Rejected(f"module has {functions} functions, limit {limits.max_functions}", "limit")
-    if len(memories) != 1:
-        raise Rejected(f"module defines {len(memories)} memories; ABI 1 needs exactly one",
+    if len(m.memories) != 1:
+        raise Rejected(f"module defines {len(m.memories)} memories; the ABI needs exactly one",
                        "memory")
-    initial, maximum = memories[0]
+    # A declared maximum above the limit is fine: the store's limit stops growth there.
+    initial = m.memories[0][0]
     if initial > limits.max_memory_pages:
         raise Rejected(f"memory starts at {initial} pages, limit {limits.max_memory_pages}",
                        "limit")
-    if maximum is not None and maximum > limits.max_memory_pages:
-        raise Rejected(f"memory maximum is {maximum} pages, limit {limits.max_memory_pages}",
-                       "limit")
-    if table_elements > limits.max_table_elements:
-        raise Rejected(f"tables have {table_elements} elements, limit "
+    if m.table_elements > limits.max_table_elements:
+        raise Rejected(f"tables have {m.table_elements} elements, limit "
                        f"{limits.max_table_elements}", "limit")
-    if exports.get("memory", (None, 0))[0] != 2:
+    if m.exports.get("memory", (None, 0))[0] != 2:
         raise Rejected("module does not export its memory as 'memory'", "memory")
     entries = []
-    for name, (kind, index) in sorted(exports.items()):
+    for name, (kind, index) in sorted(m.exports.items()):
         if kind != 0:
             continue
-        if index >= len(func_types) or func_types[index] >= len(types):
+        if index >= len(m.func_types) or m.func_types[index] >= len(m.types):
             raise InvalidJob(f"malformed module: export {name!r} names no function", "bad_module")
-        if types[func_types[index]] != ((), ()):
-            raise Rejected(f"entry point {name!r} must have type () -> ()", "entry")
-        entries.append(name)
-    return ModuleInfo(tuple(entries), initial, table_elements, functions, len(code))
+        if m.types[m.func_types[index]] == ((), ()):  # other exports are not entry points
+            entries.append(name)
+    return ModuleInfo(tuple(entries), initial, m.table_elements, functions, len(code))
 
 
-def _check_code(s: _Reader, limits: PolicyLimits) -> None:
-    for i in range(s.u32()):
-        size = s.u32()
-        if s.pos + size > s.end:
-            raise InvalidJob(f"malformed module: function {i} body runs past its section",
-                             "bad_module")
-        body = _Reader(s.data, s.pos, s.pos + size)
-        s.pos += size
-        total = 0
-        for _ in range(body.u32()):
-            total += body.u32()
-            body.valtype(f"function {i} locals")
-        if total > limits.max_locals_per_function:
-            raise Rejected(f"function {i} has {total} locals, limit "
-                           f"{limits.max_locals_per_function}", "limit")
-
-
-def _check_data(s: _Reader, limits: PolicyLimits) -> None:
+def _data(s: Reader, limits: PolicyLimits) -> None:
     total = 0
-    for i in range(s.u32()):
+    count = s.u32()
+    if count > limits.max_data_segments:
+        raise Rejected(f"module has {count:,} data segments, over the compile budget's "
+                       f"max_data_segments ({limits.max_data_segments:,})", "compile_budget")
+    for i in range(count):
         flags = s.u32()
         if flags == 2:
             s.u32()
@@ -256,8 +185,13 @@ def _check_data(s: _Reader, limits: PolicyLimits) -> None:
         raise Rejected(f"data segments hold {total} bytes, limit {limits.max_data_bytes}", "limit")
 
 
-def _check_elements(s: _Reader) -> None:
-    for i in range(s.u32()):
+def _elements(s: Reader, limits: PolicyLimits) -> None:
+    count = s.u32()
+    if count > limits.max_element_segments:
+        raise Rejected(f"module has {count:,} element segments, over the compile budget's "
+                       f"max_element_segments ({limits.max_element_segments:,})",
+                       "compile_budget")
+    for i in range(count):
         flags = s.u32()
         if flags > 3:
             raise Rejected(f"element segment {i} uses expressions (reference types)", "feature")

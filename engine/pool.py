@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from engine import raw
-from engine.errors import ContractTrap, ExecutionError, InternalError
+from engine.errors import ContractTrap, ExecutionError, InternalError, trap_cause
+from engine.instrument import DEPTH_EXPORT
 from engine.model import ModuleInfo
 
 _SIX = ctypes.c_size_t(6)  # len(b"memory")
+INSTANTIATE_FUEL = 1_000_000
 
 
 @dataclass(slots=True)
@@ -40,6 +42,7 @@ class WarmInstance:
     memory: raw.Memory
     memory_base: int
     memory_size: int
+    instantiate_fuel: int  # what instantiating it consumed (passive segments): charged
     # Addresses for the native host (the structs above live as long as this object).
     ctx_addr: int = 0
     instance_addr: int = 0
@@ -49,6 +52,18 @@ class WarmInstance:
         self.ctx_addr = self.ctx.value or 0
         self.instance_addr = ctypes.addressof(self.instance)
         self.memory_addr = ctypes.addressof(self.memory)
+
+    def call_depth(self) -> int:
+        """The instrumentation's call-depth counter: frames on the stack (after a trap)."""
+        item = raw.Extern()
+        name = DEPTH_EXPORT.encode()
+        if not raw.fast_export_get(self.ctx, ctypes.byref(self.instance), name,
+                                   ctypes.c_size_t(len(name)), ctypes.byref(item)):
+            return 0
+        value = raw.bindings.wasmtime_val_t()
+        raw.bindings.wasmtime_global_get(ctypes.cast(self.ctx, raw.ContextPtr),
+                                         ctypes.byref(item.of.global_), ctypes.byref(value))
+        return max(0, int(value.of.i32))
 
     def entry(self, name: bytes) -> raw.Func | None:
         item = raw.Extern()
@@ -87,17 +102,23 @@ class InstancePool:
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=self.memory_bytes, table_elements=self.table_elements,
                          instances=count, tables=count, memories=count)
+        # Instantiating a passive element segment consumes fuel: give it some, and let the
+        # execution pay what it took (the same for every instance of the module).
+        store.set_fuel(INSTANTIATE_FUEL)
+        store.set_epoch_deadline(1 << 62)  # instantiation runs no code; each call sets its own
         ctx = ctypes.cast(store._context(), ctypes.c_void_p)
         pre = ctypes.cast(contract.pre.ptr(), ctypes.c_void_p)
         made = []
         byref = ctypes.byref
+        left = INSTANTIATE_FUEL
         for _ in range(count):
             instance = raw.Instance()
             trap = raw.TrapPtr()
             err = raw.fast_instantiate_pre(pre, ctx, byref(instance), byref(trap))
+            spent, left = left - store.get_fuel(), store.get_fuel()
             if trap:  # a segment out of bounds: the module's fault, not the engine's
                 trapped = wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
-                raise ContractTrap(f"instantiation trapped: {trapped.message.splitlines()[0]}",
+                raise ContractTrap(f"instantiation trapped: {trap_cause(trapped.message)}",
                                    "instantiation")
             if err:
                 detail = str(raw.take_error(err)).splitlines()
@@ -109,7 +130,7 @@ class InstancePool:
             memory = item.of.memory
             made.append(WarmInstance(store, ctx, instance, memory,
                                      raw.fast_memory_data(ctx, byref(memory)),
-                                     raw.fast_memory_data_size(ctx, byref(memory))))
+                                     raw.fast_memory_data_size(ctx, byref(memory)), spent))
         return made
 
     def acquire(self, contract: CompiledContract) -> WarmInstance:

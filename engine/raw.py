@@ -46,6 +46,7 @@ Instance = b.wasmtime_instance_t
 Memory = b.wasmtime_memory_t
 Func = b.wasmtime_func_t
 TrapPtr = POINTER(b.wasm_trap_t)
+ContextPtr = POINTER(b.wasmtime_context_t)
 
 if native is not None:
     native.load(str(_ffi.filename), ctypes.sizeof(Extern), ctypes.sizeof(Func))
@@ -81,6 +82,7 @@ fast_set_fuel = _fast("wasmtime_context_set_fuel", c_void_p)
 fast_memory_data_size = _fast("wasmtime_memory_data_size", c_size_t)
 fast_export_get = _fast("wasmtime_instance_export_get", c_bool)
 fast_memory_data = _fast("wasmtime_memory_data", c_size_t)
+fast_memory_grow = _fast("wasmtime_memory_grow", c_void_p)
 # Runs no wasm: the policy rejects start functions.
 fast_instantiate_pre = _fast("wasmtime_instance_pre_instantiate", c_void_p)
 

@@ -9,7 +9,6 @@ import math
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
@@ -17,7 +16,7 @@ import wasmtime
 from config import Settings
 from engine import raw
 from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
-from engine.compiler import ArtifactCache, build_config, compile_module, fingerprint
+from engine.compiler import build_config, fingerprint
 from engine.counters import EngineCounters
 from engine.errors import (
     ContractTrap,
@@ -26,13 +25,14 @@ from engine.errors import (
     InvalidJob,
     OutOfFee,
     Timeout,
+    trap_cause,
 )
 from engine.execution_state import PAGE, ExecutionState
-from engine.fees import FeeMeter, FeeSchedule
+from engine.fees import FeeMeter, FeeSchedule, paid_pages
 from engine.host import keccak256_digest, sha256_digest
 from engine.linking import CurrentExecution, HostLinker
+from engine.loader import ContractLoader
 from engine.model import FeeReport, Job, ModuleInfo, Result
-from engine.policy import check_module
 from engine.pool import CompiledContract, InstancePool, WarmInstance
 from engine.state import CodeSource, StateView
 
@@ -78,11 +78,9 @@ class WasmEngine:
     def __init__(self, settings: Settings, raw_calls: bool = True) -> None:
         self.settings = settings
         self.limits = settings.limits
-        self.schedule = FeeSchedule.from_prices(settings.fees)
+        self.schedule = settings.fees
         self.fingerprint = fingerprint(settings)
         self.engine = wasmtime.Engine(build_config(settings))
-        self.artifacts = ArtifactCache(settings.cache_dir, self.fingerprint,
-                                       settings.cache_secret)
         self.slot = CurrentExecution()
         # raw_calls: engine._native's C host functions; else the public-API reference.
         if raw_calls and raw.native is None:
@@ -92,11 +90,13 @@ class WasmEngine:
                      if raw_calls and raw.native is not None else None)
         self.linker = HostLinker(self.engine, self.slot, self.host, self.schedule.host_call)
         self.raw_calls = self.host is not None
-        self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
         self.pool = InstancePool(self.engine, settings.instance_pool_size,
                                  settings.pooled_modules, self.limits.max_memory_pages * PAGE,
                                  self.limits.max_table_elements)
         self.metrics = EngineCounters()
+        self.loader = ContractLoader(settings, self.engine, self.linker.linker, self.fingerprint,
+                                     self.metrics)
+        self.compiled = self.loader.compiled
         self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
         self.ticker.start()
         self._fuel_cell = ctypes.c_uint64()  # get_fuel's out-parameter, shared by executions
@@ -108,67 +108,14 @@ class WasmEngine:
     # -- code ------------------------------------------------------------------------
 
     def validate(self, code: bytes) -> ModuleInfo:
-        """Policy + wasmtime validation; raise Rejected/InvalidJob naming the problem."""
-        info = check_module(code, self.limits)
-        compile_module(self.engine, code)
-        return info
+        """Policy, compile budget and a compile behind the wall; raise Rejected/InvalidJob
+        naming the problem. The compiled artifact is kept (compiling leaves the job path)."""
+        return self.loader.validate(code)
 
     def precompile(self, code: bytes) -> str:
-        """Validate, compile and keep the verified artifact: compiling leaves the job path."""
-        code_hash = hashlib.sha256(code).hexdigest()
-        self._load(code_hash, lambda: code)
-        return code_hash
-
-    def _contract(self, job: Job, codes: CodeSource) -> CompiledContract:
-        code_hash = codes.code_hash(job.contract)
-        if code_hash is None:
-            raise InvalidJob(f"unknown contract {job.contract!r}", "unknown_contract")
-        contract = self.compiled.get(code_hash)
-        if contract is not None:
-            self.compiled.move_to_end(code_hash)
-            self.metrics.cache["memory_hit"] += 1
-            return contract
-
-        def fetch() -> bytes:
-            code = codes.code(code_hash)
-            if code is None:
-                raise InvalidJob(f"code {code_hash} of contract {job.contract!r} is missing",
-                                 "unknown_contract")
-            return code
-
-        return self._load(code_hash, fetch)
-
-    def _load(self, code_hash: str, fetch: Any) -> CompiledContract:
-        contract = self.compiled.get(code_hash)
-        if contract is not None:
-            return contract
-        stored = self.artifacts.load(code_hash)
-        module = None
-        if stored is not None:
-            try:
-                info = ModuleInfo.from_bytes(stored[0])
-                module = wasmtime.Module.deserialize(self.engine, stored[1])
-                self.metrics.cache["disk_hit"] += 1
-            except (wasmtime.WasmtimeError, ValueError) as exc:
-                # Verified but unusable (an engine setting the fingerprint missed): recompile.
-                log.warning("artifact %s unusable, recompiling: %s", code_hash[:12], exc)
-        if module is None:
-            code = fetch()
-            if hashlib.sha256(code).hexdigest() != code_hash:
-                raise InvalidJob(f"code stored under {code_hash} does not hash to it",
-                                 "bad_module")
-            info = check_module(code, self.limits)
-            started = time.perf_counter()
-            module = compile_module(self.engine, code)
-            self.metrics.compile_seconds += time.perf_counter() - started
-            self.artifacts.store(code_hash, info.to_bytes(), bytes(module.serialize()))
-            self.metrics.cache["compiled"] += 1
-        pre = self.linker.linker.instantiate_pre(module)
-        contract = CompiledContract(code_hash, module, pre, info)
-        self.compiled[code_hash] = contract
-        while len(self.compiled) > self.settings.module_cache_size:
-            self.compiled.popitem(last=False)
-        return contract
+        """Validate, compile and keep the verified artifact; the code hash."""
+        self.loader.validate(code)
+        return hashlib.sha256(code).hexdigest()
 
     # -- execution -------------------------------------------------------------------
 
@@ -186,14 +133,19 @@ class WasmEngine:
                                 FeeMeter(fee_limit))
         return self.execute(job, state, codes)
 
-    def execute(self, job: Job, state: StateView, codes: CodeSource) -> Result:
+    def execute(self, job: Job, state: StateView, codes: CodeSource, *,
+                deploy: bool = False) -> Result:
+        """Run one job. Only a deploy (`deploy=True`) may name `init`: it runs once, when
+        the contract is deployed, and never again."""
         started = time.perf_counter()
         if not (type(job.fee_limit) is int and 0 < job.fee_limit <= self.limits.max_fee_limit):
             return self._failed(job.tx_id, InvalidJob(
                 f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
                 "bad_fee_limit"), FeeMeter(0))
         try:
-            contract = self._contract(job, codes)
+            if job.function == "init" and not deploy:
+                raise InvalidJob("init runs only at deploy", "init_at_deploy_only")
+            contract = self.loader.contract(job.contract, codes)
             if job.function not in contract.info.entry_points:
                 raise InvalidJob(f"contract {job.contract!r} has no entry point "
                                  f"{job.function!r}", "unknown_function")
@@ -210,20 +162,26 @@ class WasmEngine:
 
     def _run(self, job: Job, contract: CompiledContract, state: StateView) -> Result:
         ex = self._execution(job, state)
+        warm: WarmInstance | None = None
         try:
             info = contract.info
-            ex.consume(self.schedule.execution, "execution", "execution")
-            paid = self.schedule.paid_pages(info.memory_pages)
+            sched = self.schedule
+            # Bringing the module in is priced by what it is, whatever this executor has
+            # cached: the same fee on every node.
+            ex.consume(sched.execution + info.size * sched.module_byte, "execution", "execution")
+            paid = paid_pages(sched, info.memory_pages)
             if paid:
-                ex.consume(paid * self.schedule.memory_page, "memory", "initial memory")
+                ex.consume(paid * sched.memory_page, "memory", "initial memory")
             if info.table_elements:
-                ex.consume(info.table_elements * self.schedule.table_element, "table",
-                           "initial table")
+                ex.consume(info.table_elements * sched.table_element, "table", "initial table")
             warm = self.pool.acquire(contract)
             ex.attach(warm, info.memory_pages)
+            if warm.instantiate_fuel:
+                ex.consume(warm.instantiate_fuel * sched.instruction, "instructions",
+                           "instantiation")
             self._call(ex, warm, job)
         except ExecutionError as exc:
-            return self._failed(job.tx_id, exc, ex, ex)
+            return self._failed(job.tx_id, self._unwound(ex, warm, exc), ex, ex)
         return Result(job.tx_id, "ok", self._report(ex), ex.return_data, None, ex.events,
                       ex.logs, ex.read_set, ex.writes)
 
@@ -312,11 +270,25 @@ class WasmEngine:
             raise Timeout(f"wall-clock deadline of {limit} ms passed", "deadline")
         ex.settle()
         kind = TRAP_KINDS.get(code, "trap")
-        raise ContractTrap(f"wasm trap: {kind}: {_trap_cause(message)}", kind)
+        raise ContractTrap(f"wasm trap: {kind}: {trap_cause(message)}", kind)
+
+    def _unwound(self, ex: AnyExecution, warm: WarmInstance | None,
+                 exc: ExecutionError) -> ExecutionError:
+        """An execution that left wasm through a trap pays for the unwinding: a flat
+        price and one per frame on the stack. Returns what the execution ends with."""
+        if not exc.unwinds:
+            return exc
+        frames = warm.call_depth() if warm is not None else 0
+        try:
+            ex.consume(self.schedule.trap + frames * self.schedule.trap_frame, "execution",
+                       "unwinding a trap")
+        except OutOfFee as out:
+            return out
+        return exc
 
     def _failed(self, tx_id: str, exc: ExecutionError, meter: Metered,
                 ex: AnyExecution | None = None) -> Result:
-        if isinstance(exc, Timeout | InvalidJob | InternalError):
+        if not exc.charged:
             meter = FeeMeter(meter.limit)  # not a consensus result: never charged
         data = exc.reason if hasattr(exc, "reason") and isinstance(exc.reason, bytes) else b""
         result = Result(tx_id, exc.status, self._report(meter), data,
@@ -346,15 +318,7 @@ class WasmEngine:
     def shutdown(self) -> None:
         self.ticker.stopped.set()
         self.pool.clear()
-        self.compiled.clear()
-
-
-def _trap_cause(message: str) -> str:
-    """wasmtime's own words for the trap ("integer divide by zero"), not the backtrace."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if "Caused by:" in lines and lines[-1] != "Caused by:":
-        return lines[lines.index("Caused by:") + 1].removeprefix("wasm trap: ")
-    return lines[0] if lines else "trap"
+        self.loader.clear()
 
 
 def _taken(ex: AnyExecution) -> ExecutionError:
@@ -375,12 +339,14 @@ def _as_execution_error(exc: BaseException) -> ExecutionError:
 def _native_host(schedule: FeeSchedule, limits: Any) -> NativeHost:
     """The C host functions with this engine's prices and limits (native.h's order)."""
     prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
-              schedule.storage_read, schedule.storage_read_byte, schedule.storage_write,
-              schedule.storage_write_byte, schedule.event, schedule.event_byte,
-              schedule.hash_byte, schedule.memory_page, schedule.memory_free_pages)
+              schedule.storage_read, schedule.storage_read_key, schedule.storage_read_byte,
+              schedule.storage_write, schedule.storage_write_byte, schedule.event,
+              schedule.event_byte, schedule.hash, schedule.hash_byte, schedule.memory_page,
+              schedule.memory_free_pages)
     bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
               limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
-              limits.max_value_bytes)
+              limits.max_value_bytes, limits.max_memory_pages, limits.max_read_entries,
+              limits.max_write_entries, limits.max_write_bytes)
     assert raw.native is not None
     host: NativeHost = raw.native.Host(prices, bounds, sha256_digest, keccak256_digest)
     return host

@@ -53,7 +53,7 @@ def validate_and_init(engine: LocalEngine, code: bytes, address: str, deployer: 
     codes.deploy(address, code)
     job = Job(tx_id=f"deploy-init:{address}", contract=address, function="init",
               fee_limit=fee_limit, context=Context(caller=deployer))
-    result = engine.execute(job, MemoryState(), codes)
+    result = engine.run_init(job, MemoryState(), codes)
     if result.status != "ok":
         message = (result.error or {}).get("message", result.status)
         raise DeployError(result.status, [f"init failed: {message}"])

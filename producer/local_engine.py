@@ -43,6 +43,11 @@ class LocalEngine:
         with self._lock:
             return self._get().execute(job, state, codes)
 
+    def run_init(self, job: Job, state: StateView, codes: CodeSource) -> Result:
+        """The contract's `init`, as part of deploying it (the only time it may run)."""
+        with self._lock:
+            return self._get().execute(job, state, codes, deploy=True)
+
     def close(self) -> None:
         with self._lock:
             if self._engine is not None:

@@ -49,7 +49,8 @@ from typing import Any
 import redis
 
 from config import Settings
-from engine.model import pack, unpack
+from engine.compiler import pool_memory_bytes
+from engine.model import Result, pack, unpack
 from worker.outcomes import failure
 from worker.packed import PackedResult
 from worker.protocol import Keys
@@ -60,19 +61,19 @@ log = logging.getLogger("wesfarm.executor")
 TEST_HOOKS = os.environ.get("WESFARM_TEST_HOOKS") == "1"
 
 
-def limit_memory(megabytes: int) -> str:
-    """Cap the executor's memory.
+def limit_memory(settings: Settings) -> str:
+    """Cap the executor's memory: a safety net far above anything an execution can reach.
 
-    RLIMIT_AS cannot be used: wasmtime reserves a large virtual range per linear
-    memory (4 GiB plus guard regions by default, more with the pooling allocator),
-    so any RLIMIT_AS small enough to matter makes engine or instance creation fail
-    with ENOMEM (2 GiB already breaks the first instantiation). Since
-    Linux 4.7 RLIMIT_DATA counts private writable mappings, i.e. what is actually
-    usable: the Python heap and the accessible part of wasm memories, but not
-    PROT_NONE reservations. With it, `memory.grow` past the cap returns -1 (no
-    crash) and Python raises MemoryError.
+    RLIMIT_AS cannot be used: wasmtime reserves a large virtual range per linear memory,
+    so any RLIMIT_AS small enough to matter makes engine or instance creation fail.
+    RLIMIT_DATA counts private writable mappings: the Python heap and the accessible part
+    of wasm memories, not PROT_NONE reservations. It must never decide a result: were it
+    reachable, `memory.grow` would return -1 under one cap and succeed under another. So
+    the cap is the pooling allocator's whole memory (every slot at the page limit) plus
+    `executor_memory_mb` for the rest; what an execution may hold besides its memory is
+    bounded deterministically by the policy (write set, events, logs, return data).
     """
-    cap = megabytes * 1024 * 1024
+    cap = pool_memory_bytes(settings) + settings.executor_memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
         cap = min(cap, hard)
@@ -168,12 +169,24 @@ class Executor:
             if isinstance(tx_id, str) and tx_id:
                 result.tx_id = tx_id
             result.worker = self.worker
-            rows.append(PackedResult.of(result).row())
+            rows.append(self._pack(result, raw))
         return {
             "results": rows,
             "retry": retry,
             "metrics": self.deltas.delta(self.engine.get_metrics()),
         }
+
+    def _pack(self, result: Result, raw: Any) -> list[Any]:
+        """One job's result row; a failure to encode it (MemoryError on a huge write set)
+        fails this job alone, as an uncharged `error`."""
+        try:
+            return PackedResult.of(result).row()
+        except Exception as exc:
+            log.exception("packing the result of %s failed", result.tx_id)
+            bad = failure(raw, "error", "result_encoding",
+                          f"the result could not be encoded: {type(exc).__name__}",
+                          self.schedule, self.worker, tx_id=result.tx_id)
+            return PackedResult.of(bad).row()
 
     def serve(self) -> None:
         conn = self.conn
@@ -225,7 +238,7 @@ def main(conn: Connection) -> int:
         if not isinstance(init, dict) or init.get("op") != "init":
             raise ValueError("the first request must be init")
         settings = Settings(**init["settings"])
-        limit = limit_memory(settings.executor_memory_mb)
+        limit = limit_memory(settings)
         executor = Executor(conn, settings, str(init["redis_url"]), str(init.get("worker", "")))
     except Exception as exc:
         log.exception("executor start-up failed")

@@ -1,15 +1,7 @@
-/* The ABI's host functions (engine/host.py is the reference) and their trampolines.
- *
- * A trampoline is what wasmtime calls (wasmtime_func_unchecked_callback_t): it takes
- * the GIL back, charges the instructions run since the last look plus the call's base
- * price, checks the capability, runs the function, writes its result and lets the GIL
- * go. A failure becomes the execution's pending exception and a trap for wasmtime. */
+/* The ABI's host functions (engine/host.py is the reference): each charges before it does
+ * its work, reads bounded arguments, works, and accounts. trampolines.c calls them. */
 
 #include "native.h"
-
-/* A raw argument array: ValRaw is 16 bytes, so i32 argument i is word 4*i. */
-typedef uint32_t *Args;
-typedef int (*Impl)(Execution *ex, Args a, uint64_t *result);
 
 /* -- shared steps ---------------------------------------------------------------------- */
 
@@ -45,6 +37,18 @@ static int storage_get(Execution *ex, PyObject *key, PyObject **value) {
     }
     if (PyErr_Occurred())
         return ex_keep_python_error(ex);
+    int known = PyDict_Contains(ex->read_set, key);
+    if (known < 0)
+        return ex_keep_python_error(ex);
+    if (!known) { /* a new read-set entry: within its cap, charged before it is fetched */
+        const Limits *l = &ex->host->limits;
+        if (PyDict_GET_SIZE(ex->read_set) >= l->max_read_entries)
+            return ex_trap(ex, "limit", "wes.storage_read: over %lld distinct keys read "
+                           "(max_read_entries)", (long long)l->max_read_entries);
+        if (ex_consume(ex, ex->host->prices.storage_read_key, CAT_STORAGE_READ,
+                       "wes.storage_read") < 0)
+            return -1;
+    }
     PyObject *found = PyObject_CallMethod(ex->state, "get", "OO", ex->contract, key);
     if (found == NULL)
         return ex_keep_python_error(ex);
@@ -70,9 +74,31 @@ static int storage_get(Execution *ex, PyObject *key, PyObject **value) {
     return 0;
 }
 
+/* Buffer a write (value NULL: a removal) within the write set's caps; steals nothing. */
+static int buffer_write(Execution *ex, PyObject *key, PyObject *value, const char *what) {
+    const Limits *l = &ex->host->limits;
+    int64_t grown = PyBytes_GET_SIZE(key) + (value ? PyBytes_GET_SIZE(value) : 0);
+    PyObject *old = PyDict_GetItemWithError(ex->writes, key);
+    if (old != NULL)
+        grown -= PyBytes_GET_SIZE(key) + (old == Py_None ? 0 : PyBytes_GET_SIZE(old));
+    else if (PyErr_Occurred())
+        return ex_keep_python_error(ex);
+    else if (PyDict_GET_SIZE(ex->writes) >= l->max_write_entries)
+        return ex_trap(ex, "limit", "%s: over %lld keys written (max_write_entries)", what,
+                       (long long)l->max_write_entries);
+    if (ex->write_bytes + grown > l->max_write_bytes)
+        return ex_trap(ex, "limit", "%s: over %lld bytes written (max_write_bytes)", what,
+                       (long long)l->max_write_bytes);
+    if (PyDict_SetItem(ex->writes, key, value ? value : Py_None) < 0)
+        return ex_keep_python_error(ex);
+    ex->write_bytes += grown;
+    return 0;
+}
+
 static int hash(Execution *ex, Args a, PyObject *digest_fn, const char *reason,
                 const char *what) {
-    if (ex_consume(ex, (int64_t)a[4] * ex->host->prices.hash_byte, CAT_HASHING, reason) < 0)
+    const Prices *p = &ex->host->prices;
+    if (ex_consume(ex, p->hash + (int64_t)a[4] * p->hash_byte, CAT_HASHING, reason) < 0)
         return -1;
     PyObject *data = ex_read(ex, a[0], a[4], what);
     if (data == NULL)
@@ -89,18 +115,18 @@ static int hash(Execution *ex, Args a, PyObject *digest_fn, const char *reason,
 
 /* -- the functions ---------------------------------------------------------------------- */
 
-static int input_size(Execution *ex, Args a, uint64_t *r) {
+int wes_input_size(Execution *ex, Args a, uint64_t *r) {
     *r = (uint64_t)PyBytes_GET_SIZE(ex->input);
     return 0;
 }
 
-static int input_read(Execution *ex, Args a, uint64_t *r) {
+int wes_input_read(Execution *ex, Args a, uint64_t *r) {
     if (charge_in(ex, (uint64_t)PyBytes_GET_SIZE(ex->input), "wes.input_read") < 0)
         return -1;
     return write_bytes(ex, a[0], ex->input, "input_read");
 }
 
-static int return_data(Execution *ex, Args a, uint64_t *r) {
+int wes_return_data(Execution *ex, Args a, uint64_t *r) {
     if (check_len(ex, a[4], ex->host->limits.max_return_bytes,
                   "wes.return_data: return data") < 0 ||
         charge_out(ex, a[4], "wes.return_data") < 0)
@@ -112,7 +138,7 @@ static int return_data(Execution *ex, Args a, uint64_t *r) {
     return 0;
 }
 
-static int revert(Execution *ex, Args a, uint64_t *r) {
+int wes_revert(Execution *ex, Args a, uint64_t *r) {
     if (check_len(ex, a[4], ex->host->limits.max_return_bytes, "wes.revert: message") < 0 ||
         charge_out(ex, a[4], "wes.revert") < 0)
         return -1;
@@ -127,7 +153,7 @@ static int revert(Execution *ex, Args a, uint64_t *r) {
     return -1;
 }
 
-static int log_line(Execution *ex, Args a, uint64_t *r) {
+int wes_log_line(Execution *ex, Args a, uint64_t *r) {
     if (charge_out(ex, a[4], "wes.log") < 0)
         return -1;
     PyObject *line = ex_read(ex, a[0], a[4], "log");
@@ -148,7 +174,7 @@ static int log_line(Execution *ex, Args a, uint64_t *r) {
     return rc;
 }
 
-static int emit_event(Execution *ex, Args a, uint64_t *r) {
+int wes_emit_event(Execution *ex, Args a, uint64_t *r) {
     const Limits *l = &ex->host->limits;
     if (check_len(ex, a[4], l->max_event_topic_bytes, "wes.emit_event: topic") < 0 ||
         check_len(ex, a[12], l->max_event_data_bytes, "wes.emit_event: data") < 0)
@@ -176,7 +202,7 @@ static int emit_event(Execution *ex, Args a, uint64_t *r) {
     return rc;
 }
 
-static int storage_read(Execution *ex, Args a, uint64_t *r) {
+int wes_storage_read(Execution *ex, Args a, uint64_t *r) {
     const Prices *p = &ex->host->prices;
     if (check_len(ex, a[4], ex->host->limits.max_key_bytes, "wes.storage_read: key") < 0 ||
         ex_consume(ex, p->storage_read + (int64_t)a[4] * p->storage_read_byte, CAT_STORAGE_READ,
@@ -204,7 +230,7 @@ static int storage_read(Execution *ex, Args a, uint64_t *r) {
     return rc;
 }
 
-static int storage_write(Execution *ex, Args a, uint64_t *r) {
+int wes_storage_write(Execution *ex, Args a, uint64_t *r) {
     const Prices *p = &ex->host->prices;
     const Limits *l = &ex->host->limits;
     if (check_len(ex, a[4], l->max_key_bytes, "wes.storage_write: key") < 0 ||
@@ -216,14 +242,13 @@ static int storage_write(Execution *ex, Args a, uint64_t *r) {
     if (key == NULL)
         return -1;
     PyObject *value = ex_read(ex, a[8], a[12], "storage_write");
-    int rc = value == NULL ? -1
-             : PyDict_SetItem(ex->writes, key, value) < 0 ? ex_keep_python_error(ex) : 0;
+    int rc = value == NULL ? -1 : buffer_write(ex, key, value, "wes.storage_write");
     Py_DECREF(key);
     Py_XDECREF(value);
     return rc;
 }
 
-static int storage_remove(Execution *ex, Args a, uint64_t *r) {
+int wes_storage_remove(Execution *ex, Args a, uint64_t *r) {
     const Prices *p = &ex->host->prices;
     if (check_len(ex, a[4], ex->host->limits.max_key_bytes, "wes.storage_remove: key") < 0 ||
         ex_consume(ex, p->storage_write + (int64_t)a[4] * p->storage_write_byte,
@@ -232,7 +257,7 @@ static int storage_remove(Execution *ex, Args a, uint64_t *r) {
     PyObject *key = ex_read(ex, a[0], a[4], "storage_remove");
     if (key == NULL)
         return -1;
-    int rc = PyDict_SetItem(ex->writes, key, Py_None) < 0 ? ex_keep_python_error(ex) : 0;
+    int rc = buffer_write(ex, key, NULL, "wes.storage_remove");
     Py_DECREF(key);
     return rc;
 }
@@ -246,161 +271,54 @@ static int copy_out(Execution *ex, uint64_t dst, PyObject *data, const char *rea
     return 0;
 }
 
-static int caller(Execution *ex, Args a, uint64_t *r) {
+int wes_caller(Execution *ex, Args a, uint64_t *r) {
     return copy_out(ex, a[0], ex->caller, "wes.caller", "caller", r);
 }
 
-static int self_address(Execution *ex, Args a, uint64_t *r) {
+int wes_self_address(Execution *ex, Args a, uint64_t *r) {
     return copy_out(ex, a[0], ex->address, "wes.self_address", "self_address", r);
 }
 
-static int block_height(Execution *ex, Args a, uint64_t *r) {
+int wes_block_height(Execution *ex, Args a, uint64_t *r) {
     *r = ex->block_height;
     return 0;
 }
 
-static int block_time(Execution *ex, Args a, uint64_t *r) {
+int wes_block_time(Execution *ex, Args a, uint64_t *r) {
     *r = ex->block_time;
     return 0;
 }
 
-static int fee_left(Execution *ex, Args a, uint64_t *r) {
+int wes_fee_left(Execution *ex, Args a, uint64_t *r) {
     *r = (uint64_t)(ex->limit - ex->used);
     return 0;
 }
 
-static int sha256(Execution *ex, Args a, uint64_t *r) {
+int wes_sha256(Execution *ex, Args a, uint64_t *r) {
     return hash(ex, a, ex->host->sha256, "wes.sha256", "sha256");
 }
 
-static int keccak256(Execution *ex, Args a, uint64_t *r) {
+int wes_keccak256(Execution *ex, Args a, uint64_t *r) {
     return hash(ex, a, ex->host->keccak256, "wes.keccak256", "keccak256");
 }
 
-/* -- trampolines -------------------------------------------------------------------------- */
-
-enum { NO_RESULT, I32_RESULT, I64_RESULT };
-
-/* The instructions run since the last look, then the call's base price (fused). */
-static int enter(Execution *ex, const char *name) {
-    uint64_t left;
-    void *err = wt.get_fuel(ex->ctx, &left);
-    if (err != NULL) {
-        wt.error_delete(err);
-        return ex_internal(ex, "wasmtime refused get_fuel");
-    }
-    int64_t charge = (int64_t)(ex->fuel_granted - left) * ex->host->prices.instruction;
-    int64_t base = ex->host->prices.host_call;
-    ex->fuel_granted = left;
-    if (charge + base <= ex->limit - ex->used) {
-        ex->used += charge + base;
-        ex->breakdown[CAT_INSTRUCTIONS] += charge;
-        ex->breakdown[CAT_HOST_CALLS] += base;
+/* The instrumentation's memory.grow (engine/instrument.py): new pages are charged before
+ * they exist; past the limit nothing grows and nothing is charged. */
+int wes_memory_grow(Execution *ex, Args a, uint64_t *r) {
+    uint64_t delta = a[0], pages = wt.memory_data_size(ex->ctx, ex->memory) / 65536u;
+    if (pages + delta > (uint64_t)ex->host->limits.max_memory_pages) {
+        *r = 0xFFFFFFFFu;
         return 0;
     }
-    if (ex_consume(ex, charge, CAT_INSTRUCTIONS, NULL) < 0)
+    if (ex_charge_growth(ex, (pages + delta) * 65536u) < 0)
         return -1;
-    return ex_consume(ex, base, CAT_HOST_CALLS, name);
-}
-
-static const char *capability_name(uint32_t bit);
-
-static void *trampoline(Host *host, Args a, Impl impl, const char *name, uint32_t capability,
-                        int result, const char *trapped) {
-    if (host == NULL || host->thread == NULL) /* no call of ours is running */
-        return wt.trap_new(trapped, strlen(trapped));
-    PyEval_RestoreThread(host->thread);
-    Execution *ex = host->current;
-    uint64_t value = 0;
-    int rc = enter(ex, name);
-    if (rc == 0 && (ex->denied & capability))
-        rc = ex_trap(ex, "capability_denied", "%s: capability denied (%s)", name,
-                     capability_name(capability));
-    if (rc == 0)
-        rc = impl(ex, a, &value);
-    if (rc == 0 && result != NO_RESULT) {
-        a[0] = (uint32_t)value;
-        if (result == I64_RESULT)
-            a[1] = (uint32_t)(value >> 32);
+    uint64_t previous = 0;
+    void *err = wt.memory_grow(ex->ctx, ex->memory, delta, &previous);
+    if (err != NULL) {
+        wt.error_delete(err);
+        return ex_internal(ex, "memory.grow failed within the limit");
     }
-    host->thread = PyEval_SaveThread();
-    return rc == 0 ? NULL : wt.trap_new(trapped, strlen(trapped));
-}
-
-/* The ABI table: name, implementation, signature (i: i32, I: i64), capability bit, result
- * kind. engine/abi.py is the source of truth; engine/raw.py checks this table against it
- * (every name, signature and capability) when the module loads. */
-#define ABI_FUNCTIONS(X)                                                 \
-    X(input_size, input_size, "->i", CAP_IO, I32_RESULT)                \
-    X(input_read, input_read, "i->", CAP_IO, NO_RESULT)                 \
-    X(return_data, return_data, "ii->", CAP_IO, NO_RESULT)              \
-    X(revert, revert, "ii->", CAP_IO, NO_RESULT)                        \
-    X(log, log_line, "ii->", CAP_DEBUG, NO_RESULT)                      \
-    X(emit_event, emit_event, "iiii->", CAP_EVENTS, NO_RESULT)          \
-    X(storage_read, storage_read, "iiii->i", CAP_STATE_READ, I32_RESULT) \
-    X(storage_write, storage_write, "iiii->", CAP_STATE_WRITE, NO_RESULT) \
-    X(storage_remove, storage_remove, "ii->", CAP_STATE_WRITE, NO_RESULT) \
-    X(caller, caller, "i->i", CAP_CONTEXT, I32_RESULT)                  \
-    X(self_address, self_address, "i->i", CAP_CONTEXT, I32_RESULT)      \
-    X(block_height, block_height, "->I", CAP_CONTEXT, I64_RESULT)       \
-    X(block_time, block_time, "->I", CAP_CONTEXT, I64_RESULT)           \
-    X(fee_left, fee_left, "->I", CAP_CONTEXT, I64_RESULT)               \
-    X(sha256, sha256, "iii->", CAP_CRYPTO, NO_RESULT)                   \
-    X(keccak256, keccak256, "iii->", CAP_CRYPTO, NO_RESULT)
-
-#define CALLBACK(name, impl, sig, cap, result)                                      \
-    static void *cb_##name(void *env, void *caller_, Args a, size_t n) {           \
-        return trampoline((Host *)env, a, impl, "wes." #name, cap, result,         \
-                          "wes." #name " trapped");                                 \
-    }
-ABI_FUNCTIONS(CALLBACK)
-
-static const char *capability_name(uint32_t bit) {
-    for (int i = 0; i < NCAP; i++)
-        if (bit == (1u << i))
-            return CAPABILITY_NAMES[i];
-    return "?";
-}
-
-/* FUNCTIONS: name -> (trampoline address, signature, capability), for
- * wasmtime_linker_define_func_unchecked and the load-time check; CAPABILITIES: the names
- * of the denied-mask bits, in bit order. */
-int register_host_functions(PyObject *module) {
-#define ENTRY(name, impl, sig, cap, result) {#name, (void *)cb_##name, sig, cap},
-    struct { const char *name; void *fn; const char *signature; uint32_t cap; } table[] = {
-        ABI_FUNCTIONS(ENTRY)
-    };
-#undef ENTRY
-    PyObject *functions = PyDict_New();
-    if (functions == NULL)
-        return -1;
-    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        PyObject *row = Py_BuildValue("(Nss)", PyLong_FromVoidPtr(table[i].fn),
-                                      table[i].signature, capability_name(table[i].cap));
-        if (row == NULL || PyDict_SetItemString(functions, table[i].name, row) < 0) {
-            Py_XDECREF(row);
-            Py_DECREF(functions);
-            return -1;
-        }
-        Py_DECREF(row);
-    }
-    if (PyModule_AddObject(module, "FUNCTIONS", functions) < 0) {
-        Py_DECREF(functions);
-        return -1;
-    }
-    PyObject *caps = PyTuple_New(NCAP), *cats = PyTuple_New(NCAT);
-    for (int i = 0; caps != NULL && i < NCAP; i++)
-        PyTuple_SET_ITEM(caps, i, PyUnicode_FromString(CAPABILITY_NAMES[i]));
-    for (int i = 0; cats != NULL && i < NCAT; i++)
-        PyTuple_SET_ITEM(cats, i, PyUnicode_FromString(CATEGORY_NAMES[i]));
-    if (caps == NULL || cats == NULL || PyModule_AddObject(module, "CAPABILITIES", caps) < 0) {
-        Py_XDECREF(caps);
-        Py_XDECREF(cats);
-        return -1;
-    }
-    if (PyModule_AddObject(module, "CATEGORIES", cats) < 0) {
-        Py_DECREF(cats);
-        return -1;
-    }
+    ex->mem_size = wt.memory_data_size(ex->ctx, ex->memory);
+    *r = previous;
     return 0;
 }

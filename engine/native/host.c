@@ -26,7 +26,7 @@ static int64_t item(PyObject *seq, Py_ssize_t i, int *failed) {
 }
 
 static int Host_init(Host *self, PyObject *args, PyObject *kwargs) {
-    /* Host(prices: tuple[int, ...12], limits: tuple[int, ...8], sha256, keccak256) */
+    /* Host(prices: tuple[int, ...15], limits: tuple[int, ...12], sha256, keccak256) */
     PyObject *prices, *limits, *sha, *keccak;
     if (!loaded) {
         PyErr_SetString(PyExc_RuntimeError, "engine._native.load() has not bound wasmtime");
@@ -225,6 +225,7 @@ static PyObject *load(PyObject *module, PyObject *const *args, Py_ssize_t n) {
         {(void **)&wt.error_delete, "wasmtime_error_delete"},
         {(void **)&wt.export_get, "wasmtime_instance_export_get"},
         {(void **)&wt.func_call_unchecked, "wasmtime_func_call_unchecked"},
+        {(void **)&wt.memory_grow, "wasmtime_memory_grow"},
     };
     for (size_t i = 0; i < sizeof(symbols) / sizeof(symbols[0]); i++) {
         if ((*symbols[i].slot = dlsym(lib, symbols[i].name)) == NULL)

@@ -24,15 +24,17 @@ enum { CAP_IO = 1, CAP_STATE_READ = 2, CAP_STATE_WRITE = 4, CAP_EVENTS = 8, CAP_
        CAP_CRYPTO = 32, CAP_DEBUG = 64, NCAP = 7 };
 extern const char *const CAPABILITY_NAMES[NCAP];
 
+/* In the order engine/runtime.py's _native_host passes them. */
 typedef struct {
-    int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_byte,
-        storage_write, storage_write_byte, event, event_byte, hash_byte, memory_page,
-        memory_free_pages;
+    int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_key,
+        storage_read_byte, storage_write, storage_write_byte, event, event_byte, hash, hash_byte,
+        memory_page, memory_free_pages;
 } Prices;
 
 typedef struct {
     int64_t max_return_bytes, max_logs, max_log_bytes, max_events, max_event_topic_bytes,
-        max_event_data_bytes, max_key_bytes, max_value_bytes;
+        max_event_data_bytes, max_key_bytes, max_value_bytes, max_memory_pages, max_read_entries,
+        max_write_entries, max_write_bytes;
 } Limits;
 
 /* wasmtime C API entry points (wasmtime.h). Errors and traps are opaque pointers. */
@@ -46,6 +48,7 @@ typedef struct {
     bool (*export_get)(void *ctx, const void *instance, const char *name, size_t len, void *out);
     void *(*func_call_unchecked)(void *ctx, const void *func, void *args, size_t nargs,
                                  void **trap);
+    void *(*memory_grow)(void *ctx, const void *memory, uint64_t delta, uint64_t *previous);
 } WasmtimeApi;
 extern WasmtimeApi wt;
 
@@ -68,7 +71,7 @@ typedef struct Execution {
     Host *host;
     int64_t limit, used, breakdown[NCAT];
     uint64_t fuel_granted;
-    int64_t pages_charged;
+    int64_t pages_charged, write_bytes;
     uint32_t denied;
     void *ctx;
     const void *memory; /* a wasmtime_memory_t kept alive by `warm` */
@@ -93,7 +96,39 @@ int ex_write(Execution *ex, uint64_t ptr, const char *data, uint64_t len, const 
 int ex_keep_python_error(Execution *ex);
 PyObject *ex_raise_pending(Execution *ex);
 
-/* abi.c */
+/* A raw argument array: ValRaw is 16 bytes, so i32 argument i is word 4*i. */
+typedef uint32_t *Args;
+typedef int (*Impl)(Execution *ex, Args a, uint64_t *result);
+enum { NO_RESULT, I32_RESULT, I64_RESULT };
+
+/* The ABI table: name, implementation, signature (i: i32, I: i64), capability bit, result
+ * kind. engine/abi.py is the source of truth; engine/raw.py checks this table against it
+ * (every name, signature and capability) when the module loads. */
+#define ABI_FUNCTIONS(X)                                                 \
+    X(input_size, wes_input_size, "->i", CAP_IO, I32_RESULT)                \
+    X(input_read, wes_input_read, "i->", CAP_IO, NO_RESULT)                 \
+    X(return_data, wes_return_data, "ii->", CAP_IO, NO_RESULT)              \
+    X(revert, wes_revert, "ii->", CAP_IO, NO_RESULT)                        \
+    X(log, wes_log_line, "ii->", CAP_DEBUG, NO_RESULT)                      \
+    X(emit_event, wes_emit_event, "iiii->", CAP_EVENTS, NO_RESULT)          \
+    X(storage_read, wes_storage_read, "iiii->i", CAP_STATE_READ, I32_RESULT) \
+    X(storage_write, wes_storage_write, "iiii->", CAP_STATE_WRITE, NO_RESULT) \
+    X(storage_remove, wes_storage_remove, "ii->", CAP_STATE_WRITE, NO_RESULT) \
+    X(caller, wes_caller, "i->i", CAP_CONTEXT, I32_RESULT)                  \
+    X(self_address, wes_self_address, "i->i", CAP_CONTEXT, I32_RESULT)      \
+    X(block_height, wes_block_height, "->I", CAP_CONTEXT, I64_RESULT)       \
+    X(block_time, wes_block_time, "->I", CAP_CONTEXT, I64_RESULT)           \
+    X(fee_left, wes_fee_left, "->I", CAP_CONTEXT, I64_RESULT)               \
+    X(sha256, wes_sha256, "iii->", CAP_CRYPTO, NO_RESULT)                   \
+    X(keccak256, wes_keccak256, "iii->", CAP_CRYPTO, NO_RESULT)                 \
+    X(memory_grow, wes_memory_grow, "i->i", 0, I32_RESULT)
+
+/* abi.c: the functions */
+#define DECLARE(name, impl, sig, cap, result) int impl(Execution *ex, Args a, uint64_t *r);
+ABI_FUNCTIONS(DECLARE)
+#undef DECLARE
+
+/* trampolines.c */
 int register_host_functions(PyObject *module);
 
 #endif

@@ -27,7 +27,7 @@ def _ok(result: Result) -> Result:
 
 def test_counter_init_incr_get(chain: Chain) -> None:
     assert _ok(chain.run("counter", "get")).return_data == u64(0)  # absent
-    init = _ok(chain.run("counter", "init", commit=True))
+    init = _ok(chain.run("counter", "init", commit=True, deploy=True))
     assert init.write_set == {b"count": u64(0)} and init.return_data == b""
     for n in range(1, 4):
         r = _ok(chain.run("counter", "incr", commit=True))
@@ -35,6 +35,17 @@ def test_counter_init_incr_get(chain: Chain) -> None:
         assert r.events == [(b"incr", u64(n))]
     r = _ok(chain.run("counter", "get", mode="view"))
     assert r.return_data == u64(3) and r.write_set == {} and r.events == []
+
+
+def test_init_runs_only_at_deploy(chain: Chain) -> None:
+    _ok(chain.run("counter", "init", commit=True, deploy=True))
+    for _ in range(5):
+        _ok(chain.run("counter", "incr", commit=True))
+    again = chain.run("counter", "init", caller="mallory")
+    assert again.status == "invalid" and again.error is not None
+    assert again.error == {"kind": "init_at_deploy_only", "message": "init runs only at deploy"}
+    assert again.write_set == {} and again.fee.used == 0
+    assert _ok(chain.run("counter", "get")).return_data == u64(5)
 
 
 def test_counter_incr_without_init_and_wrapping(chain: Chain) -> None:

@@ -19,7 +19,6 @@ import pytest
 
 from config import load_settings
 from engine import Context, Job, MemoryState, OutOfFee, WasmEngine, raw
-from engine.abi import ABI
 from tests.support import TEST_FEES
 from tests.support.contracts import Chain, check_fee, close_engine
 
@@ -135,11 +134,6 @@ def pair(request: pytest.FixtureRequest,
     yield chains
     for chain in chains:
         close_engine(chain.engine)
-
-
-@needs_native
-def test_native_covers_exactly_the_abi() -> None:
-    assert raw.native is not None and set(raw.native.FUNCTIONS) == set(ABI)
 
 
 @pytest.mark.integration

@@ -32,9 +32,6 @@ REJECTED: dict[str, tuple[str, str, str]] = {
     "no memory": (f"(module {F})", "memory", "0 memories"),
     "memory exported under another name": ('(module (memory (export "mem") 1))', "memory",
                                            "'memory'"),
-    "entry with params": (f'(module {M} (func (export "f") (param i32)))', "entry", "'f'"),
-    "entry with results": (f'(module {M} (func (export "f") (result i32) i32.const 0))',
-                           "entry", "() -> ()"),
     "v128 local": (f'(module {M} (func (export "f") (local v128)))', "feature", "0x7b"),
     "v128 param": (f"(module {M} (func $g (param v128)) {F})", "feature", "0x7b"),
     "v128 global": (f"(module {M} (global v128 (v128.const i64x2 0 0)))", "feature", "0x7b"),
@@ -51,8 +48,6 @@ REJECTED: dict[str, tuple[str, str, str]] = {
                      "2 memories"),
     "too many initial pages": ('(module (memory (export "memory") 257))', "limit",
                                "257 pages, limit 256"),
-    "too many maximum pages": ('(module (memory (export "memory") 1 300))', "limit",
-                               "300 pages, limit 256"),
     "externref table": (f"(module {M} (table 1 externref))", "feature", "reference types"),
     "funcref global": (f"(module {M} (global funcref (ref.null func)))", "feature", "0x70"),
     "ref.null instruction": (f'(module {M} (func (export "f") (drop (ref.null func))))',
@@ -111,6 +106,30 @@ def test_allowed_features_run(chain: Chain, name: str) -> None:
     chain.deploy("c", ALLOWED[name])
     r = chain.run("c", "f")
     assert r.status == "ok", r.error
+
+
+def test_exported_helpers_with_a_signature_are_not_entry_points(chain: Chain) -> None:
+    chain.deploy("c", f'(module {M} (func (export "add") (param i32 i32) (result i32) '
+                      '(i32.add (local.get 0) (local.get 1))) (func (export "f")))')
+    assert chain.engine.validate(wasm(f'(module {M} (func (export "h") (param i32)) {F})')
+                                 ).entry_points == ("f",)
+    assert chain.run("c", "f").status == "ok"
+    r = chain.run("c", "add")
+    assert r.status == "invalid" and r.error is not None
+    assert r.error["kind"] == "unknown_function" and "'add'" in r.error["message"]
+
+
+def test_a_declared_maximum_above_the_limit_is_accepted_and_growth_stops_at_it(
+        chain: Chain) -> None:
+    # emscripten's shape: (memory 256 32768); the store's limit (256 pages here) bounds growth
+    chain.deploy("c", '''(module (import "wes" "return_data" (func $rd (param i32 i32)))
+      (memory (export "memory") 1 32768)
+      (func (export "f") (i32.store (i32.const 0) (memory.grow (i32.const 255)))
+        (i32.store (i32.const 4) (memory.grow (i32.const 1)))
+        (call $rd (i32.const 0) (i32.const 8))))''')
+    r = chain.run("c", "f")
+    assert r.status == "ok", r.error
+    assert r.return_data == (1).to_bytes(4, "little") + (0xFFFFFFFF).to_bytes(4, "little")
 
 
 def test_two_tables_are_rejected(chain: Chain) -> None:

@@ -251,9 +251,10 @@ class Chain:
                    Context(caller, height, time), mode, timeout_ms)  # type: ignore[arg-type]
 
     def run(self, contract: str, function: str, data: bytes = b"", *, commit: bool = False,
-            state: StateView | None = None, **kw: object) -> Result:
+            state: StateView | None = None, deploy: bool = False, **kw: object) -> Result:
+        """Execute a job (`deploy`: as part of deploying the contract, so `init` may run)."""
         result = self.engine.execute(self.job(contract, function, data, **kw),  # type: ignore[arg-type]
-                                     state or self.state, self.codes)
+                                     state or self.state, self.codes, deploy=deploy)
         check_fee(result)
         if commit and result.status == "ok":
             self.state.apply(contract, result.write_set)
@@ -303,7 +304,8 @@ def u64(n: int) -> bytes:
 # -- a fixed scenario for determinism and raw/public equivalence ---------------------
 def _scenario_steps() -> list[tuple[str, str, bytes, dict[str, object]]]:
     steps: list[tuple[str, str, bytes, dict[str, object]]] = [
-        ("counter", "init", b"", {}), ("counter", "incr", b"", {}), ("counter", "incr", b"", {}),
+        ("counter", "init", b"", {"deploy": True}), ("counter", "incr", b"", {}),
+        ("counter", "init", b"", {}), ("counter", "incr", b"", {}),
         ("counter", "get", b"", {"mode": "view"}), ("counter", "incr", b"", {"mode": "view"}),
         ("token", "mint", u64(1_000), {}), ("token", "mint", u64(5) + b"carol", {}),
         ("token", "transfer", u64(300) + b"bob", {}), ("token", "transfer", u64(1) + b"alice", {}),

@@ -13,11 +13,13 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from config import load_settings
+from engine.compiler import pool_memory_bytes
 from tests.support.farm import deploy, job_map, wasm
 from worker.executor_pool import ExecutorPool, ExecutorTimeout
 from worker.metrics import FarmMetrics
@@ -124,7 +126,8 @@ async def test_executors_get_no_secrets_and_a_memory_limit(pool: ExecutorPool) -
         assert not {n for n in names if n.startswith("WESFARM_") and n != "WESFARM_TEST_HOOKS"}
         limits = Path(f"/proc/{pid}/limits").read_text()
         [line] = [ln for ln in limits.splitlines() if ln.startswith("Max data size")]
-        assert line.split()[3] == str(1024 * 1024 * 1024)
+        # far above anything deterministic caps allow: the whole pool, plus the headroom
+        assert line.split()[3] == str(pool_memory_bytes(pool.settings) + 1024 * 1024 * 1024)
 
 
 async def test_a_deadline_caps_waits_and_hard_limits(pool: ExecutorPool) -> None:
@@ -175,7 +178,38 @@ def test_a_redis_failure_is_reported_as_retryable_not_as_a_verdict(tmp_path: Pat
     assert second.status == "invalid"  # decided without Redis: a real verdict
 
 
-# -- single-tx jobs share requests (worker/txqueue.py) ----------------------------------
+def test_a_result_that_cannot_be_encoded_fails_its_job_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from multiprocessing import Pipe
+
+    from producer.devfarm import free_port
+    from worker import executor_main
+    from worker.executor_main import Executor
+
+    real = executor_main.PackedResult.of
+
+    def of(result: Any) -> PackedResult:
+        if result.tx_id == "huge" and result.status != "error":  # a write set too big to pack
+            raise MemoryError
+        return real(result)
+
+    monkeypatch.setattr(executor_main.PackedResult, "of", of)
+    parent, child = Pipe()
+    settings = load_settings(key_prefix="nowhere", cache_dir=tmp_path / "cache")
+    executor = Executor(child, settings, f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        reply = executor.execute(["bad", {"tx_id": "huge"}, "also bad"], ["a", "huge", "c"])
+    finally:
+        executor.close()
+        parent.close()
+        child.close()
+    rows = [PackedResult.from_row(row) for row in reply["results"]]
+    assert [r.tx_id for r in rows] == ["a", "huge", "c"]
+    assert [r.status for r in rows] == ["invalid", "error", "invalid"]
+    assert rows[1].wire()["error"]["kind"] == "result_encoding" and rows[1].fee_used == 0
+
+
+# -- single-tx jobs share requests ---------------------------------------------------------
 
 
 async def test_single_tx_jobs_waiting_together_share_a_request(pool: ExecutorPool) -> None:

@@ -1,0 +1,107 @@
+"""Bringing code in: policy + compile budget → instrumentation → the compile wall → the
+verified artifact cache → a compiled contract, kept in an in-process LRU.
+
+The instrumented module is what is compiled and cached (under the original code's hash
+and the engine fingerprint, which names the instrumentation and its rules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import wasmtime
+
+from config import Settings
+from engine.compile_sandbox import CompileSandbox, CompileWall
+from engine.compiler import ArtifactCache
+from engine.counters import EngineCounters
+from engine.errors import InternalError, InvalidJob
+from engine.instrument import Metering, instrument
+from engine.model import ModuleInfo
+from engine.policy import check_module
+from engine.pool import CompiledContract
+from engine.state import CodeSource
+
+log = logging.getLogger("wesfarm.engine")
+
+
+class ContractLoader:
+    def __init__(self, settings: Settings, engine: wasmtime.Engine, linker: wasmtime.Linker,
+                 fingerprint: str, counters: EngineCounters) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.linker = linker
+        self.counters = counters
+        self.metering = Metering.of(settings.fees)
+        self.artifacts = ArtifactCache(settings.cache_dir, fingerprint, settings.cache_secret)
+        self.sandbox = CompileSandbox.for_settings(settings)
+        self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
+
+    def validate(self, code: bytes) -> ModuleInfo:
+        """Policy, budget and a compile behind the wall (the artifact is kept); raise
+        Rejected/InvalidJob naming the problem."""
+        return self.load(hashlib.sha256(code).hexdigest(), lambda: code).info
+
+    def contract(self, address: str, codes: CodeSource) -> CompiledContract:
+        """The compiled contract deployed at `address` (InvalidJob when there is none). A
+        compile that hits the wall here, after the deploy passed it, is this machine's
+        trouble, not the contract's: an internal error, retried elsewhere."""
+        code_hash = codes.code_hash(address)
+        if code_hash is None:
+            raise InvalidJob(f"unknown contract {address!r}", "unknown_contract")
+        contract = self.compiled.get(code_hash)
+        if contract is not None:
+            self.compiled.move_to_end(code_hash)
+            self.counters.cache["memory_hit"] += 1
+            return contract
+
+        def fetch() -> bytes:
+            code = codes.code(code_hash)
+            if code is None:
+                raise InvalidJob(f"code {code_hash} of contract {address!r} is missing",
+                                 "unknown_contract")
+            return code
+
+        try:
+            return self.load(code_hash, fetch)
+        except CompileWall as exc:
+            raise InternalError(f"compiling contract {address!r} here: {exc.message}") from None
+
+    def load(self, code_hash: str, fetch: Callable[[], bytes]) -> CompiledContract:
+        contract = self.compiled.get(code_hash)
+        if contract is not None:
+            return contract
+        stored = self.artifacts.load(code_hash)
+        module = None
+        if stored is not None:
+            try:
+                info = ModuleInfo.from_bytes(stored[0])
+                module = wasmtime.Module.deserialize(self.engine, stored[1])
+                self.counters.cache["disk_hit"] += 1
+            except (wasmtime.WasmtimeError, ValueError) as exc:
+                # Verified but unusable (an engine setting the fingerprint missed): recompile.
+                log.warning("artifact %s unusable, recompiling: %s", code_hash[:12], exc)
+        if module is None:
+            code = fetch()
+            if hashlib.sha256(code).hexdigest() != code_hash:
+                raise InvalidJob(f"code stored under {code_hash} does not hash to it",
+                                 "bad_module")
+            info = check_module(code, self.settings.limits)
+            started = time.perf_counter()
+            artifact = self.sandbox.compile(instrument(code, self.metering))
+            module = wasmtime.Module.deserialize(self.engine, artifact)
+            self.counters.compile_seconds += time.perf_counter() - started
+            self.artifacts.store(code_hash, info.to_bytes(), artifact)
+            self.counters.cache["compiled"] += 1
+        contract = CompiledContract(code_hash, module, self.linker.instantiate_pre(module), info)
+        self.compiled[code_hash] = contract
+        while len(self.compiled) > self.settings.module_cache_size:
+            self.compiled.popitem(last=False)
+        return contract
+
+    def clear(self) -> None:
+        self.compiled.clear()
