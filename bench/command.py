@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
         "workload class buys about the same time per fee unit, and check it. See docs/FEES.md.",
     )
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--version", default="wes-fee-3", help="version name of the proposed schedule")
+    p.add_argument("--schedule-version", default="wes-fee-4", metavar="NAME",
+                   help="version name of the proposed schedule")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the full result here")
     p.add_argument("--scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     p.set_defaults(handler=run_calibrate)
@@ -54,42 +55,42 @@ def run_bench(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     from bench.calibrate import calibrate, fees_env, fees_toml
     from bench.common import Report, fmt
+    from producer import resolve_redis
 
     scale = args.scale or ("quick" if args.quick else "full")
     rep = Report()
+    url, server = resolve_redis(None)  # distinct reads are timed through a real Redis
     try:
-        out = calibrate(scale, rep, args.version)
+        out = calibrate(scale, rep, args.schedule_version, url)
     except KeyboardInterrupt:
         print("wesfarm calibrate: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if server is not None:
+            server.stop()
     current, proposed = out["current"], out["proposed"]
-    print(f"\n{'price':20} {'ns/unit':>12} {'current':>10} {'proposed':>10}")
-    print("-" * 56)
+    counted = out.get("counted_prices", {})
+    print(f"\n{'price':20} {'ns/unit':>10} {'current':>11} {'proposed':>11} {'counted':>11}")
+    print("-" * 67)
     for name, value in proposed.items():
         if name == "version":
             continue
         ns = out["ns_per_unit"].get(name)
-        print(f"{name:20} {fmt(ns) if ns is not None else '-':>12} {current[name]:>10,} "
-              f"{value:>10,}")
+        shown = f"{counted[name]:,}" if name in out.get("counted_per_unit", {}) else "-"
+        print(f"{name:20} {fmt(ns) if ns is not None else '-':>10} {current[name]:>11,} "
+              f"{value:>11,} {shown:>11}")
     ups = out["fee_units_per_second"]
-    print(f"\n1 fee unit = 1 fuel unit ≈ {1e9 / ups:.4f} ns: {ups / 1e9:.2f} G fee units per "
-          f"second, {ups / 1e3 / 1e6:.1f} M fee units ≈ 1 ms on this machine")
-    extras = out["extras"]
-    print(f"a page filled and read once: {fmt(extras.get('page_filled_and_read_ns'))} ns beyond "
-          "its fuel; a hash call beyond the host call: "
-          f"{fmt(extras.get('hash_call_ns'))} ns (folded into hash_byte at 1 KiB; see "
-          "docs/FEES.md)")
-    token = out["token_transfer"]
-    print(f"token transfer: {fmt(token['us'])} µs, fee {token['fee_current']:,} now, "
-          f"{token['fee_proposed']:,} proposed")
-    print(f"\n{'workload class':18} {'ns/fee now':>12} {'ns/fee proposed':>16}")
+    print(f"\n1 fee unit ≈ {1e9 / ups:.4f} ns (a tenth of a fuel unit of dense compute): "
+          f"{ups / 1e6 / 1e3:.1f} M fee units ≈ 1 ms on this machine")
+    print(f"\n{'workload class':24} {'ns/fee now':>12} {'ns/fee proposed':>16}")
     for name, now in out["ns_per_fee_unit_current"].items():
-        print(f"{name:18} {fmt(now):>12} {fmt(out['ns_per_fee_unit_proposed'][name]):>16}")
-    print(f"\nfee_fairness_ratio (median runs): current {fmt(out['fee_fairness_ratio_current'])}, "
-          f"proposed {fmt(out['fee_fairness_ratio_proposed'])} (target ≤ 2)")
-    print(f"fee_fairness_ratio (fastest runs): current "
-          f"{fmt(out['fee_fairness_ratio_current_best'])}, proposed "
-          f"{fmt(out['fee_fairness_ratio_proposed_best'])}")
+        print(f"{name:24} {fmt(now):>12} {fmt(out['ns_per_fee_unit_proposed'][name]):>16}")
+    print(f"\nfee_fairness_ratio: current {fmt(out['fee_fairness_ratio_current'])}, proposed "
+          f"{fmt(out['fee_fairness_ratio_proposed'])}, counted schedule "
+          f"{fmt(out.get('fee_fairness_ratio_counted'))} (target ≤ 2; the data-bound classes "
+          "apart)")
+    for note in out["notes"]:
+        print(f"note: {note}")
     prices = {k: v for k, v in proposed.items() if k != "version"}
     print("\n# settings file (WESFARM_CONFIG_FILE):")
     print(fees_toml(prices, proposed["version"]))

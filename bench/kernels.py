@@ -23,6 +23,7 @@ IMPORTS = {
     "input_size": "(func $input_size (result i32))",
     "input_read": "(func $input_read (param i32))",
     "return_data": "(func $return_data (param i32 i32))",
+    "log": "(func $log (param i32 i32))",
     "emit_event": "(func $emit_event (param i32 i32 i32 i32))",
     "storage_read": "(func $storage_read (param i32 i32 i32 i32) (result i32))",
     "storage_write": "(func $storage_write (param i32 i32 i32 i32))",
@@ -98,6 +99,8 @@ WORKLOADS: dict[str, str] = {
 }
 
 PROBES: dict[str, str] = {
+    # n log lines of `len` bytes (past max_logs they are dropped, still charged)
+    "log_spam": _loop("(call $log (i32.const 0x20000) (local.get $len))"),
     # the whole input copied in, n times
     "input_bytes": _loop("(call $input_read (i32.const 0))"),
     # `len` bytes of return data, n times (the last wins)
@@ -129,7 +132,7 @@ def contract_wat(body: str, pages: int = 3) -> str:
   (memory (export "memory") {pages})
   (func (export "run")
     (local $n i32) (local $len i32) (local $i i32) (local $p i32) (local $q i32)
-    (local $end i32) (local $x i64) (local $acc i64)
+    (local $end i32) (local $x i64) (local $acc i64) (local $y i64)
     (call $input_read (i32.const 0))
     (local.set $n (i32.load (i32.const 0)))
     (local.set $len (i32.load (i32.const 4)))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.budget_bench import BUDGET_KEYS
 from bench.commit_bench import COMMIT_KEYS
 from bench.common import SCALES, Report, bench_settings, fmt, machine
 
@@ -22,9 +23,12 @@ KEYS = (
     "executor_rss_mb", "module_memory_mb",
     "ns_per_fee_unit", "fee_fairness_ratio",
 )
-IN_PROCESS_KEYS = tuple(k for k in KEYS if not k.startswith(("e2e_", "arq_", "latency_")))
+# The fee and resource model (bench/budget_bench.py, bench/workloads.py).
+FEE_KEYS = (*BUDGET_KEYS, "worst_case_s")
+IN_PROCESS_KEYS = tuple(k for k in (*KEYS, *FEE_KEYS)
+                        if not k.startswith(("e2e_", "arq_", "latency_")))
 # The block-commit figures (bench/commit_bench.py), after them.
-REPORT_KEYS = (*KEYS, *COMMIT_KEYS)
+REPORT_KEYS = (*KEYS, *FEE_KEYS, *COMMIT_KEYS)
 DEFAULT_OUT = Path("bench-results") / "latest.json"
 
 Check = Callable[[float, dict[str, Any]], bool]
@@ -55,13 +59,17 @@ TARGETS: dict[str, tuple[str, Check]] = {
     "e2e_tx_per_s_batch": ("≥ 20,000", lambda v, _: v >= 20_000),
     "latency_p99_ms": ("≤ 10", lambda v, _: v <= 10),
     "fee_fairness_ratio": ("≤ 2", lambda v, _: v <= 2),
+    "compile_bomb_ms": ("≤ 2000", lambda v, _: v <= 2_000),
+    "compile_worst_ms": ("≤ 2000", lambda v, _: v <= 2_000),
+    "tight_loop_max_fee_s": ("< default timeout (2 s)", lambda v, _: v < 2),
+    "worst_case_s": ("≤ 1 (half the default timeout)", lambda v, _: v <= 1),
     "commit_digest_match": ("true (== sequential)", lambda v, _: v is True),
 }
 
 
-def in_process(rep: Report, scale_name: str) -> None:
+def in_process(rep: Report, scale_name: str, redis_url: str | None = None) -> None:
     """Every figure that needs no Redis (the smoke test runs this at scale `tiny`)."""
-    from bench import engine_bench, memory, workloads
+    from bench import budget_bench, engine_bench, memory, workloads
 
     scale = SCALES[scale_name]
     with bench_settings() as settings:
@@ -75,15 +83,24 @@ def in_process(rep: Report, scale_name: str) -> None:
         rep.progress("token transfers in-process (engine, then the public-API baseline) ...")
         engine_bench.tx_figures(rep, settings, scale)
         rep.progress("workload classes: ns per fee unit ...")
-        workloads.fee_figures(rep, settings, scale)
+        workloads.fee_figures(rep, settings, scale, redis_url)
+        rep.progress("compile bombs, the compile budget at its limits, the largest fee limit ...")
+        budget_bench.budget_figures(rep, settings)
         rep.progress("executor memory (spawned process, 10 contracts) ...")
         memory.memory_figures(rep, settings.cache_dir)
 
 
 def run(scale_name: str, json_path: Path | None, farm: bool = True,
         quiet: bool = False) -> dict[str, Any]:
+    from producer import resolve_redis
+
     rep = Report(quiet=quiet)
-    in_process(rep, scale_name)
+    url, server = resolve_redis(None) if farm else (None, None)
+    try:  # distinct reads through the farm's Redis state view, when there is a Redis
+        in_process(rep, scale_name, url)
+    finally:
+        if server is not None:
+            server.stop()
     if farm:
         rep.progress("end to end and block commit: Redis + 2 workers ...")
         from bench.commit_bench import commit_figures

@@ -1,8 +1,17 @@
-"""Workload classes through WasmEngine.execute: ns of wall time per fee unit, and fairness.
+"""Workload classes: ns of wall time per fee unit, and how fair the schedule is across them.
 
-A class that buys much more time per fee unit than another is underpriced: a
-block builder filling blocks with it gets CPU cheaper than everyone else.
-`fee_fairness_ratio` = max/min over the classes (1.0 is perfectly fair).
+A class that buys much more time per fee unit than another is underpriced: a block
+builder filling blocks with it gets CPU cheaper than everyone else, and at the largest
+fee limit it is what comes closest to the timeout. `fee_fairness_ratio` = max/min of ns
+per fee unit over the classes (1.0 is perfectly fair).
+
+Two classes are reported beside it, not in it, because their time depends on the data,
+not the code: a random walk over all the memory a contract may have (cache and TLB
+misses) and branches on random bits (mispredicts). Each runs exactly the code, and pays
+exactly the fee, of a class that is in (a sequential pass, learned branches), so no
+static price can tell them apart; what bounds them is the memory limit and the
+mispredict penalty, and the largest fee limit is set so that even they end well inside
+the default timeout (`worst_case_s`).
 """
 
 from __future__ import annotations
@@ -10,119 +19,117 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench import kernels
-from bench.common import Report, Scale, median, rounded
-from bench.engine_bench import EngineRig
+from bench.common import Report, Scale, rounded
+from bench.kernels import params
+from bench.probe_runner import deployed_codes, farm_state, probe_state, time_run
+from bench.probes import Run, depth_input
 from config import Settings
+from engine import WasmEngine
+
+APART = {"pointer_chase_16m": "cache misses", "branch_random": "mispredicts"}
 
 
 @dataclass(frozen=True, slots=True)
 class Workload:
     name: str
-    n: int  # loop count (scaled)
-    length: int  # bytes per operation, or read passes for memory_heavy
-    scalable: bool = True  # False: n is a hard limit (max_events)
+    run: Run
+    cold: bool = False
+    farm_state: bool = False
 
 
-WORKLOADS = (
-    Workload("compute_loop", 1_000_000, 0),
-    Workload("memory_heavy", 64, 4),
-    Workload("host_call_storm", 2_000, 0),
-    Workload("storage_writes", 2_000, 64),
-    Workload("hashing", 1_000, 1_024),
-    Workload("event_spam", 256, 64, scalable=False),
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("compute_unrolled", Run("compute_unrolled", params(100_000))),
+    Workload("compute_loop", Run("compute_loop", params(1_000_000))),
+    Workload("kernel_sort", Run("kernel_sort")),
+    Workload("kernel_matmul", Run("kernel_matmul")),
+    Workload("tight_loop", Run("bare_loop", params(2_000_000))),
+    Workload("branch_steady", Run("branches_9", params(200_000, 0))),
+    Workload("branch_random", Run("branches_9", params(200_000, 1))),
+    Workload("br_table_storm", Run("br_table", params(500_000))),
+    Workload("calls_hot", Run("calls", params(500_000))),
+    Workload("recursion_deep", Run("recursion", depth_input(5_000, False))),
+    Workload("stack_overflow", Run("recursion", function="overflow", expect="trap")),
+    Workload("trap_shallow", Run("trap", params(0), expect="trap")),
+    Workload("host_calls", Run("host_call_storm", params(5_000))),
+    Workload("input_64k", Run("input_bytes", params(200, 0, bytes(60_000)))),
+    Workload("return_64k", Run("output_bytes", params(200, 60_000))),
+    Workload("log_lines", Run("log_spam", params(2_000, 1_000))),
+    Workload("reads_present", Run("storage_reads", params(3_000, 0, b"k"))),
+    Workload("reads_16k", Run("storage_reads", params(1_000, 16_384, b"big"))),
+    Workload("reads_distinct_redis", Run("distinct_reads", params(1_000)), farm_state=True),
+    Workload("writes_small", Run("storage_writes", params(1_000, 16))),
+    Workload("writes_large", Run("storage_writes", params(200, 4_096))),
+    Workload("events", Run("event_spam", params(256, 4_096))),
+    Workload("hash_empty", Run("hashing", params(3_000, 0))),
+    Workload("hash_16k", Run("hashing", params(200, 16_384))),
+    Workload("memory_grow_touch", Run("pages", params(240))),
+    Workload("memory_fill_read", Run("memory_heavy", params(64, 4))),
+    Workload("cold_contract", Run("sized_400000"), cold=True),
+    # all the memory a contract may have (256 pages, 3 of them initial)
+    Workload("pointer_chase_16m", Run("pointer_chase", params(1_000_000, 253 * 65_536))),
 )
+KERNEL_ROUNDS = {"kernel_sort": 3, "kernel_matmul": 20}
 
 
 @dataclass(frozen=True, slots=True)
-class Measured:
-    seconds: float  # median wall time of one execution
-    fee: int  # fee used (deterministic)
-    breakdown: dict[str, int]
-    best: float  # the fastest repetition (calibration: noise on a shared machine only adds)
+class Timed:
+    seconds: float
+    fee: int
 
     @property
     def ns_per_fee(self) -> float:
         return self.seconds * 1e9 / self.fee
 
-    @property
-    def best_ns_per_fee(self) -> float:
-        return self.best * 1e9 / self.fee
 
+def measure(settings: Settings, reps: int, redis_url: str | None) -> dict[str, Timed]:
+    """Every workload's fastest time and its fee under `settings`' schedule."""
+    from bench import kernels
 
-class WorkloadRig(EngineRig):
-    """An EngineRig with every workload and probe contract deployed under its own name."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        for name in (*kernels.WORKLOADS, *kernels.PROBES):
-            self.deploy(name, kernels.workload_wasm(name))
-
-    def measure(self, name: str, data: bytes, reps: int) -> Measured:
-        job = self.job(name, data)
-        self.warm_up(job)
-        times, result = [], None
-        for _ in range(max(1, reps)):
-            elapsed, result = self.timed_warm(job)
-            times.append(elapsed)
-        assert result is not None
-        return Measured(median(times), result.fee.used, dict(result.fee.breakdown), min(times))
-
-
-def scaled(w: Workload, scale: Scale) -> tuple[int, int]:
-    n = w.n if not w.scalable else max(1, round(w.n * scale.workload_size))
-    if w.name == "event_spam":
-        n = max(1, min(n, round(256 * max(scale.workload_size, 0.1))))
-    return n, w.length
-
-
-def measure_classes(settings: Settings, scale: Scale) -> dict[str, Measured]:
-    return measure_interleaved([settings], scale)[0]
-
-
-def measure_interleaved(schedules: list[Settings], scale: Scale) -> list[dict[str, Measured]]:
-    """Every class under each settings, repetitions interleaved (drift hits all alike)."""
-    rigs = [WorkloadRig(s) for s in schedules]
+    names = {w.run.contract for w in WORKLOADS if not w.run.contract.startswith("kernel_")}
+    codes, state = deployed_codes(names), probe_state()
+    for name, rounds in KERNEL_ROUNDS.items():
+        codes.deploy(name, kernels.kernel_wasm(name.removeprefix("kernel_"), rounds))
+    engine = WasmEngine(settings)
+    out = {}
     try:
-        out: list[dict[str, Measured]] = [{} for _ in rigs]
-        for w in WORKLOADS:
-            n, length = scaled(w, scale)
-            jobs = [rig.job(w.name, kernels.params(n, length)) for rig in rigs]
-            for rig, job in zip(rigs, jobs, strict=True):
-                rig.warm_up(job)
-            times: list[list[float]] = [[] for _ in rigs]
-            results: list[Any] = [None for _ in rigs]
-            for _ in range(max(1, scale.workload_reps)):
-                for i, (rig, job) in enumerate(zip(rigs, jobs, strict=True)):
-                    elapsed, results[i] = rig.timed_warm(job)
-                    times[i].append(elapsed)
-            for i, result in enumerate(results):
-                out[i][w.name] = Measured(median(times[i]), result.fee.used,
-                                          dict(result.fee.breakdown), min(times[i]))
-        return out
+        with farm_state(redis_url) as farm:
+            for w in WORKLOADS:
+                view: Any = farm if w.farm_state and farm is not None else state
+                engine.precompile(codes.modules[codes.addresses[w.run.contract]])
+                ns = time_run(engine, w.run, view, codes, w.cold, reps)
+                from bench.units import job_for
+
+                result = engine.execute(job_for(w.run.contract, w.run.data, w.run.function,
+                                                engine.limits.max_fee_limit), state, codes)
+                out[w.name] = Timed(ns / 1e9, result.fee.used)
     finally:
-        for rig in rigs:
-            rig.close()
+        engine.shutdown()
+    return out
 
 
-def fairness(measured: dict[str, Measured],
-             best: bool = False) -> tuple[dict[str, float], float]:
-    """ns per fee unit by class (median runs, or the fastest) and max/min of them."""
-    ns = {name: rounded(m.best_ns_per_fee if best else m.ns_per_fee)
-          for name, m in measured.items()}
-    return ns, rounded(max(ns.values()) / min(ns.values()))
+def fairness(timed: dict[str, Timed]) -> tuple[dict[str, float], float]:
+    """ns per fee unit by class, and max/min over them (the data-bound classes apart)."""
+    ns = {name: rounded(t.ns_per_fee) for name, t in timed.items()}
+    fair = [v for name, v in ns.items() if name not in APART]
+    return ns, rounded(max(fair) / min(fair))
 
 
-def fee_figures(rep: Report, settings: Settings, scale: Scale) -> dict[str, Any]:
-    measured = measure_classes(settings, scale)
-    ns, ratio = fairness(measured)
-    for name, m in measured.items():
-        top = max(m.breakdown, key=lambda k: m.breakdown[k])
-        rep.progress(f"  {name:16s} {m.seconds * 1e3:8.2f} ms  fee {m.fee:>11,}  "
-                     f"{m.ns_per_fee:8.4f} ns/fee  (mostly {top})")
+def fee_figures(rep: Report, settings: Settings, scale: Scale,
+                redis_url: str | None = None) -> dict[str, Timed]:
+    timed = measure(settings, max(3, scale.workload_reps), redis_url)
+    ns, ratio = fairness(timed)
+    for name, t in timed.items():
+        rep.progress(f"  {name:22s} {t.seconds * 1e3:8.2f} ms  fee {t.fee:>14,}  "
+                     f"{t.ns_per_fee:8.4f} ns/fee")
     rep.set("ns_per_fee_unit", ns)
-    slowest = max(ns, key=lambda k: ns[k])
-    cheapest = min(ns, key=lambda k: ns[k])
-    rep.set("fee_fairness_ratio", ratio, f"{slowest} buys {ratio:.1f}× the time per fee unit "
+    fair = {k: v for k, v in ns.items() if k not in APART}
+    slowest, cheapest = max(fair, key=fair.__getitem__), min(fair, key=fair.__getitem__)
+    rep.set("fee_fairness_ratio", ratio, f"{slowest} buys {ratio:.2f}× the time per fee unit "
             f"of {cheapest}")
-    return {"measured": measured}
+    for name, why in APART.items():
+        rep.extra(f"{name}_vs_cheapest ({why})", rounded(ns[name] / min(fair.values())))
+    worst = max(ns.values())
+    rep.set("worst_case_s", rounded(worst * settings.limits.max_fee_limit / 1e9),
+            f"the largest fee limit at the worst class's ns per fee unit ({worst:.3f}); the "
+            f"default timeout is {settings.default_timeout_ms / 1000:g} s")
+    return timed

@@ -11,7 +11,7 @@ pooling allocator, which does not change the code: artifacts load into either), 
 sends back the serialized artifact. Framing on its stdin/stdout: a 4-byte big-endian
 length, then the bytes; a reply starts with one status byte.
 
-    python -m engine.compile_sandbox     (the child; its first frame is the settings JSON)
+    python -m engine.compile_child       (the child; its first frame is the settings JSON)
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class CompileSandbox:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *sys.path])
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.compile_sandbox", str(self.memory_mb)],
+            [sys.executable, "-m", "engine.compile_child", str(self.memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
         assert proc.stdin is not None
         proc.stdin.write(_frame(self.settings_json.encode()))
@@ -165,7 +165,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         stdout.flush()
 
 
-def main() -> int:
+def serve_main() -> int:
+    """The child's main: cap its memory, then compile what arrives until EOF."""
     memory = int(sys.argv[1]) * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
@@ -174,7 +175,3 @@ def main() -> int:
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         _serve(sys.stdin.buffer, sys.stdout.buffer)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -142,6 +142,12 @@ class WasmEngine:
             return self._failed(job.tx_id, InvalidJob(
                 f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
                 "bad_fee_limit"), FeeMeter(0))
+        timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
+        if job.fee_limit > timeout_ms * self.limits.max_fee_per_timeout_ms:
+            return self._failed(job.tx_id, InvalidJob(
+                f"fee_limit {job.fee_limit} cannot run within a timeout of {timeout_ms} ms "
+                f"(at most {self.limits.max_fee_per_timeout_ms:,} fee units per ms of it)",
+                "fee_limit_outlasts_timeout"), FeeMeter(0))
         try:
             if job.function == "init" and not deploy:
                 raise InvalidJob("init runs only at deploy", "init_at_deploy_only")

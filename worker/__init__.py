@@ -2,7 +2,8 @@
 code, state and results, and the metrics endpoint.
 
 Producers import only `worker.protocol` (the wire contract). The package's own public
-API -- run a worker, or build one's arq settings -- is loaded on first use, so that
+API -- run a worker, build one's arq settings, read the farm's state the way an executor
+does -- is loaded on first use, so that
 importing the protocol loads nothing else of the worker.
 """
 
@@ -15,10 +16,11 @@ if TYPE_CHECKING:
     from worker.arq_config import worker_kwargs
     from worker.claim import ClaimingWorker
     from worker.main import run_worker
+    from worker.sources import RedisSources
 
 _EXPORTS = {"ClaimingWorker": "worker.claim", "worker_kwargs": "worker.arq_config",
-            "run_worker": "worker.main"}
-__all__ = ["ClaimingWorker", "run_worker", "worker_kwargs"]
+            "run_worker": "worker.main", "RedisSources": "worker.sources"}
+__all__ = ["ClaimingWorker", "RedisSources", "run_worker", "worker_kwargs"]
 
 
 def __getattr__(name: str) -> Any:

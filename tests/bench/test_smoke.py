@@ -13,7 +13,8 @@ import pytest
 from bench import kernels
 from bench.commit_bench import COMMIT_KEYS, run_commit_bench
 from bench.common import Report
-from bench.runner import IN_PROCESS_KEYS, KEYS, REPORT_KEYS, in_process, print_table
+from bench.probes import PROBES, code
+from bench.runner import FEE_KEYS, IN_PROCESS_KEYS, KEYS, REPORT_KEYS, in_process, print_table
 from bench.workloads import WORKLOADS
 from tests.support.farm import two_worker_farm
 
@@ -30,6 +31,7 @@ def report() -> Report:
 
 
 def test_in_process_figures_are_positive_numbers(report: Report) -> None:
+    assert set(FEE_KEYS) <= set(IN_PROCESS_KEYS)
     for key in IN_PROCESS_KEYS:
         assert key in report.values, f"{key} missing"
         value = report.values[key]
@@ -61,6 +63,9 @@ def test_workload_and_kernel_modules_pass_the_engine_policy() -> None:
     for name in (*kernels.WORKLOADS, *kernels.PROBES):
         info = check_module(kernels.workload_wasm(name), limits)
         assert info.entry_points == ("run",)
+    for probe in PROBES:  # every calibration probe and workload class deploys too
+        for run in (probe.small, probe.large):
+            check_module(code(run.contract), limits)
     assert check_module(kernels.generated_module(20_000), limits).functions > 10
 
 
@@ -70,7 +75,7 @@ async def test_commit_figures_on_two_workers(redis_url: str, key_prefix: str,
     rep = Report(quiet=True)
     with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
         await run_commit_bench(rep, env.settings(), 40)
-    assert (*KEYS, *COMMIT_KEYS) == REPORT_KEYS
+    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS) == REPORT_KEYS
     assert set(COMMIT_KEYS) <= set(rep.values), rep.notes
     assert rep.values["commit_digest_match"] is True, rep.notes
     assert rep.values["commit_low_conflict_rate"] == 0  # no account in two transfers

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import wasmtime
 
-from config import load_settings
+from config import FeePrices, PolicyLimits, load_settings
 from engine.instrument import Metering, instrument, leb, padding
 from engine.policy import check_module
 from tests.support import TEST_FEES
@@ -62,6 +62,35 @@ def test_loop_branch_and_call_fuel_are_charged_per_execution_of_them(
     finally:
         plain.close()
         metered.close()
+
+
+def test_a_bare_loop_at_the_largest_fee_limit_ends_out_of_fee_not_in_a_timeout(
+        tmp_path: Path, raw_calls: bool) -> None:
+    shipped = load_settings(cache_dir=tmp_path, fees=FeePrices(), limits=PolicyLimits())
+    chain = Chain.start(shipped, raw_calls=raw_calls)
+    try:
+        chain.deploy("spin", f'(module {M} (func (export "run") (loop $l (br $l))))')
+        limit = chain.engine.limits.max_fee_limit
+        r = chain.run("spin", "run", fee_limit=limit, timeout_ms=chain.engine.settings
+                      .default_timeout_ms)
+        assert r.status == "out_of_fee" and r.fee.used == limit
+    finally:
+        chain.close()
+
+
+def test_a_fee_limit_that_could_outlast_its_timeout_is_invalid(tmp_path: Path) -> None:
+    limits = PolicyLimits()
+    chain = Chain.start(load_settings(cache_dir=tmp_path, fees=FeePrices(), limits=limits))
+    try:
+        chain.deploy("spin", f'(module {M} (func (export "run") (loop $l (br $l))))')
+        per_ms = limits.max_fee_per_timeout_ms
+        r = chain.run("spin", "run", fee_limit=10 * per_ms + 1, timeout_ms=10)
+        assert r.status == "invalid" and r.error is not None and r.fee.used == 0
+        assert r.error["kind"] == "fee_limit_outlasts_timeout" and "10 ms" in r.error["message"]
+        assert chain.run("spin", "run", fee_limit=10 * per_ms, timeout_ms=10).status == \
+            "out_of_fee"
+    finally:
+        chain.close()
 
 
 def _fuel_of_body(code: bytes) -> int:

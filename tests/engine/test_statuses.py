@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from config import PolicyLimits
 from engine import STATUSES, Job, Result, WasmEngine, unpack
 from tests.support.contracts import PROBE, TRAPS, Chain, check_fee, example, u64
 
-SPIN_FEE = 10_000_000_000  # the maximum: fuel cannot run out before a 50 ms deadline
+SPIN_FEE = 10_000_000_000  # under the test schedule fuel cannot run out before 50 ms
 
 
 @pytest.fixture(params=[True, False], ids=["raw", "public"])
@@ -166,7 +167,7 @@ def _wire(**changes: Any) -> dict[str, Any]:
 
 
 _DROP = object()
-MAX_FEE = 10_000_000_000
+MAX_FEE = PolicyLimits().max_fee_limit
 
 
 def test_execute_wire_accepts_a_good_map(chain: Chain) -> None:

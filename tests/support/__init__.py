@@ -24,6 +24,9 @@ TEST_FEES = {
 TEST_ENV = {
     **{f"WESFARM_FEES__{name.upper()}": str(price) for name, price in TEST_FEES.items()},
     "WESFARM_DEFAULT_FEE_LIMIT": "10000000",
+    # The mechanics of timeouts are tested with spinning jobs: under the test schedule a
+    # fee limit may outlast its timeout (tests/engine/test_metering.py checks the rule).
+    "WESFARM_LIMITS__MAX_FEE_PER_TIMEOUT_MS": str(10**12),
 }
 
 
