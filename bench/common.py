@@ -142,7 +142,7 @@ def fmt(value: Any) -> str:
             return f"{value:.1f}"
         if abs(value) >= 1:
             return f"{value:.2f}"
-        return f"{value:.3f}"
+        return f"{value:.3g}"
     return str(value)
 
 

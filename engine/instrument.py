@@ -36,7 +36,8 @@ from engine.wasm_reader import (
 
 INSTRUMENTATION = 1  # bump when the rewrite changes: it joins the fingerprint
 HOOK_MODULE, HOOK_GROW = "wes_internal", "memory_grow"
-DEPTH_EXPORT = "__wes_depth"
+RESERVED_PREFIX = "__wes"  # export names the policy keeps for the engine
+DEPTH_EXPORT = f"{RESERVED_PREFIX}_depth"
 _HEADER = 8
 
 

@@ -12,6 +12,7 @@ from config import PolicyLimits
 from engine.abi import ABI
 from engine.budget import check_code
 from engine.errors import InvalidJob, Rejected
+from engine.instrument import RESERVED_PREFIX
 from engine.model import ModuleInfo
 from engine.wasm_reader import Reader, sections
 
@@ -133,6 +134,9 @@ def _exports(s: Reader, m: _Module, limits: PolicyLimits) -> None:
         raise Rejected(f"module has {count} exports, limit {limits.max_exports}", "limit")
     for _ in range(count):
         name, kind, index = s.name(), s.byte(), s.u32()
+        if name.startswith(RESERVED_PREFIX):
+            raise Rejected(f"export {name!r}: names starting with {RESERVED_PREFIX!r} "
+                           "are the engine's", "export")
         m.exports[name] = (kind, index)
 
 

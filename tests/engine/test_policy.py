@@ -28,6 +28,8 @@ REJECTED: dict[str, tuple[str, str, str]] = {
                         '(memory 0)))', "import", "wes.memory"),
     "imported global": (f'(module (import "wes" "g" (global i32)) {M})', "import", "wes.g"),
     "start function": (f"(module {M} (func $s) (start $s))", "start", "start function"),
+    "reserved export name": (f'(module {M} (global (export "__wes_depth") i32 (i32.const 0)))',
+                             "export", "'__wes_depth'"),
     "memory not exported": ("(module (memory 1) (func (export \"f\")))", "memory", "'memory'"),
     "no memory": (f"(module {F})", "memory", "0 memories"),
     "memory exported under another name": ('(module (memory (export "mem") 1))', "memory",

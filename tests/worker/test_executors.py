@@ -261,3 +261,51 @@ async def test_a_job_cancelled_while_it_waits_leaves_the_others_alone(
     assert [d.results[0].tx_id for i, d in enumerate(done) if i != 2] == [  # type: ignore[union-attr]
         f"w{i}" for i in range(6) if i != 2]
     await asyncio.gather(*blockers)
+
+
+BUFFER_THEN_GROW = """(module
+  (import "wes" "input_read" (func $ir (param i32)))
+  (import "wes" "storage_write" (func $sw (param i32 i32 i32 i32)))
+  (import "wes" "return_data" (func $rd (param i32 i32)))
+  (memory (export "memory") 2)
+  ;; input: n (u32): n writes of 64 KiB values under distinct keys, then grow by 250 pages
+  (func (export "run") (local $i i32) (call $ir (i32.const 0))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (i32.load (i32.const 0))))
+      (i32.store (i32.const 16) (local.get $i))
+      (call $sw (i32.const 16) (i32.const 4) (i32.const 65536) (i32.const 65536))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store (i32.const 0) (memory.grow (i32.const 250)))
+    (call $rd (i32.const 0) (i32.const 4))))"""
+
+
+async def test_outcomes_do_not_depend_on_the_executors_memory(
+        redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    """The issue's split: buffered writes and grown memory shared one rlimit, so a grow's
+    result depended on how much memory the executor was given. Now the write set is capped
+    deterministically and the rlimit sits above the whole pool."""
+    prefix = f"{key_prefix}-mem-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    deploy(client, prefix, "grower", wasm(BUFFER_THEN_GROW))
+    client.close()
+    outcomes = []
+    for memory_mb in (64, 4096):
+        settings = load_settings(key_prefix=prefix, cache_dir=tmp_path / f"c{memory_mb}",
+                                 executors=1, executor_memory_mb=memory_mb)
+        pool = ExecutorPool(settings, redis_url, metrics=FarmMetrics(), worker_name="test")
+        await pool.start()
+        try:
+            jobs = [job_map(f"g{n}", "grower", "run", input=n.to_bytes(4, "little"),
+                            fee_limit=10_000_000_000) for n in (10, 2_500)]
+            out = await pool.execute(jobs)
+        finally:
+            await pool.close()
+        wires = [r.wire() for r in out.results]
+        for w in wires:
+            w.pop("worker"), w.pop("timings")
+        outcomes.append(wires)
+    assert outcomes[0] == outcomes[1]
+    small, large = outcomes[0]
+    assert small["status"] == "ok" and small["return_data"] == (2).to_bytes(4, "little")
+    assert large["status"] == "trap" and "max_write_bytes" in large["error"]["message"]
