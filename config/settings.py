@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     max_jobs: int = Field(64, gt=0)
     poll_delay_s: float = Field(0.005, gt=0, le=5)
     job_timeout_s: float = Field(120.0, gt=0)
+    lease_ms: int = Field(3_000, ge=300, description="a worker's lease on the jobs it runs: "
+                          "renewed while it lives, lapsed soon after it dies")
     executor_grace_ms: int = Field(2_000, ge=0)
     executor_memory_mb: int = Field(2_048, ge=64)
     health_check_interval_s: float = Field(10.0, gt=0)

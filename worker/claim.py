@@ -1,24 +1,49 @@
-"""arq's Worker, claiming every job one poll found in a single Redis call.
+"""arq's Worker, with leases instead of a long in-progress key, claiming every job one poll
+found in a single Redis call, and a poll loop that nothing in Redis or a job can end.
 
-arq 0.28 claims each job on its own: WATCH its in-progress key, EXISTS, ZSCORE, then
-MULTI PSETEX EXEC: four round trips per job, most of arq's own cost per job (mostly
-redis-py's, docs/HOT_PATH.md). ClaimingWorker makes the same
-checks and writes the same key in one Lua script for all the ids of a poll, up to the
-free job slots: atomic per job like arq's transaction, so two workers never both run
-a job, and a job deferred to a later time is not started early. Everything after the
-claim (fetching the job, tries, timeouts, retries, results) is arq's own run_job.
+Claims. arq 0.28 claims each job on its own: WATCH its in-progress key, EXISTS, ZSCORE,
+then MULTI PSETEX EXEC: four round trips per job (docs/HOT_PATH.md). ClaimingWorker makes
+the same checks and writes the same key in one Lua script for all the ids of a poll, up
+to the free job slots: atomic per job like arq's transaction, so two workers never both
+start a job, and a job deferred to a later time is not started early.
+
+Leases. arq keeps the in-progress key for the job timeout plus 10 s, so a dead worker's
+jobs wait that long (130 s here) before anyone may run them again. Here the key is a
+lease of `lease_ms`, renewed every third of it for every job this worker is running
+(one Lua call); when the worker dies the lease lapses and the next poll of any worker
+claims the job. A lease that lapses under a live worker (a Redis stall longer than the
+lease) lets a second worker run the job too: harmless, as results and fee records are
+written once per tx id.
+
+Weather. A Redis error in a poll is logged once per outage and retried with backoff; an
+exception a job's task ended with is logged, never re-raised into the loop (arq re-raises
+it, which ends the worker); a queue member that is not a job id arq could run (not
+UTF-8) is removed. Jobs arq fails before our functions run (expired, unknown function,
+too many tries) still end with a Result for every tx id (worker/jobs.py).
+
+Everything after the claim (fetching the job, tries, timeouts, results) is arq's own
+run_job. The worker keeps arq's constructor (arq reads its signature).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
-# KEYS[1] the queue; ARGV[1] now (ms), ARGV[2] in-progress expiry (ms), ARGV[3] the
-# in-progress key prefix, ARGV[4] how many to claim at most, ARGV[5..] job ids.
+from worker.jobs import results_for_failed_job
+
+log = logging.getLogger("wesfarm.worker")
+MAX_BACKOFF_S = 5.0
+
+# KEYS[1] the queue; ARGV[1] now (ms), ARGV[2] lease (ms), ARGV[3] the in-progress key
+# prefix, ARGV[4] how many to claim at most, ARGV[5..] job ids.
 # Returns [id, score, id, score, ...] of the jobs claimed, in the order given.
 CLAIM_LUA = """
 local out, claimed = {}, 0
@@ -39,24 +64,46 @@ for i = 5, #ARGV do
 end
 return out
 """
+# ARGV[1] lease (ms), ARGV[2] the in-progress key prefix, ARGV[3..] job ids: renew the
+# leases this worker holds (a key already gone stays gone).
+RENEW_LUA = """
+for i = 3, #ARGV do
+  redis.call('PEXPIRE', ARGV[2] .. ARGV[i], ARGV[1], 'XX')
+end
+return 0
+"""
 
 
 class ClaimingWorker(Worker):  # type: ignore[misc]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._claim: Any = None
+    lease_ms = 3_000  # worker/main.py sets it from the settings
+    _scripts: tuple[Any, Any] | None = None
+    _next_renewal = 0.0
+    _trouble_since: float | None = None
+    _backoff = 0.05
+
+    def _script(self, index: int) -> Any:
+        if self._scripts is None:
+            self._scripts = (self.pool.register_script(CLAIM_LUA),
+                             self.pool.register_script(RENEW_LUA))
+        return self._scripts[index]
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         free = self.max_jobs - self.job_counter
         if free <= 0 or not job_ids:
             return
-        if self._claim is None:
-            self._claim = self.pool.register_script(CLAIM_LUA)
-        reply = await self._claim(
+        runnable = []
+        for raw in job_ids:
+            try:
+                runnable.append(raw.decode())
+            except UnicodeDecodeError:
+                log.warning("queue %s: member %.80r is not a job id; removed", self.queue_name,
+                            raw)
+                await self.pool.zrem(self.queue_name, raw)
+        if not runnable:
+            return
+        reply = await self._script(0)(
             keys=[self.queue_name],
-            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000),
-                  in_progress_key_prefix, free, *job_ids],
-        )
+            args=[timestamp_ms(), self.lease_ms, in_progress_key_prefix, free, *runnable])
         for i in range(0, len(reply), 2):
             job_id, score = reply[i].decode(), int(float(reply[i + 1]))
             await self.sem.acquire()  # never waits: at most `free` jobs were claimed
@@ -64,3 +111,51 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             task = self.loop.create_task(self.run_job(job_id, score))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def _renew_leases(self) -> None:
+        now = time.monotonic()
+        if now < self._next_renewal:
+            return
+        self._next_renewal = now + self.lease_ms / 3000
+        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        if running:
+            await self._script(1)(args=[self.lease_ms, in_progress_key_prefix, *running])
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await self._renew_leases()
+            if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+                job_ids = await self.pool.zrangebyscore(
+                    self.queue_name, min=float("-inf"), max=timestamp_ms(),
+                    start=self._queue_read_offset, num=self.queue_read_limit)
+                await self.start_jobs(job_ids)
+            await self.heart_beat()
+        except (RedisError, OSError) as exc:
+            await self._redis_trouble(exc)
+        else:
+            if self._trouble_since is not None:
+                log.info("redis is back after %.1f s", time.monotonic() - self._trouble_since)
+                self._trouble_since = None
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("job %s ended in arq with %r; its lease lapses and it runs "
+                                "again", job_id, task.exception())
+
+    async def _redis_trouble(self, exc: BaseException) -> None:
+        if self._trouble_since is None:
+            self._trouble_since = time.monotonic()
+            self._backoff = 0.05
+            log.warning("redis unavailable (%s); retrying", exc)
+        await asyncio.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq failed the job before (or instead of) running it: the txs still get a Result."""
+        try:
+            await results_for_failed_job(self.ctx, job_id, result_data)
+        except (RedisError, OSError):
+            log.warning("job %s failed in arq and its Results could not be written", job_id)
+            raise
+        await super().finish_failed_job(job_id, result_data)

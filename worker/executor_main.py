@@ -27,8 +27,9 @@ is not a consensus result and the worker retries them instead of writing it.
 the previous reply, so the parent can add them up across executors.
 
 Test hooks (only when WESFARM_TEST_HOOKS=1 is in the environment): the `sleep` op,
-and a job map field `_test_sleep_s` that sleeps before the batch runs; both let tests
-hang an executor past its hard deadline. Without the variable both are ignored.
+and job map fields `_test_sleep_s` (sleep when that job's turn comes) and
+`_test_hang_while` (hang while that Redis key exists); they let tests hang an executor
+past its hard deadline. Without the variable both are ignored.
 
 When no request is waiting the executor calls `engine.refill()` to top up its warm
 instance pools, off the job path, then blocks on the pipe.
@@ -36,6 +37,7 @@ instance pools, off the job path, then blocks on the pipe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -53,6 +55,7 @@ from engine.compiler import pool_memory_bytes
 from engine.model import Result, pack, unpack
 from worker.outcomes import failure
 from worker.packed import PackedResult
+from worker.progress import Progress
 from worker.protocol import Keys
 from worker.sources import RedisSources
 
@@ -110,7 +113,7 @@ class Executor:
     """One engine, one Redis connection, one request at a time."""
 
     def __init__(self, conn: Connection, settings: Settings, redis_url: str,
-                 worker: str = "") -> None:
+                 worker: str = "", progress: Progress | None = None) -> None:
         from engine import WasmEngine  # the heavy import happens in the child only
 
         self.conn = conn
@@ -120,11 +123,13 @@ class Executor:
         self.engine = WasmEngine(settings)
         self.client = redis.Redis.from_url(redis_url, socket_keepalive=True)
         self.sources = RedisSources(self.client, Keys(settings.key_prefix), self._compiling)
+        self.progress = progress
         self.deltas = MetricsDelta()
         self.deltas.delta(self.engine.get_metrics())
 
     def _compiling(self, code_hash: str) -> None:
-        self.conn.send_bytes(pack({"progress": "compile", "code_hash": code_hash}))
+        with contextlib.suppress(OSError):  # a dead worker notices nothing
+            self.conn.send_bytes(pack({"progress": "compile", "code_hash": code_hash}))
 
     def handle(self, request: Any) -> dict[str, Any]:
         op = request.get("op") if isinstance(request, dict) else None
@@ -134,7 +139,8 @@ class Executor:
                 return {"error": "execute: jobs must be a list"}
             if ids is not None and not (isinstance(ids, list) and len(ids) == len(jobs)):
                 return {"error": "execute: ids must be a list as long as jobs"}
-            return self.execute(jobs, ids)
+            seq = request.get("seq")
+            return self.execute(jobs, ids, seq if isinstance(seq, int) else None)
         if op == "ping":
             return {"pong": os.getpid()}
         if op == "metrics":
@@ -145,15 +151,16 @@ class Executor:
             return {"slept": seconds}
         return {"error": f"unknown op {op!r}"}
 
-    def execute(self, jobs: list[Any], ids: list[Any] | None = None) -> dict[str, Any]:
-        if TEST_HOOKS:
-            for job in jobs:
-                if isinstance(job, dict) and isinstance(job.get("_test_sleep_s"), int | float):
-                    time.sleep(float(job["_test_sleep_s"]))
+    def execute(self, jobs: list[Any], ids: list[Any] | None = None,
+                seq: int | None = None) -> dict[str, Any]:
         rows: list[list[Any]] = []
         retry: list[int] = []
         self.sources.begin_request()
         for index, raw in enumerate(jobs):
+            if seq is not None and self.progress is not None:
+                self.progress.mark(seq, index)  # the worker's hard limit is per tx
+            if TEST_HOOKS and isinstance(raw, dict):
+                self._test_hang(raw)
             self.sources.reset()
             try:
                 result = self.engine.execute_wire(raw, self.sources, self.sources)
@@ -175,6 +182,13 @@ class Executor:
             "retry": retry,
             "metrics": self.deltas.delta(self.engine.get_metrics()),
         }
+
+    def _test_hang(self, raw: dict[str, Any]) -> None:
+        if isinstance(raw.get("_test_sleep_s"), int | float):
+            time.sleep(float(raw["_test_sleep_s"]))
+        key = raw.get("_test_hang_while")  # hang (a stuck state read) while this key exists
+        if isinstance(key, str) and self.client.exists(key):
+            time.sleep(600)
 
     def _pack(self, result: Result, raw: Any) -> list[Any]:
         """One job's result row; a failure to encode it (MemoryError on a huge write set)
@@ -213,7 +227,10 @@ class Executor:
             except Exception as exc:
                 log.exception("request failed")
                 reply = {"error": f"executor failed: {exc!r}"}
-            conn.send_bytes(pack(reply))
+            try:
+                conn.send_bytes(pack(reply))
+            except OSError:
+                return  # the worker died while this ran: nobody to answer
 
     def close(self) -> None:
         try:
@@ -222,7 +239,7 @@ class Executor:
             self.client.close()
 
 
-def main(conn: Connection) -> int:
+def main(conn: Connection, progress: Progress | None = None) -> int:
     """Serve requests from `conn` until it closes; returns the exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C hits the group: the worker decides
     try:
@@ -239,12 +256,16 @@ def main(conn: Connection) -> int:
             raise ValueError("the first request must be init")
         settings = Settings(**init["settings"])
         limit = limit_memory(settings)
-        executor = Executor(conn, settings, str(init["redis_url"]), str(init.get("worker", "")))
+        executor = Executor(conn, settings, str(init["redis_url"]), str(init.get("worker", "")),
+                            progress)
     except Exception as exc:
         log.exception("executor start-up failed")
         conn.send_bytes(pack({"error": f"executor start-up failed: {exc!r}"}))
         return 1
-    conn.send_bytes(pack({"ready": True, "pid": os.getpid(), "limit": limit}))
+    try:
+        conn.send_bytes(pack({"ready": True, "pid": os.getpid(), "limit": limit}))
+    except OSError:
+        return 1
     try:
         executor.serve()
     finally:
@@ -253,4 +274,5 @@ def main(conn: Connection) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(Connection(int(sys.argv[1]))))
+    raise SystemExit(main(Connection(int(sys.argv[1])),
+                          Progress(int(sys.argv[2])) if len(sys.argv) > 2 else None))

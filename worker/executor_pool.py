@@ -162,13 +162,11 @@ class ExecutorPool:
         self.release(ex)
         return reply
 
-    def budget_s(self, jobs: list[Any]) -> float:
-        """The hard limit of a request: every job's timeout in turn, plus the grace."""
+    def tx_limits_s(self, jobs: list[Any]) -> list[float]:
+        """Each job's hard limit: its wall-clock timeout plus the grace."""
         s = self.settings
-        total_ms = sum(
-            timeout_ms_of(j, s.default_timeout_ms, s.limits.max_timeout_ms) for j in jobs
-        )
-        return (total_ms + s.executor_grace_ms) / 1000
+        return [(timeout_ms_of(j, s.default_timeout_ms, s.limits.max_timeout_ms)
+                 + s.executor_grace_ms) / 1000 for j in jobs]
 
     async def execute(self, jobs: list[Any], deadline: float | None = None,
                       ids: list[str | None] | None = None) -> Outcome:
@@ -210,19 +208,22 @@ class ExecutorPool:
                      deadline: float | None) -> Outcome:
         """One request on an acquired executor (released after, unless it is killed)."""
         loop = asyncio.get_running_loop()
-        budget = self.budget_s(jobs)
+        limits = self.tx_limits_s(jobs)
+        budget = sum(limits)
         if deadline is not None:
             budget = max(0.0, min(budget, deadline - loop.time()))
         started = loop.time()
         self.metrics.inflight.inc(len(jobs))
         try:
-            reply = await ex.request({"op": "execute", "jobs": jobs, "ids": ids}, budget)
-        except ExecutorTimeout:
+            reply = await ex.request({"op": "execute", "jobs": jobs, "ids": ids}, budget, limits)
+        except ExecutorTimeout as exc:
+            # Wasm cannot overrun its own deadline (epochs stop it), so an executor stuck
+            # past a tx's hard limit is stuck outside wasm: on Redis, or on itself. Not the
+            # txs' doing: they run again (elsewhere, on the job's next try).
             self.metrics.timeouts.inc()
             ex.kill("timeout")
-            limit = round(budget * 1000)
-            msg = f"executor did not answer within {limit} ms; it was killed and restarted"
-            return self.failed(jobs, ids, "timeout", "executor_timeout", msg)
+            msg = f"{exc}; it was killed and restarted, and its txs run again"
+            return self.failed(jobs, ids, "error", "executor_stuck", msg, retry=True)
         except ExecutorDied:
             how = await ex.reap()
             if len(jobs) > 1:  # find the tx that kills executors: re-run one at a time
@@ -256,13 +257,15 @@ class ExecutorPool:
         return Outcome(results, [i in retry for i in range(len(jobs))])
 
     def failed(self, jobs: list[Any], ids: list[str | None], status: str, kind: str,
-               message: str) -> Outcome:
+               message: str, retry: bool = False) -> Outcome:
+        """Results the worker makes for txs the engine did not answer; `retry`: not a
+        verdict, run them again rather than store these."""
         results = [
             PackedResult.of(failure(j, status, kind, message, self.schedule, self.worker_name,
                                     tx_id=i))
             for j, i in zip(jobs, ids, strict=True)
         ]
-        return Outcome(results, [False] * len(jobs))
+        return Outcome(results, [retry] * len(jobs))
 
     # -- single-tx jobs sharing requests ------------------------------------------------
 

@@ -1,6 +1,6 @@
 """One executor subprocess seen from the worker: start, request/reply, kill, reap.
 
-`python -m worker.executor_main FD` is started with subprocess (fork+exec: the fresh
+`python -m worker.executor_main FD PROGRESS_FD` is started with subprocess (fork+exec: the fresh
 interpreter multiprocessing's `spawn` gives, but with an explicit, scrubbed
 environment, which multiprocessing cannot do), connected by a socketpair with
 multiprocessing.connection framing. The child uses a Connection; this side a
@@ -30,6 +30,7 @@ from typing import Any
 
 from engine.model import pack, unpack
 from worker.outcomes import describe_exit
+from worker.progress import Progress
 
 log = logging.getLogger("wesfarm.executors")
 
@@ -81,6 +82,11 @@ class ExecutorProcess:
         self.deadline = 0.0
         self.allowance = COMPILE_ALLOWANCE_S
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.progress: Progress | None = None
+        self.requests = 0  # sequence number of the request in flight
+        self.items: list[float] = []  # its per-tx hard limits (s), when it has them
+        self.cap = 0.0  # and the deadline none of them may pass
+        self.item = -1  # the tx it was last seen on
 
     @property
     def pid(self) -> int | None:
@@ -89,10 +95,14 @@ class ExecutorProcess:
     async def start(self, init: dict[str, Any]) -> dict[str, Any]:
         self.loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
+        if self.progress is not None:
+            self.progress.close()
+        self.progress = Progress()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.executor_main", str(child.fileno())],
-                pass_fds=(child.fileno(),),
+                [sys.executable, "-m", "worker.executor_main", str(child.fileno()),
+                 str(self.progress.fd)],
+                pass_fds=(child.fileno(), self.progress.fd),
                 env=executor_env(),
                 cwd=str(ROOT),
                 stdin=subprocess.DEVNULL,
@@ -160,6 +170,7 @@ class ExecutorProcess:
     def _dispatch(self, message: Any) -> None:
         if isinstance(message, dict) and "progress" in message:
             self.deadline += self.allowance  # a compile is coming: allow for it
+            self.cap += self.allowance
             return
         fut, self.pending = self.pending, None
         if fut is not None and not fut.done():
@@ -207,14 +218,16 @@ class ExecutorProcess:
     async def wait_exit(self, timeout_s: float = 5.0) -> None:
         """Give a disconnected executor `timeout_s` to exit, then SIGKILL it."""
         proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            await asyncio.to_thread(proc.wait, timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
+        if proc is not None and proc.poll() is None:
+            try:
                 await asyncio.to_thread(proc.wait, timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(proc.wait, timeout_s)
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
 
     async def reap(self) -> str:
         """Wait for the process to end; describe how it ended."""
@@ -228,14 +241,24 @@ class ExecutorProcess:
             code = await asyncio.to_thread(proc.wait)
         return describe_exit(code)
 
-    async def request(self, message: dict[str, Any], budget_s: float) -> dict[str, Any]:
-        """Send one request; the reply, or ExecutorDied / ExecutorTimeout."""
+    async def request(self, message: dict[str, Any], budget_s: float,
+                      items: list[float] | None = None) -> dict[str, Any]:
+        """Send one request; the reply, or ExecutorDied / ExecutorTimeout.
+
+        `budget_s` caps the whole request. With `items` (the hard limit of each tx it
+        carries, in order), each tx gets its own limit, counted from when the executor
+        reports it started (worker/progress.py)."""
         if not self.alive or self.sock is None or self.loop is None:
             raise ExecutorDied(f"executor {self.index} is not running")
         loop, sock = self.loop, self.sock
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.pending = fut
-        self.deadline = loop.time() + budget_s
+        self.requests += 1
+        self.cap = loop.time() + budget_s
+        self.items, self.item = list(items or ()), 0
+        if self.items:
+            message = {**message, "seq": self.requests}
+        self.deadline = min(self.cap, loop.time() + self.items[0]) if self.items else self.cap
         # One timer per request, re-armed while a compile extends the deadline: wait_for
         # and asyncio.wait cost a task and a timer each, a large part of a small job.
         timer = loop.call_at(self.deadline, self._expire, fut)
@@ -260,12 +283,21 @@ class ExecutorProcess:
             timer.cancel()
 
     def _expire(self, fut: asyncio.Future[dict[str, Any]]) -> None:
-        """The request's timer: time out, unless a compile moved the deadline on."""
+        """The request's timer: time out, unless a compile moved the deadline on or the
+        executor moved on to a later tx since the timer was set."""
         assert self.loop is not None
         if fut.done():
             return
-        if self.loop.time() < self.deadline:
+        now = self.loop.time()
+        if self.items and self.progress is not None and now < self.cap:
+            request, item = self.progress.read()
+            if request == self.requests and self.item < item < len(self.items):
+                self.item = item
+                self.deadline = min(self.cap, now + self.items[item])
+        if now < self.deadline:
             self.loop.call_at(self.deadline, self._expire, fut)
             return
         self.pending = None
-        fut.set_exception(ExecutorTimeout(f"executor {self.index} did not answer in time"))
+        fut.set_exception(ExecutorTimeout(
+            f"executor {self.index} stuck on tx {self.item + 1} of {max(len(self.items), 1)}"
+            if self.items else f"executor {self.index} did not answer in time"))

@@ -29,12 +29,20 @@ from worker.executor_pool import ExecutorPool
 from worker.metrics import FarmMetrics
 from worker.outcomes import failure, tx_id_of
 from worker.packed import PackedResult
-from worker.protocol import BATCH_JOB_PREFIX, FN_BATCH, FN_EXECUTE, FN_REJECT, Keys
+from worker.protocol import (
+    BATCH_JOB_PREFIX,
+    FN_BATCH,
+    FN_EXECUTE,
+    FN_REJECT,
+    Keys,
+    job_deserializer,
+)
 from worker.results import ResultWriter
 
 log = logging.getLogger("wesfarm.worker")
-RETRY_DEFER_S = 1.0
-MAX_TRIES = 5
+# Deliveries of one job: a transient failure (Redis) retries it after 1, 2, 4 ... s.
+MAX_TRIES = 8
+MAX_RETRY_DEFER_S = 16.0
 DEADLINE_MARGIN_S = 1.0  # time left to write results before arq's job timeout
 
 Ctx = dict[str, Any]
@@ -47,6 +55,10 @@ class Farm:
     writer: ResultWriter
     metrics: FarmMetrics
     name: str
+
+
+def retry_defer_s(ctx: Ctx) -> float:
+    return float(min(2 ** (int(ctx.get("job_try", 1)) - 1), MAX_RETRY_DEFER_S))
 
 
 def worker_name() -> str:
@@ -92,7 +104,7 @@ async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[An
     except (RedisConnectionError, RedisTimeoutError) as exc:
         outcome = "retry"
         log.warning("%s %s: redis unavailable (%s); retrying", name, ctx.get("job_id"), exc)
-        raise Retry(defer=RETRY_DEFER_S) from exc
+        raise Retry(defer=retry_defer_s(ctx)) from exc
     finally:
         farm.metrics.jobs.labels(function=name, status=outcome).inc()
         farm.metrics.job_latency.labels(function=name).observe(time.perf_counter() - started)
@@ -136,7 +148,7 @@ async def _run(
     for (i, _), result in zip(to_write, stored, strict=True):
         out[i] = result
     if retry:
-        raise Retry(defer=RETRY_DEFER_S)
+        raise Retry(defer=retry_defer_s(ctx))
     return [r for r in out if r is not None]
 
 
@@ -218,24 +230,58 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, A
     return results
 
 
-async def reject_payload(ctx: Ctx, reason: str) -> dict[str, Any]:
-    """Stands in for a job whose arq payload could not be decoded (worker/protocol.py)."""
+async def reject_payload(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Stands in for a job whose arq payload could not be decoded (worker/protocol.py).
+    Takes anything: a payload may name this function itself, with any arguments."""
+    reason = args[0] if len(args) == 1 and isinstance(args[0], str) and not kwargs else (
+        f"a job named {FN_REJECT} with {len(args)} arguments")
 
     async def body(farm: Farm) -> dict[str, Any]:
         job_id = str(ctx["job_id"])
         log.warning("job %s: undecodable payload: %s", job_id, reason)
-        bad = failure(
-            None,
-            "invalid",
-            "malformed_payload",
-            str(reason),
-            farm.settings.fees.version,
-            farm.name,
-            tx_id=job_id,
-        )
-        if job_id.startswith(BATCH_JOB_PREFIX) or len(job_id.encode()) > MAX_TX_ID_BYTES:
+        bad = failure(None, "invalid", "malformed_payload", reason[:500],
+                      farm.settings.fees.version, farm.name, tx_id=job_id)
+        if not _storable(job_id):
             return bad.to_wire()  # no tx id to store it under
         return (await _store(farm, [PackedResult.of(bad)]))[0].wire()
 
     result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body)
     return result
+
+
+def _storable(job_id: str) -> bool:
+    return not job_id.startswith(BATCH_JOB_PREFIX) and len(job_id.encode()) <= MAX_TX_ID_BYTES
+
+
+# arq's failure before our function ran -> (status, kind) of the Results its txs get.
+_ARQ_FAILURES = (("retries exceeded", "error", "max_tries"), ("expired", "error", "job_expired"),
+                 ("not found", "invalid", "unknown_function"))
+
+
+async def results_for_failed_job(ctx: Ctx, job_id: str, result_data: bytes | None) -> None:
+    """arq gave up on a job without our function writing its Results (it expired, named an
+    unknown function, or ran out of tries): every tx of it still gets one, so nobody
+    waits forever. The tx ids come from arq's record of the job (its arguments)."""
+    farm: Farm | None = ctx.get("farm")
+    if farm is None:
+        return
+    record = job_deserializer(result_data) if result_data else {}
+    reason = record.get("r")
+    message = str(reason.get("message") if isinstance(reason, dict) else
+                  "arq failed the job")[:500]
+    status, kind = next(((st, k) for text, st, k in _ARQ_FAILURES if text in message),
+                        ("error", "job_failed"))
+    raws: list[Any] = []
+    args = record.get("a")
+    if record.get("f") == FN_BATCH and isinstance(args, list) and args and \
+            isinstance(args[0], list):
+        raws = list(args[0])
+    elif isinstance(args, list) and len(args) == 1:
+        raws = [args[0]]
+    ids = [tx_id_of(raw) for raw in raws] or ([job_id] if _storable(job_id) else [])
+    bad = [PackedResult.of(failure(raw, status, kind, f"{message} (job {job_id})",
+                                   farm.settings.fees.version, farm.name, tx_id=tx_id))
+           for raw, tx_id in zip(raws or [None] * len(ids), ids, strict=True) if tx_id]
+    if bad:
+        log.warning("job %s: %s; %d tx(s) end %s", job_id, message, len(bad), status)
+        await _store(farm, bad)

@@ -29,6 +29,7 @@ def run_worker(settings: Settings, redis_url: str, burst: bool = False) -> int:
     if settings.metrics_port:
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     worker = ClaimingWorker(**worker_kwargs(settings, redis_url, burst, ctx={"metrics": metrics}))
+    worker.lease_ms = settings.lease_ms
     try:
         worker.run()
     finally:

@@ -48,6 +48,8 @@ BATCH_JOB_PREFIX = "batch:"
 # max(its retry counter, t)), and the deserializer insists on an integer.
 JOB_TRY = 1
 _JOB_FIELDS = ("t", "f", "a", "k", "et")
+MAX_ENQUEUE_MS = 253_402_300_799_999  # 9999-12-31: what arq can turn into a datetime
+MAX_ARG_DEPTH = 8  # a batch is 4 deep (args, list, job map, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +133,34 @@ def job_deserializer(data: bytes) -> dict[str, Any]:
         return _rejected("job payload has a mistyped function name or kwargs")
     if not isinstance(decoded["a"], list | tuple):
         return _rejected("job payload arguments are not a list")
-    # arq's own enqueue_job writes t=None (no try yet); anything else must be an int.
-    if not isinstance(decoded["t"], int | None) or not isinstance(decoded["et"], int):
-        return _rejected("job payload has a mistyped try count or enqueue time")
+    # arq's own enqueue_job writes t=None (no try yet); producers write 1 (JOB_TRY).
+    if decoded["t"] not in (None, JOB_TRY) or isinstance(decoded["t"], bool):
+        return _rejected(f"job payload has a mistyped try count {decoded['t']!r} (producers "
+                         f"write {JOB_TRY})")
+    et = decoded["et"]
+    if not isinstance(et, int) or isinstance(et, bool) or not 0 <= et <= MAX_ENQUEUE_MS:
+        return _rejected("job payload has a mistyped enqueue time (not a time arq can read)")
+    if decoded["f"] not in (FN_EXECUTE, FN_BATCH, FN_REJECT):
+        return _rejected(f"job names no function of this farm: {decoded['f'][:64]!r}")
+    if decoded["k"]:
+        return _rejected("job payload has keyword arguments (the farm's jobs take none)")
+    if _depth(decoded["a"]) > MAX_ARG_DEPTH:
+        return _rejected(f"job arguments nest deeper than {MAX_ARG_DEPTH}")
     return decoded
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and maps nest in `value` (iteratively: the input is hostile)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | tuple | dict):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_ARG_DEPTH:
+                return deepest
+            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def job_bytes(function: str, args: tuple[Any, ...], enqueue_ms: int) -> bytes:

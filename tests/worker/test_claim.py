@@ -83,6 +83,6 @@ async def test_the_worker_runs_every_job_it_claims_with_arqs_own_machinery(
         await worker.main()
     finally:
         await worker.close()
-    assert worker._claim is not None  # the jobs were claimed by the script
+    assert worker._scripts is not None  # the jobs were claimed by the script
     assert worker.jobs_complete == 40 and worker.jobs_failed == 0
     assert [await job.result(timeout=5) for job in jobs] == [2 * i for i in range(40)]

@@ -32,6 +32,15 @@ def test_results_with_exceptions_still_serialize() -> None:
         (msgpack.packb({"t": 1, "f": 3, "a": [], "k": {}, "et": 0}), "mistyped"),
         (msgpack.packb({"t": 1, "f": "execute", "a": 7, "k": {}, "et": 0}), "not a list"),
         (msgpack.packb({"t": "x", "f": "execute", "a": [], "k": {}, "et": 0}), "mistyped"),
+        # what used to kill a worker or end without a Result
+        (msgpack.packb({"t": 6, "f": "execute", "a": [], "k": {}, "et": 0}), "try count 6"),
+        (msgpack.packb({"t": 1, "f": "execute", "a": [], "k": {}, "et": 2**62}),
+         "enqueue time"),
+        (msgpack.packb({"t": 1, "f": "launch", "a": [], "k": {}, "et": 0}), "no function"),
+        (msgpack.packb({"t": 1, "f": "execute", "a": [], "k": {1: 2}, "et": 0}), "keyword"),
+        (msgpack.packb({"t": 1, "f": "execute", "a": [], "k": {"ctx": 1}, "et": 0}), "keyword"),
+        (msgpack.packb({"t": 1, "f": "execute_batch", "a": [[]], "k": {"x": 1}, "et": 0}),
+         "keyword"),
     ],
 )
 def test_undecodable_payload_becomes_a_reject_call(payload: bytes, reason: str) -> None:
@@ -49,3 +58,18 @@ def test_a_job_enqueued_the_plain_arq_way_is_accepted() -> None:
     data = serialize_job(FN_EXECUTE, ({"tx_id": "t"},), {}, None, 1, serializer=job_serializer)
     decoded = job_deserializer(data)
     assert decoded["f"] == FN_EXECUTE and decoded["t"] is None
+
+
+def test_arguments_nested_a_thousand_deep_are_refused_without_recursion() -> None:
+    nested: list[object] = []
+    for _ in range(1_000):
+        nested = [nested]
+    data = msgpack.packb({"t": 1, "f": "execute", "a": [nested], "k": {}, "et": 0})
+    job = job_deserializer(data)
+    assert job["f"] == FN_REJECT and "nest deeper" in job["a"][0]
+
+
+def test_a_real_batch_is_not_too_deep() -> None:
+    batch = [[{"tx_id": "t", "context": {"caller": "a"}, "input": b""}]]
+    data = job_serializer({"t": 1, "f": "execute_batch", "a": batch, "k": {}, "et": 1})
+    assert job_deserializer(data)["f"] == "execute_batch"
