@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="unset: localhost:6379, else embedded")
     key_prefix: str = Field("wesfarm", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     queue_name: str = Field("wesfarm:queue", min_length=1)
+    redis_patience_s: float = Field(60.0, ge=0, description="how long the producer retries "
+                                    "Redis through an outage before giving up")
 
     # worker
     executors: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0, le=256)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from producer.block import Tx
     from producer.client import FarmClient
-    from producer.commit import CommitReport, memory_state_digest, redis_state_items
+    from producer.commit import CommitReport
+    from producer.committed_state import memory_state_digest, redis_state_items
     from producer.deploy import Deployment
     from producer.devfarm import EmbeddedRedis, LocalFarm, resolve_redis
     from producer.enqueue import ArqJob, PipelinedEnqueuer
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Tx": "producer.block", "FarmClient": "producer.client", "CommitReport": "producer.commit",
-    "memory_state_digest": "producer.commit", "redis_state_items": "producer.commit",
+    "memory_state_digest": "producer.committed_state",
+    "redis_state_items": "producer.committed_state",
     "Deployment": "producer.deploy", "EmbeddedRedis": "producer.devfarm",
     "LocalFarm": "producer.devfarm", "resolve_redis": "producer.devfarm",
     "ArqJob": "producer.enqueue", "PipelinedEnqueuer": "producer.enqueue",

@@ -5,6 +5,9 @@ Everything goes through Redis with the layout and job encoding of worker/protoco
 id is `batch:{prefix}:{n}:{digest of its tx ids}`. arq's job
 keys are global to a Redis database, so farms sharing one Redis (different key
 prefixes) must not reuse tx ids; reuse is detected and raised as JobIdTaken.
+
+Every Redis call rides out an outage (producer/retrying.py): it is made again with
+backoff for up to `redis_patience_s`, then FarmUnavailable is raised.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -24,8 +28,9 @@ from engine.errors import ExecutionError
 from engine.model import Context, Job, Mode, Result, unpack
 from producer.deploy import Deployment, bind, validate_and_init
 from producer.enqueue import ArqJob, PipelinedEnqueuer, chunks
-from producer.errors import DeployError, JobIdTaken, WaitTimeout
+from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout
 from producer.local_engine import LocalEngine
+from producer.retrying import retrying, retrying_sync
 from worker.protocol import (
     FINISHED,
     FN_BATCH,
@@ -45,11 +50,13 @@ if TYPE_CHECKING:
     from producer.commit import CommitReport
 
 __all__ = [
-    "DeployError", "Deployment", "FarmClient", "FeeEntry", "JobIdTaken", "WaitTimeout",
+    "DeployError", "Deployment", "FarmClient", "FarmUnavailable", "FeeEntry", "JobIdTaken",
+    "WaitTimeout",
 ]
 
 ProgressCallback = Callable[[int, int], None]
 MGET_CHUNK = 500
+T = TypeVar("T")
 
 
 class FarmClient:
@@ -68,15 +75,20 @@ class FarmClient:
 
     async def connect(self) -> FarmClient:
         if self._redis is None:
+            redis_settings = RedisSettings.from_dsn(self.url)
+            redis_settings.conn_retries = 0  # retried here, with the client's patience
             # The worker's own msgpack (de)serializer: never pickle, same bytes both sides.
-            self._redis = await create_pool(
-                RedisSettings.from_dsn(self.url),
+            self._redis = await self._retry(lambda: create_pool(
+                redis_settings,
                 job_serializer=job_serializer,
                 job_deserializer=job_deserializer,
                 default_queue_name=self.queue,
-            )
+            ), "connect")
             self._enqueuer = PipelinedEnqueuer(self._redis, self.queue)
         return self
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        return await retrying(op, self.url, self.settings.redis_patience_s, what)
 
     async def close(self) -> None:
         self.engine.close()
@@ -124,13 +136,14 @@ class FarmClient:
         except ExecutionError as exc:
             raise DeployError(exc.status, [exc.message]) from None
         code_hash = hashlib.sha256(code).hexdigest()
-        created = await bind(self.redis, self.keys, code, code_hash, address, init)
+        created = await self._retry(
+            lambda: bind(self.redis, self.keys, code, code_hash, address, init), "deploy")
         if precompile:
             await asyncio.to_thread(self.engine.precompile, code)
         return Deployment(address, code_hash, created, precompile)
 
     async def code_hash(self, address: str) -> str | None:
-        raw = await self.redis.get(self.keys.address(address))
+        raw = await self._retry(lambda: self.redis.get(self.keys.address(address)), "code_hash")
         return None if raw is None else raw.decode()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -164,7 +177,7 @@ class FarmClient:
 
     async def _enqueue_checked(self, arq_jobs: list[ArqJob], txs: list[list[str]]) -> None:
         """Enqueue; fail loudly for a job arq will not run again whose txs have no result."""
-        flags = await self.enqueuer.enqueue(arq_jobs)
+        flags = await self._retry(lambda: self.enqueuer.enqueue(arq_jobs), "enqueue")
         ran = [t for flag, group in zip(flags, txs, strict=True) if flag == FINISHED
                for t in group]
         if ran:
@@ -190,15 +203,18 @@ class FarmClient:
         job = self.make_job(
             address, function, input, fee_limit, mode, caller, tx_id, block_height, block_time
         )
-        queued = await self.redis.enqueue_job(
-            FN_EXECUTE, job.to_wire(), _job_id=job.tx_id, _queue_name=self.queue,
-            _job_try=JOB_TRY,
-        )
-        if (
-            queued is None
-            and not await self.redis.exists(arq_job_keys(job.tx_id)[0])
-            and not await self.have_results([job.tx_id])
-        ):
+
+        async def enqueue() -> bool:
+            """Whether the job is queued, running or done (False: the id is taken)."""
+            queued = await self.redis.enqueue_job(
+                FN_EXECUTE, job.to_wire(), _job_id=job.tx_id, _queue_name=self.queue,
+                _job_try=JOB_TRY,
+            )
+            return (queued is not None
+                    or bool(await self.redis.exists(arq_job_keys(job.tx_id)[0]))
+                    or bool(await self.redis.exists(self.keys.result(job.tx_id))))
+
+        if not await self._retry(enqueue, "call"):
             raise JobIdTaken([job.tx_id], self.settings.key_prefix)
         done = await self.wait([job.tx_id], timeout=timeout)
         return done[job.tx_id]
@@ -233,7 +249,8 @@ class FarmClient:
 
     async def workers_alive(self) -> bool:
         """Whether an arq worker on this queue reported health recently."""
-        return bool(await self.redis.exists(health_check_key(self.queue)))
+        key = health_check_key(self.queue)
+        return bool(await self._retry(lambda: self.redis.exists(key), "workers_alive"))
 
     # -- results ------------------------------------------------------------------------------
 
@@ -241,7 +258,8 @@ class FarmClient:
         """tx id -> Result (None while there is none), MGET in chunks."""
         out: dict[str, Result | None] = {}
         for group in chunks(list(tx_ids), MGET_CHUNK):
-            values = await self.redis.mget([self.keys.result(t) for t in group])
+            keys = [self.keys.result(t) for t in group]
+            values = await self._retry(partial(self.redis.mget, keys), "results")
             for tx_id, raw in zip(group, values, strict=True):
                 out[tx_id] = None if raw is None else Result.from_wire(unpack(raw))
         return out
@@ -250,10 +268,15 @@ class FarmClient:
         """The tx ids that already have a result (EXISTS, pipelined)."""
         have: set[str] = set()
         for group in chunks(list(tx_ids), MGET_CHUNK):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for tx_id in group:
-                    pipe.exists(self.keys.result(tx_id))
-                flags = await pipe.execute()
+            keys = [self.keys.result(t) for t in group]
+
+            async def exists(keys: list[str] = keys) -> list[int]:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.exists(key)
+                    return list(await pipe.execute())
+
+            flags = await self._retry(exists, "have_results")
             have.update(t for t, flag in zip(group, flags, strict=True) if flag)
         return have
 
@@ -304,7 +327,8 @@ class FarmClient:
                 if now >= deadline:
                     raise WaitTimeout(done, [t for t in order if t in pending])
                 wait_ms = max(1, min(block_ms, int((deadline - now) * 1000)))
-            reply = await self.redis.xread({self.keys.fees: last_id}, count=10_000, block=wait_ms)
+            reply = await self._retry(partial(
+                self.redis.xread, {self.keys.fees: last_id}, count=10_000, block=wait_ms), "wait")
             ready: list[str] = []
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
@@ -320,7 +344,8 @@ class FarmClient:
         return done
 
     async def _fee_stream_tip(self) -> str:
-        newest = await self.redis.xrevrange(self.keys.fees, count=1)
+        newest = await self._retry(lambda: self.redis.xrevrange(self.keys.fees, count=1),
+                                   "wait")
         return newest[0][0].decode() if newest else "0-0"
 
     async def fee_reports(
@@ -338,7 +363,8 @@ class FarmClient:
         exclusive = False
         while count is None or len(out) < count:
             lo = f"({cursor}" if exclusive else cursor
-            entries = await self.redis.xrange(self.keys.fees, min=lo, max=end, count=page)
+            entries = await self._retry(partial(
+                self.redis.xrange, self.keys.fees, min=lo, max=end, count=page), "fee_reports")
             for stream_id, fields in entries:
                 record = FeeEntry.decode(stream_id, fields)
                 if wanted is None or record.tx_id in wanted:
@@ -350,22 +376,36 @@ class FarmClient:
 
     async def state(self, address: str, key: bytes) -> tuple[bytes, int] | None:
         """The committed (value, version) of one key, or None when absent."""
-        raw = await self.redis.hget(self.keys.state(address), key)  # type: ignore[arg-type, misc]
+        async def hget() -> bytes | None:
+            raw: bytes | None = await self.redis.hget(  # type: ignore[misc]
+                self.keys.state(address), key)  # type: ignore[arg-type]
+            return raw
+
+        raw = await self._retry(hget, "state")
         return None if raw is None else decode_state(raw)
 
     async def commit_block(
         self, jobs: Sequence[Job], results: Mapping[str, Result], height: int
     ) -> CommitReport:
-        """Apply a block's results in order; see producer/commit.py."""
+        """Apply a block's results in order; see producer/commit.py. Through a Redis
+        outage the commit starts over, resuming after the txs already applied."""
         import redis
 
         from producer.commit import commit_block
 
-        def run() -> CommitReport:
+        attempts = 0
+
+        def attempt() -> CommitReport:
+            nonlocal attempts
+            attempts += 1
             client = redis.Redis.from_url(self.url)
-            try:
-                return commit_block(client, self.keys, self.engine, jobs, results, height)
+            try:  # a retry may find the block committed by the try whose reply was lost
+                return commit_block(client, self.keys, self.engine, jobs, results, height,
+                                    resume=attempts > 1)
             finally:
                 client.close()
+
+        def run() -> CommitReport:
+            return retrying_sync(attempt, self.url, self.settings.redis_patience_s, "commit")
 
         return await asyncio.to_thread(run)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from config import DEFAULT_REDIS_URL, Settings, SettingsError, load_settings
 from producer.devfarm import answers
+from producer.errors import FarmUnavailable
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -77,6 +78,9 @@ def run_async(make: Callable[[], Awaitable[int]]) -> int:
     except CliError as exc:
         err(str(exc))
         return exc.code
+    except FarmUnavailable as exc:
+        err(str(exc))
+        return EXIT_FAILED
     except KeyboardInterrupt:
         err("interrupted")
         return 130

@@ -8,35 +8,27 @@ that tx is re-executed in-process through `engine/` against the current committe
 state, and the run resumes from it. So the committed state is the one sequential
 execution gives, whatever order the farm executed the block in.
 
-`{p}:block:{height}:applied` (tx id -> version, 0 for "charged, no writes") makes a
-commit resumable: a tx already applied is never applied twice.
+`{p}:block:{height}:applied` holds, per tx decided, what was decided: the version its
+writes got and its final status and fee (and the re-executed result, when it was
+re-executed), written in the same script call that applies it. An interrupted commit
+run again skips the txs it holds and builds the block record from it alone, so the
+record of a resumed commit is the record an uninterrupted one writes, byte for byte.
 """
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
-from engine.model import Job, Result, pack
+from engine.model import Job, Result, pack, unpack
+from producer.committed_state import RedisState, redis_state_digest
 from producer.local_engine import LocalEngine
-from worker.protocol import (
-    STATE_LUA,
-    Keys,
-    decode_state,
-    encode_state,
-    encode_version,
-    state_write,
-)
-
-if TYPE_CHECKING:
-    from engine.state import MemoryState
+from worker.protocol import STATE_LUA, Keys, encode_version, state_write
 
 # Statuses that are consensus results: charged, and (only `ok`) their writes applied.
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
@@ -46,20 +38,21 @@ TXS_PER_SCRIPT = 256
 MAX_REEXECUTIONS = 16
 
 # KEYS[1] seq, KEYS[2] applied hash, KEYS[2+i] state hash of tx i.
-# ARGV per tx: tx_id, apply (1/0), n_reads, n_writes, (key, 8-byte version)*, (key, write)*
-# with writes as protocol.state_write gives them.
-# Returns {stale index or 0, version of tx 1, version of tx 2, ...}.
+# ARGV per tx: tx_id, apply (1/0), decision, n_reads, n_writes, (key, 8-byte version)*,
+# (key, write)* with writes as protocol.state_write gives them.
+# Returns {stale index or 0, applied entry of tx 1, of tx 2, ...}: an entry is the 8-byte
+# version its writes got (0: none) then its decision; a tx already applied keeps its own.
 COMMIT_LUA = STATE_LUA + """
 local out = {0}
 local a = 1
 for i = 1, #KEYS - 2 do
   local state_key = KEYS[2 + i]
-  local tx_id, apply = ARGV[a], ARGV[a + 1]
-  local nr, nw = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  a = a + 4
+  local tx_id, apply, decision = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local nr, nw = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
   local prev = redis.call('HGET', KEYS[2], tx_id)
   if prev then
-    out[i + 1] = tonumber(prev)
+    out[i + 1] = prev
   else
     for r = 0, nr - 1 do
       local cur = redis.call('HGET', state_key, ARGV[a + 2 * r])
@@ -68,16 +61,16 @@ for i = 1, #KEYS - 2 do
         return out
       end
     end
-    local ver = 0
+    local packed = pack_version(0)
     if apply == '1' and nw > 0 then
-      ver = redis.call('INCR', KEYS[1])
-      local packed = pack_version(ver)
+      packed = pack_version(redis.call('INCR', KEYS[1]))
       for w = 0, nw - 1 do
         apply_write(state_key, ARGV[a + 2 * nr + 2 * w], ARGV[a + 2 * nr + 2 * w + 1], packed)
       end
     end
-    redis.call('HSET', KEYS[2], tx_id, ver)
-    out[i + 1] = ver
+    local entry = packed .. decision
+    redis.call('HSET', KEYS[2], tx_id, entry)
+    out[i + 1] = entry
   end
   a = a + 2 * nr + 2 * nw
 end
@@ -87,6 +80,33 @@ return out
 
 class CommitError(RuntimeError):
     """A block that cannot be committed (already committed, a tx that keeps going stale)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the commit decided for one tx, as `{p}:block:{height}:applied` holds it."""
+
+    version: int  # of its writes; 0: it wrote nothing (or was not committed)
+    status: str
+    fee_used: int
+    result: Result | None = None  # the re-executed result; None: the farm's stands
+
+    def decision(self) -> bytes:
+        wire = None if self.result is None else self.result.to_wire()
+        return bytes(pack([self.status, self.fee_used, wire]))
+
+    def entry(self) -> bytes:
+        return encode_version(self.version) + self.decision()
+
+    @classmethod
+    def decode(cls, entry: bytes) -> Applied:
+        status, fee_used, wire = unpack(entry[8:])
+        result = None if wire is None else Result.from_wire(wire)
+        return cls(int.from_bytes(entry[:8], "big"), status, fee_used, result)
+
+    @classmethod
+    def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
+        return cls(version, result.status, result.fee.used, result if reexecuted else None)
 
 
 @dataclass(slots=True)
@@ -102,6 +122,7 @@ class CommitReport:
     fee_by_status: dict[str, int] = field(default_factory=dict)
     state_digest: str = ""
     version: int = 0
+    # Of this run only, so not in the record: a resumed commit's differ.
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     results: dict[str, Result] = field(default_factory=dict)  # final (re-executed) results
@@ -122,41 +143,15 @@ class CommitReport:
             },
             "state_digest": self.state_digest,
             "version": self.version,
-            "seconds": round(self.seconds, 6),
-            "notes": self.notes[:100],
         }
 
 
-class RedisState:
-    """engine StateView + CodeSource over the committed Redis state (sync client)."""
-
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.client = client
-        self.keys = keys
-        self._codes: dict[str, bytes] = {}
-
-    def get(self, contract: str, key: bytes) -> tuple[bytes, int] | None:
-        raw = self.client.hget(self.keys.state(contract), key)  # type: ignore[arg-type]
-        return None if raw is None else decode_state(raw)  # type: ignore[arg-type]
-
-    def code_hash(self, address: str) -> str | None:
-        raw = self.client.get(self.keys.address(address))
-        return None if raw is None else raw.decode()  # type: ignore[union-attr]
-
-    def code(self, code_hash: str) -> bytes | None:
-        if code_hash not in self._codes:
-            raw = self.client.get(self.keys.code(code_hash))
-            if raw is None:
-                return None
-            self._codes[code_hash] = raw  # type: ignore[assignment]
-        return self._codes[code_hash]
-
-
-def _tx_args(tx_id: str, result: Result) -> list[Any]:
+def _tx_args(tx_id: str, result: Result, reexecuted: bool) -> list[Any]:
     apply = result.status == "ok"
     writes = sorted(result.write_set.items()) if apply else []
     reads = sorted(result.read_set.items())
-    args: list[Any] = [tx_id, "1" if apply else "0", len(reads), len(writes)]
+    args: list[Any] = [tx_id, "1" if apply else "0", Applied.of(result, reexecuted).decision(),
+                       len(reads), len(writes)]
     for key, version in reads:
         args += [key, encode_version(version)]
     for key, value in writes:
@@ -164,75 +159,66 @@ def _tx_args(tx_id: str, result: Result) -> list[Any]:
     return args
 
 
-def _digest_update(h: Any, contract: str, key: bytes, value: bytes) -> None:
-    for part in (contract.encode(), key, value):
-        h.update(struct.pack(">I", len(part)))
-        h.update(part)
-
-
-def state_digest(items: Iterable[tuple[str, bytes, bytes]]) -> str:
-    """sha256 over every (contract, key, value), sorted; versions are left out."""
-    h = hashlib.sha256(b"wesfarm-state-1")
-    for contract, key, value in sorted(items, key=lambda t: (t[0].encode(), t[1])):
-        _digest_update(h, contract, key, value)
-    return h.hexdigest()
-
-
-def memory_state_digest(state: MemoryState) -> str:
-    return state_digest(
-        (contract, key, value)
-        for contract, slot in state.data.items()
-        for key, (value, _version) in slot.items()
-    )
-
-
-def redis_state_items(client: redis.Redis, keys: Keys) -> list[tuple[str, bytes, bytes]]:
-    """Every committed (contract, key, value) under the prefix."""
-    prefix = keys.state("")
-    items: list[tuple[str, bytes, bytes]] = []
-    for name in client.scan_iter(match=f"{prefix}*", count=1000, _type="hash"):
-        contract = name[len(prefix) :].decode()  # type: ignore[index, union-attr]
-        for key, raw in client.hgetall(name).items():  # type: ignore[union-attr]
-            items.append((contract, bytes(key), decode_state(raw)[0]))
-    return items
-
-
-def redis_state_digest(client: redis.Redis, keys: Keys) -> str:
-    return state_digest(redis_state_items(client, keys))
-
-
 def commit_block(
     client: redis.Redis, keys: Keys, engine: LocalEngine, jobs: Sequence[Job],
-    results: Mapping[str, Result], height: int,
+    results: Mapping[str, Result], height: int, resume: bool = False,
 ) -> CommitReport:
-    """Apply `results` in the order of `jobs` (blocking; FarmClient runs it in a thread)."""
+    """Apply `results` in the order of `jobs` (blocking; FarmClient runs it in a thread).
+
+    With `resume` (a retry of a commit whose reply was lost), a block already committed
+    is not an error: its report is rebuilt from what the commit stored."""
     started = time.perf_counter()
-    if client.exists(keys.block(height)):
+    stored = client.get(keys.block(height))
+    if stored is not None and not resume:
         raise CommitError(f"block {height} is already committed ({keys.block(height)})")
-    report = CommitReport(height=height, txs=len(jobs))
-    state = RedisState(client, keys)
-    script = client.register_script(COMMIT_LUA)
-    todo: list[tuple[Job, Result]] = []
-    for job in jobs:
-        result = results.get(job.tx_id)
-        if result is None:
-            report.not_committed[job.tx_id] = "missing"
-        elif result.status in NOT_COMMITTED:
-            report.not_committed[job.tx_id] = result.status
-        else:
-            todo.append((job, result))
-    versions = _apply(engine, client, script, keys, height, todo, state, report)
-    for job, result in todo:
-        report.results[job.tx_id] = result
-        report.committed += 1
-        report.by_status[result.status] = report.by_status.get(result.status, 0) + 1
-    _account(report, todo)
-    for status in report.not_committed.values():
-        report.by_status[status] = report.by_status.get(status, 0) + 1
-    report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
-    report.state_digest = redis_state_digest(client, keys)
+    applied = {bytes(tx).decode(): Applied.decode(bytes(entry)) for tx, entry in
+               client.hgetall(keys.block_applied(height)).items()}  # type: ignore[union-attr]
+    notes: list[str] = []
+    if stored is None:
+        todo = [(job, results[job.tx_id]) for job in jobs if job.tx_id not in applied
+                and job.tx_id in results and results[job.tx_id].status not in NOT_COMMITTED]
+        _Committer(engine, client, keys, height, applied, notes).run(todo, jobs, results)
+    report = _report(height, jobs, results, applied)
+    report.notes = notes
+    if stored is not None:
+        record = unpack(stored)  # type: ignore[arg-type]
+        report.state_digest, report.version = record["state_digest"], record["version"]
+    else:
+        versions = [a.version for a in applied.values()]
+        report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
+        report.state_digest = redis_state_digest(client, keys)
+        client.set(keys.block(height), pack(report.record()))
     report.seconds = time.perf_counter() - started
-    client.set(keys.block(height), pack(report.record()))
+    return report
+
+
+def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
+            applied: Mapping[str, Applied]) -> CommitReport:
+    """The report, from the decisions alone (so a resumed commit reports the same)."""
+    report = CommitReport(height=height, txs=len(jobs))
+    by_sender: defaultdict[str, int] = defaultdict(int)
+    by_status: defaultdict[str, int] = defaultdict(int)
+    statuses: Counter[str] = Counter()
+    for job in jobs:
+        decided = applied.get(job.tx_id)
+        if decided is None:
+            farm = results.get(job.tx_id)
+            report.not_committed[job.tx_id] = "missing" if farm is None else farm.status
+            statuses[report.not_committed[job.tx_id]] += 1
+            continue
+        report.reexecuted += decided.result is not None
+        statuses[decided.status] += 1
+        if decided.status in NOT_COMMITTED:
+            report.not_committed[job.tx_id] = decided.status
+            continue
+        report.committed += 1
+        report.results[job.tx_id] = decided.result or results[job.tx_id]
+        report.fee_total += decided.fee_used
+        by_sender[job.context.caller] += decided.fee_used
+        by_status[decided.status] += decided.fee_used
+    report.by_status = dict(statuses)
+    report.fee_by_sender = dict(by_sender)
+    report.fee_by_status = dict(by_status)
     return report
 
 
@@ -247,108 +233,90 @@ def _reads_any(job: Job, result: Result, slots: set[Slot]) -> bool:
     return any((job.contract, k) in slots for k in result.read_set)
 
 
-def _apply(
-    engine: LocalEngine,
-    client: redis.Redis,
-    script: Any,
-    keys: Keys,
-    height: int,
-    todo: list[tuple[Job, Result]],
-    state: RedisState,
-    report: CommitReport,
-) -> list[int]:
-    """Run COMMIT_LUA over `todo` in order, re-executing each stale tx; replaces results.
+class _Committer:
+    """One run of COMMIT_LUA over a block's undecided txs; fills `applied`."""
 
-    A run ends before a tx that read a key written earlier in this commit (certainly
-    stale): that tx is re-executed first, once everything before it is applied. The
-    script's own version check still catches what this cannot see (other writers).
-    """
-    versions: list[int] = []
-    reexecutions: Counter[str] = Counter()
-    written: set[Slot] = set()  # keys this commit has written so far
-    fresh_head = -1  # index whose result was computed after everything before it applied
-    i = 0
-    while i < len(todo):
-        job, result = todo[i]
-        if i != fresh_head and _reads_any(job, result, written):
-            fresh_head = i if _reexecute(engine, todo, i, state, report, reexecutions) else -1
-            continue
-        end, run_writes = i + 1, _writes(job, result)
-        while end < len(todo) and end - i < TXS_PER_SCRIPT:
-            nxt_job, nxt = todo[end]
-            if _reads_any(nxt_job, nxt, written) or _reads_any(nxt_job, nxt, run_writes):
-                break
-            run_writes |= _writes(nxt_job, nxt)
-            end += 1
-        script_keys = [keys.state_seq, keys.block_applied(height)]
+    def __init__(self, engine: LocalEngine, client: redis.Redis, keys: Keys, height: int,
+                 applied: dict[str, Applied], notes: list[str]) -> None:
+        self.engine, self.client, self.keys, self.height = engine, client, keys, height
+        self.applied, self.notes = applied, notes
+        self.state = RedisState(client, keys)
+        self.script = client.register_script(COMMIT_LUA)
+        self.reexecutions: Counter[str] = Counter()
+
+    def run(self, todo: list[tuple[Job, Result]], jobs: Sequence[Job],
+            results: Mapping[str, Result]) -> None:
+        """Apply `todo` in order, re-executing each stale tx.
+
+        A run ends before a tx that read a key written earlier in this commit (certainly
+        stale): that tx is re-executed first, once everything before it is applied. The
+        script's own version check still catches what this cannot see (other writers).
+        """
+        written: set[Slot] = set()  # keys this commit has written so far
+        for job in jobs:  # ... including before it was interrupted
+            decided = self.applied.get(job.tx_id)
+            if decided is not None and decided.status == "ok":
+                written |= _writes(job, decided.result or results[job.tx_id])
+        fresh_head = -1  # index whose result was computed after everything before it applied
+        i = 0
+        while i < len(todo):
+            job, result = todo[i]
+            if i != fresh_head and _reads_any(job, result, written):
+                fresh_head = i if self._reexecute(todo, i) else -1
+                continue
+            end, run_writes = i + 1, _writes(job, result)
+            while end < len(todo) and end - i < TXS_PER_SCRIPT:
+                nxt_job, nxt = todo[end]
+                if _reads_any(nxt_job, nxt, written) or _reads_any(nxt_job, nxt, run_writes):
+                    break
+                run_writes |= _writes(nxt_job, nxt)
+                end += 1
+            stale = self._apply_run(todo[i:end])
+            applied_to = end if stale == 0 else i + stale - 1
+            for tx_job, _ in todo[i:applied_to]:
+                decided = self.applied[tx_job.tx_id]
+                if decided.status == "ok":
+                    written |= _writes(tx_job, decided.result or results[tx_job.tx_id])
+            if stale == 0:
+                i = end
+            else:  # changed behind our back (another writer): re-execute it now
+                i = applied_to
+                fresh_head = i if self._reexecute(todo, i) else -1
+
+    def _apply_run(self, run: Sequence[tuple[Job, Result]]) -> int:
+        """One script call; the 1-based index of the first stale tx, or 0."""
+        script_keys = [self.keys.state_seq, self.keys.block_applied(self.height)]
         args: list[Any] = []
-        for tx_job, tx_result in todo[i:end]:
-            script_keys.append(keys.state(tx_job.contract))
-            args += _tx_args(tx_job.tx_id, tx_result)
-        reply = script(keys=script_keys, args=args, client=client)
-        stale = int(reply[0])
-        versions += [int(v) for v in reply[1:]]
-        applied_to = end if stale == 0 else i + stale - 1
-        for tx_job, tx_result in todo[i:applied_to]:
-            written |= _writes(tx_job, tx_result)
-        if stale == 0:
-            i = end
-        else:  # changed behind our back (another writer): re-execute it now
-            i = applied_to
-            fresh_head = i if _reexecute(engine, todo, i, state, report, reexecutions) else -1
-    return versions
+        for job, result in run:
+            script_keys.append(self.keys.state(job.contract))
+            args += _tx_args(job.tx_id, result, self.reexecutions[job.tx_id] > 0)
+        reply = self.script(keys=script_keys, args=args, client=self.client)
+        for (job, _), entry in zip(run, reply[1:], strict=False):
+            self.applied[job.tx_id] = Applied.decode(bytes(entry))
+        return int(reply[0])
 
+    def _reexecute(self, todo: list[tuple[Job, Result]], i: int) -> bool:
+        """Re-execute todo[i] in-process against the committed state.
 
-def _reexecute(
-    engine: LocalEngine,
-    todo: list[tuple[Job, Result]],
-    i: int,
-    state: RedisState,
-    report: CommitReport,
-    reexecutions: Counter[str],
-) -> bool:
-    """Re-execute todo[i] in-process against the committed state.
-
-    False when the new result cannot be committed (it is dropped from `todo`).
-    """
-    job, _old = todo[i]
-    reexecutions[job.tx_id] += 1
-    if reexecutions[job.tx_id] > MAX_REEXECUTIONS:
-        raise CommitError(f"tx {job.tx_id} went stale {MAX_REEXECUTIONS} times in a row")
-    if reexecutions[job.tx_id] == 1:
-        report.reexecuted += 1
-    fresh = engine.execute(job, state, state)
-    fresh.worker = "commit"
-    if fresh.status in NOT_COMMITTED:  # e.g. an engine failure here: report, skip
-        report.not_committed[job.tx_id] = fresh.status
-        message = (fresh.error or {}).get("message", "")
-        report.notes.append(f"{job.tx_id}: {fresh.status} on re-execution: {message}")
-        del todo[i]
-        return False
-    todo[i] = (job, fresh)
-    return True
-
-
-def _account(report: CommitReport, done: Sequence[tuple[Job, Result]]) -> None:
-    by_sender: defaultdict[str, int] = defaultdict(int)
-    by_status: defaultdict[str, int] = defaultdict(int)
-    for job, result in done:
-        used = result.fee.used
-        report.fee_total += used
-        by_sender[job.context.caller] += used
-        by_status[result.status] += used
-    report.fee_by_sender = dict(by_sender)
-    report.fee_by_status = dict(by_status)
-
-
-def write_genesis(
-    client: redis.Redis, keys: Keys, contract: str, values: Mapping[bytes, bytes]
-) -> int:
-    """Write committed state directly (a genesis step, before any block): one new version."""
-    version = int(client.incr(keys.state_seq))  # type: ignore[arg-type]
-    if values:
-        client.hset(
-            keys.state(contract),
-            mapping={k: encode_state(v, version) for k, v in values.items()},  # type: ignore[arg-type]
-        )
-    return version
+        False when the new result cannot be committed: it is decided as not committed
+        (and dropped from `todo`)."""
+        job, _old = todo[i]
+        self.reexecutions[job.tx_id] += 1
+        if self.reexecutions[job.tx_id] > MAX_REEXECUTIONS:
+            raise CommitError(f"tx {job.tx_id} went stale {MAX_REEXECUTIONS} times in a row")
+        fresh = self.engine.execute(job, self.state, self.state)
+        fresh.worker = "commit"
+        if fresh.status in NOT_COMMITTED:  # e.g. an engine failure here: report, skip
+            message = (fresh.error or {}).get("message", "")
+            self.notes.append(f"{job.tx_id}: {fresh.status} on re-execution: {message}")
+            decided = Applied.of(fresh, reexecuted=True)
+            if self.client.hsetnx(self.keys.block_applied(self.height), job.tx_id,
+                                  decided.entry()):  # type: ignore[arg-type]
+                self.applied[job.tx_id] = decided
+            else:  # decided meanwhile by a commit running beside this one
+                entry = self.client.hget(self.keys.block_applied(self.height), job.tx_id)
+                self.applied[job.tx_id] = Applied.decode(bytes(entry))  # type: ignore[arg-type]
+            del todo[i]
+            return False
+        todo[i] = (job, fresh)
+        return True

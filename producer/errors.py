@@ -37,3 +37,12 @@ class JobIdTaken(RuntimeError):
             f"prefix {prefix!r}: {shown}; use fresh tx ids"
         )
         self.tx_ids = tx_ids
+
+
+class FarmUnavailable(RuntimeError):
+    """Redis stayed unreachable for the client's whole patience (`redis_patience_s`)."""
+
+    def __init__(self, url: str, waited_s: float, cause: BaseException) -> None:
+        super().__init__(f"redis at {url} unavailable for {waited_s:.0f} s: {cause}")
+        self.url = url
+        self.waited_s = waited_s

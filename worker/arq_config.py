@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from config import Settings
@@ -17,6 +18,8 @@ from worker.protocol import (
 )
 
 KEEP_RESULT_S = 3600
+# A worker that starts before Redis (or while it restarts) waits for it, a try a second.
+CONNECT_TRIES = 3600
 
 
 def worker_kwargs(
@@ -32,7 +35,7 @@ def worker_kwargs(
             func(jobs.execute_batch, name=FN_BATCH, max_tries=jobs.MAX_TRIES),
             func(jobs.reject_payload, name=FN_REJECT, max_tries=jobs.MAX_TRIES),
         ],
-        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "redis_settings": replace(RedisSettings.from_dsn(redis_url), conn_retries=CONNECT_TRIES),
         "queue_name": settings.queue_name,
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,

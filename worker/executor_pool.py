@@ -1,12 +1,14 @@
 """The parent side of the executors: an asyncio pool of N long-lived subprocesses
 (worker/executor_process.py drives one; worker/executor_main.py is the child).
 
-Hard limits, per request: the deadline is the sum of the jobs' wall-clock timeouts
-plus `executor_grace_ms` (plus a compile allowance, see executor_process.py), capped by
-the caller's deadline. Past it, the executor is SIGKILLed and respawned and its txs get
-status `timeout`. If it dies, its txs get `error` naming the exit signal (a multi-tx
-chunk is first re-run one tx at a time, so only the tx that kills an executor ends
-in `error`). Neither is charged. The worker itself never goes down because of a job.
+Hard limits, per tx: each tx of a request gets its wall-clock timeout plus
+`executor_grace_ms` from when the executor starts it (worker/progress.py; plus a compile
+allowance, see executor_process.py), all capped by the caller's deadline. Wasm cannot
+overrun its own timeout (epochs stop it), so an executor past a hard limit is stuck
+outside wasm (on a stalled Redis, say): it is SIGKILLed and respawned, and its txs run
+again, not ending `timeout`. If it dies, its txs get `error` naming the exit signal (a
+multi-tx chunk is first re-run one tx at a time, so only the tx that kills an executor
+ends in `error`). Neither is charged. The worker itself never goes down because of a job.
 
 Single-tx jobs waiting for an executor go to it together: under load a worker holds
 many single-tx arq jobs at once while its executors are busy, and the jobs waiting when

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq import Retry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from config import Settings
 from engine.model import MAX_TX_ID_BYTES
@@ -89,7 +88,11 @@ def _observe_queue_wait(farm: Farm, ctx: Ctx) -> None:
         farm.metrics.queue_wait.observe(max(0.0, time.time() - enqueued.timestamp()))
 
 
-async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[Any]]) -> Any:
+async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[Any]],
+                        raws: list[Any], ids: list[str | None]) -> Any:
+    """Run a job's body with metrics. A Redis error (down, loading, busy, out of memory)
+    is weather: the job runs again later. Any other exception is a bug of ours, not a
+    verdict on the txs, but they still end (as `error`), so no one waits for them."""
     farm: Farm = ctx["farm"]
     _observe_queue_wait(farm, ctx)
     started = time.perf_counter()
@@ -101,10 +104,19 @@ async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[An
     except Retry:
         outcome = "retry"
         raise
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except RedisError as exc:
         outcome = "retry"
         log.warning("%s %s: redis unavailable (%s); retrying", name, ctx.get("job_id"), exc)
         raise Retry(defer=retry_defer_s(ctx)) from exc
+    except Exception as exc:
+        log.exception("%s %s failed inside the worker", name, ctx.get("job_id"))
+        try:
+            await _fail_all(farm, raws, ids, "error", "internal_error",
+                            f"the worker failed on this job: {exc!r}"[:500])
+        except RedisError:
+            outcome = "retry"
+            raise Retry(defer=retry_defer_s(ctx)) from exc
+        raise
     finally:
         farm.metrics.jobs.labels(function=name, status=outcome).inc()
         farm.metrics.job_latency.labels(function=name).observe(time.perf_counter() - started)
@@ -152,6 +164,15 @@ async def _run(
     return [r for r in out if r is not None]
 
 
+async def _fail_all(farm: Farm, raws: list[Any], ids: list[str | None], status: str,
+                    kind: str, message: str) -> list[PackedResult]:
+    """Store an uncharged `status` Result for each tx that has a usable id."""
+    bad = [PackedResult.of(failure(raw, status, kind, message, farm.settings.fees.version,
+                                   farm.name, tx_id=tx_id))
+           for raw, tx_id in zip(raws, ids, strict=True) if tx_id]
+    return await _store(farm, bad) if bad else []
+
+
 async def _store(farm: Farm, results: list[PackedResult]) -> list[PackedResult]:
     """Write results once each; count the new ones; the stored (first) results back."""
     written = await farm.writer.write(results)
@@ -182,30 +203,28 @@ def receipt(result: PackedResult) -> dict[str, Any]:
 async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """One job map -> its Result (wire map); the job id is the tx id."""
 
+    job_id = str(ctx["job_id"])
+    raw = args[0] if len(args) == 1 else None
+    fallback = job_id if len(job_id.encode()) <= MAX_TX_ID_BYTES else None
+    ids = [tx_id_of(raw) or fallback]
+
     async def body(farm: Farm) -> dict[str, Any]:
-        job_id = str(ctx["job_id"])
         if len(args) != 1 or kwargs:
             message = _bad_arguments("execute", args, kwargs)
-            bad = failure(
-                None,
-                "invalid",
-                "malformed_job",
-                message,
-                farm.settings.fees.version,
-                farm.name,
-                tx_id=job_id,
-            )
-            return (await _store(farm, [PackedResult.of(bad)]))[0].wire()
-        fallback = job_id if len(job_id.encode()) <= MAX_TX_ID_BYTES else None
-        [result] = await _run(farm, ctx, [args[0]], [tx_id_of(args[0]) or fallback], precheck=False)
+            [bad] = await _fail_all(farm, [None], ids, "invalid", "malformed_job", message)
+            return bad.wire()
+        [result] = await _run(farm, ctx, [raw], ids, precheck=False)
         return receipt(result)
 
-    result: dict[str, Any] = await _instrumented(FN_EXECUTE, ctx, body)
+    result: dict[str, Any] = await _instrumented(FN_EXECUTE, ctx, body, [raw], ids)
     return result
 
 
 async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    """A list of job maps -> their Results in the same order (each stored under its tx id)."""
+    """A list of job maps -> their Results in the same order (each stored under its tx id).
+    Called wrongly, the txs of the list it was given (if any) end `invalid`."""
+    raws: list[Any] = args[0] if args and isinstance(args[0], list) else []
+    ids = [tx_id_of(raw) for raw in raws]
 
     async def body(farm: Farm) -> list[dict[str, Any]]:
         if len(args) != 1 or kwargs or not isinstance(args[0], list):
@@ -213,20 +232,15 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, A
             if len(args) == 1 and not kwargs:
                 message = f"execute_batch takes a list of job maps, got {type(args[0]).__name__}"
             log.warning("batch %s rejected: %s", ctx.get("job_id"), message)
-            bad = failure(
-                None,
-                "invalid",
-                "malformed_batch",
-                message,
-                farm.settings.fees.version,
-                farm.name,
-                tx_id=str(ctx["job_id"]),
-            )
-            return [bad.to_wire()]
-        raws: list[Any] = args[0]
-        return [receipt(r) for r in await _run(farm, ctx, raws, [tx_id_of(raw) for raw in raws])]
+            stored = await _fail_all(farm, raws, ids, "invalid", "malformed_batch", message)
+            if stored:
+                return [receipt(r) for r in stored]
+            return [failure(None, "invalid", "malformed_batch", message,
+                            farm.settings.fees.version, farm.name,
+                            tx_id=str(ctx["job_id"])).to_wire()]
+        return [receipt(r) for r in await _run(farm, ctx, raws, ids)]
 
-    results: list[dict[str, Any]] = await _instrumented(FN_BATCH, ctx, body)
+    results: list[dict[str, Any]] = await _instrumented(FN_BATCH, ctx, body, raws, ids)
     return results
 
 
@@ -245,7 +259,9 @@ async def reject_payload(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
             return bad.to_wire()  # no tx id to store it under
         return (await _store(farm, [PackedResult.of(bad)]))[0].wire()
 
-    result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body)
+    job_id = str(ctx["job_id"])
+    ids: list[str | None] = [job_id if _storable(job_id) else None]
+    result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body, [None], ids)
     return result
 
 
@@ -279,9 +295,7 @@ async def results_for_failed_job(ctx: Ctx, job_id: str, result_data: bytes | Non
     elif isinstance(args, list) and len(args) == 1:
         raws = [args[0]]
     ids = [tx_id_of(raw) for raw in raws] or ([job_id] if _storable(job_id) else [])
-    bad = [PackedResult.of(failure(raw, status, kind, f"{message} (job {job_id})",
-                                   farm.settings.fees.version, farm.name, tx_id=tx_id))
-           for raw, tx_id in zip(raws or [None] * len(ids), ids, strict=True) if tx_id]
-    if bad:
-        log.warning("job %s: %s; %d tx(s) end %s", job_id, message, len(bad), status)
-        await _store(farm, bad)
+    stored = await _fail_all(farm, raws or [None] * len(ids), ids, status, kind,
+                             f"{message} (job {job_id})")
+    if stored:
+        log.warning("job %s: %s; %d tx(s) end %s", job_id, message, len(stored), status)

@@ -161,7 +161,7 @@ async def _demo(args: argparse.Namespace, settings: Any) -> bool:
         say(render_summary(summarize(tx_ids, results, elapsed, latencies)))
 
         commit = await farm.commit_block(block, results, 2)
-        say(render_commit(commit.record()))
+        say(render_commit(commit))
         return await _check(farm, mints + transfers, results, commit, args.accounts)
 
 

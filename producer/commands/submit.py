@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from producer.cliutil import (
     EXIT_FAILED,
@@ -19,6 +19,9 @@ from producer.cliutil import (
     run_async,
     settings_and_url,
 )
+
+if TYPE_CHECKING:
+    from producer.commit import CommitReport
 
 
 def register(sub: Any) -> None:
@@ -100,7 +103,7 @@ async def _submit(args: argparse.Namespace) -> int:
             except CommitError as exc:
                 raise CliError(f"commit failed: {exc}", EXIT_FAILED) from None
             out = sys.stderr if args.json else sys.stdout
-            print(render_commit(report.record()), file=out)
+            print(render_commit(report), file=out)
     return EXIT_OK
 
 
@@ -111,11 +114,12 @@ async def _warn_without_workers(farm: Any) -> None:
             "(start one with `wesfarm worker`)")
 
 
-def render_commit(record: dict[str, Any]) -> str:
+def render_commit(report: CommitReport) -> str:
+    record = report.record()
     fees = record["fees"]
     lines = [
         f"committed block {record['height']}: {record['committed']}/{record['txs']} txs, "
-        f"{record['reexecuted']} re-executed (stale reads), {record['seconds']:.2f} s",
+        f"{record['reexecuted']} re-executed (stale reads), {report.seconds:.2f} s",
         f"  fee total {fees['total']:,}; by status "
         + ", ".join(f"{k} {v:,}" for k, v in fees["by_status"].items()),
         f"  state version {record['version']}, digest {record['state_digest']}",

@@ -17,8 +17,8 @@ from engine import MemoryCode, MemoryState, WasmEngine
 from engine.model import FeeReport, Job, Result, unpack
 from producer.block import Tx, dump_block
 from producer.client import FarmClient
-from producer.commit import (
-    CommitError,
+from producer.commit import CommitError
+from producer.committed_state import (
     RedisState,
     memory_state_digest,
     redis_state_digest,

@@ -1,0 +1,114 @@
+"""A commit cut off at any script call (its reply lost or never sent) and run again
+writes the record an uninterrupted commit writes, byte for byte, and the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from engine.model import Context, Job
+from producer.commit import CommitError, commit_block
+from producer.committed_state import RedisState, redis_state_digest
+from producer.deploy import bind, validate_and_init
+from producer.local_engine import LocalEngine
+from tests.producer.test_commit import TOKEN, settings_for, u64
+from worker.protocol import Keys
+
+
+class Cut(redis.Redis):
+    """A real client whose `cut`-th script call fails: before Redis runs it, or after
+    (the reply lost on the way back)."""
+
+    def __init__(self, url: str, cut: int, after: bool) -> None:
+        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
+        self.calls, self.cut, self.after = 0, cut, after
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.cut and not self.after:
+            raise redis.ConnectionError("cut before the script ran")
+        reply = super().evalsha(*args, **kwargs)
+        if self.calls == self.cut:
+            raise redis.ConnectionError("cut after the script ran")
+        return reply
+
+
+def block(n: int, accounts: int) -> tuple[list[Job], list[Job]]:
+    rng = random.Random(11)
+    names = [f"a{i:03d}" for i in range(accounts)]
+    mints = [Job(f"m{i}", "tok", "mint", u64(1_000) + name.encode(), 10**9)
+             for i, name in enumerate(names)]
+    txs = []
+    for i in range(n):
+        src, dst = rng.sample(names, 2)
+        amount = rng.choice([rng.randint(1, 300), 10**9])
+        txs.append(Job(f"x{i}", "tok", "transfer", u64(amount) + dst.encode(),
+                       3_000 if i % 37 == 5 else 10**9, Context(caller=src)))
+    return mints, txs
+
+
+@pytest.fixture()
+def local(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[LocalEngine]:
+    engine = LocalEngine(settings_for(redis_url, key_prefix, tmp_path))
+    yield engine
+    engine.close()
+
+
+def fresh_farm(redis_url: str, key_prefix: str, local: LocalEngine, mints: list[Job]) -> Keys:
+    """A new key prefix (under the test's, so cleaned up) with the token deployed and
+    the mints committed."""
+    keys = Keys(f"{key_prefix}-rs-{uuid.uuid4().hex[:8]}")
+
+    async def deploy() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            init = validate_and_init(local, TOKEN, "tok", "", 10**9)
+            await bind(client, keys, TOKEN, hashlib.sha256(TOKEN).hexdigest(), "tok", init)
+        finally:
+            await client.aclose()
+
+    asyncio.run(deploy())
+    with redis.Redis.from_url(redis_url) as client:
+        state = RedisState(client, keys)
+        commit_block(client, keys, local, mints,
+                     {j.tx_id: local.execute(j, state, state) for j in mints}, 1)
+    return keys
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["never_ran", "reply_lost"])
+def test_a_resumed_commit_writes_the_uninterrupted_record(
+    redis_url: str, key_prefix: str, local: LocalEngine, after: bool
+) -> None:
+    mints, txs = block(600, 40)
+    whole = fresh_farm(redis_url, key_prefix, local, mints)
+    cut = fresh_farm(redis_url, key_prefix, local, mints)
+    with redis.Redis.from_url(redis_url) as client:
+        # Results as the farm gives them: all against the pre-block state, so many
+        # transfers are stale and re-executed at commit.
+        state = RedisState(client, whole)
+        results = {j.tx_id: local.execute(j, state, state) for j in txs}
+        want = commit_block(client, whole, local, txs, results, 2)
+        assert want.reexecuted > 100 and {"ok", "reverted", "out_of_fee"} <= set(want.by_status)
+        for at in (2, 5, 9):
+            with Cut(redis_url, at, after) as cutter, pytest.raises(redis.ConnectionError):
+                commit_block(cutter, cut, local, txs, results, 2)
+        got = commit_block(client, cut, local, txs, results, 2)
+        assert client.get(cut.block(2)) == client.get(whole.block(2))
+        assert got.record() == want.record()
+        assert redis_state_digest(client, cut) == redis_state_digest(client, whole)
+        assert {t: r.consensus_bytes() for t, r in got.results.items()} == {
+            t: r.consensus_bytes() for t, r in want.results.items()}
+        with pytest.raises(CommitError, match="already committed"):
+            commit_block(client, cut, local, txs, results, 2)
+        # The retry of a commit whose last reply was lost: the stored record, rebuilt.
+        again = commit_block(client, cut, local, txs, results, 2, resume=True)
+        assert again.record() == want.record()
