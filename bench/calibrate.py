@@ -35,7 +35,7 @@ UNCOUNTED = ("storage_read_key", "memory_page", "execution", "module_byte", "tra
 PAGE = 65_536
 # Fee units per fuel unit: fine enough that a byte copied can cost a fraction of an add.
 FEE_UNITS_PER_FUEL = 10
-RULES = ("loop_fuel", "branch_fuel", "call_fuel")
+RULES = ("loop_fuel", "branch_fuel", "call_fuel", "load_fuel", "divide_fuel")
 REPS = {"tiny": 2, "quick": 5, "full": 9}
 
 
@@ -87,7 +87,7 @@ def calibrate(scale_name: str, rep: Report, version: str, redis_url: str | None
               ) -> dict[str, Any]:
     reps = REPS[scale_name]
     # Probes and workloads run far past any fee limit a job may ask for: not what is timed.
-    limits = {"max_fee_limit": 10**14}
+    limits = {"max_fee_limit": 10**14, "max_fee_per_timeout_ms": 10**10}
     with bench_settings(limits=limits) as settings:
         rep.progress("probes: unit counts and fastest times ...")
         measured = probe_runner.measure(settings, reps, redis_url, rep.progress)

@@ -94,6 +94,7 @@ class EngineRig:
         self.state = MemoryState()
         self.per_contract = settings.instance_pool_size
         self.fee_limit = settings.limits.max_fee_limit  # never the limit of a bench figure
+        self.timeout_ms = settings.limits.max_timeout_ms  # which that fee limit needs
 
     def deploy(self, address: str, code: bytes) -> str:
         digest = self.codes.deploy(address, code)
@@ -103,7 +104,7 @@ class EngineRig:
     def job(self, address: str, data: bytes = b"", function: str = "run",
             caller: str = "alice", n: int = 0) -> Job:
         return Job(f"{address}-{n}", address, function, data, self.fee_limit,
-                   Context(caller, 1234, 1_700_000_000_000))
+                   Context(caller, 1234, 1_700_000_000_000), timeout_ms=self.timeout_ms)
 
     def run(self, job: Job, expect: str = "ok") -> Any:
         result = self.engine.execute(job, self.state, self.codes)

@@ -92,6 +92,10 @@ PROBES: tuple[Probe, ...] = (
           Run("branches_9", params(20_000, 0))),
     _pair("loop_fuel", "bare_loop", (20_000,), (200_000,)),
     _pair("call_fuel", "calls", (5_000,), (50_000,)),
+    # loads that hit the first-level cache (16 KiB): what a load costs when it waits for
+    # nothing; a load that misses every cache is what bounds the fee a timeout may hold
+    _pair("load_fuel", "pointer_chase", (2_000, 16_384), (20_000, 16_384)),
+    _pair("divide_fuel", "divide_chain", (2_000, 3), (20_000, 3)),
     _pair("host_call", "host_call_storm", (200,), (2_000,)),
     _pair("byte_in", "input_bytes", (300, 0, bytes(1_000)), (300, 0, bytes(60_000))),
     _pair("byte_out", "output_bytes", (300, 1_000), (300, 60_000)),

@@ -61,7 +61,7 @@ TARGETS: dict[str, tuple[str, Check]] = {
     "fee_fairness_ratio": ("≤ 2", lambda v, _: v <= 2),
     "compile_bomb_ms": ("≤ 2000", lambda v, _: v <= 2_000),
     "compile_worst_ms": ("≤ 2000", lambda v, _: v <= 2_000),
-    "tight_loop_max_fee_s": ("< default timeout (2 s)", lambda v, _: v < 2),
+    "tight_loop_max_fee_s": ("≤ 15 (half the longest timeout)", lambda v, _: v <= 15),
     "worst_case_s": ("≤ 1 (half the default timeout)", lambda v, _: v <= 1),
     "commit_digest_match": ("true (== sequential)", lambda v, _: v is True),
 }

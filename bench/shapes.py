@@ -57,24 +57,40 @@ SHAPES: dict[str, str] = {
     "calls": _loop("(call $nothing)"),
     # input_read of the whole input, n times (len: ignored; the input's size is the unit)
     "input_bytes": _loop("(call $input_read (i32.const 0))"),
-    # a random walk over `len` bytes of memory (grown first): each load depends on the last
+    # a walk of one random cycle through `len` bytes of memory (grown first; Sattolo's
+    # shuffle makes it a single cycle): 16 loads per iteration, each on the last one's
+    # result, so past the caches every load waits for memory
     "pointer_chase": """
-    (local.set $p (memory.grow (i32.shr_u (local.get $len) (i32.const 16))))
+    (local.set $p (memory.grow (i32.add (i32.shr_u (local.get $len) (i32.const 16))
+                                        (i32.const 1))))
     (if (i32.lt_s (local.get $p) (i32.const 0)) (then unreachable))
     (local.set $p (i32.mul (local.get $p) (i32.const 65536)))
-    (local.set $end (i32.sub (local.get $len) (i32.const 4)))
+    (loop $init
+      (local.set $q (i32.add (local.get $p) (i32.shl (local.get $i) (i32.const 2))))
+      (i32.store (local.get $q) (local.get $q))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $init (i32.lt_u (local.get $i) (i32.shr_u (local.get $len) (i32.const 2)))))
     (local.set $x (i64.const 88172645463325252))
-    (local.set $q (local.get $p))
-    (loop $fill
+    (local.set $i (i32.sub (i32.shr_u (local.get $len) (i32.const 2)) (i32.const 1)))
+    (loop $shuffle
       (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
       (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
-      (i32.store (local.get $q) (i32.add (local.get $p) (i32.and
-        (i32.wrap_i64 (i64.rem_u (local.get $x) (i64.extend_i32_u (local.get $len))))
-        (i32.const -4))))
-      (local.set $q (i32.add (local.get $q) (i32.const 4)))
-      (br_if $fill (i32.lt_u (i32.sub (local.get $q) (local.get $p)) (local.get $end))))
-    (local.set $q (local.get $p))""" + _loop("""
-      (local.set $q (i32.load (local.get $q)))"""),
+      (local.set $q (i32.add (local.get $p) (i32.shl (i32.wrap_i64 (i64.rem_u (local.get $x)
+        (i64.extend_i32_u (local.get $i)))) (i32.const 2))))
+      (local.set $end (i32.add (local.get $p) (i32.shl (local.get $i) (i32.const 2))))
+      (local.set $y (i64.extend_i32_u (i32.load (local.get $end))))
+      (i32.store (local.get $end) (i32.load (local.get $q)))
+      (i32.store (local.get $q) (i32.wrap_i64 (local.get $y)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $shuffle (local.get $i)))
+    (local.set $q (local.get $p))""" + _loop(
+        "(local.set $q " + "(i32.load " * 16 + "(local.get $q)" + ")" * 16 + ")"),
+    # a chain of integer divisions, each on the last one's result (by a divisor the
+    # compiler cannot see: `len`)
+    "divide_chain": _loop("""
+      (local.set $x (i64.div_u (i64.add (i64.mul (local.get $x) (i64.const 7))
+                                        (i64.const 12345))
+                               (i64.extend_i32_u (local.get $len))))""" * 8),
 }
 
 # Modules of their own: recursion (calls and unwinding), and code of a given size.

@@ -59,6 +59,9 @@ def unit_counter(settings: Settings, cache_dir: Path) -> Iterator[UnitCounter]:
         counter.close()
 
 
-def job_for(contract: str, data: bytes, function: str, fee_limit: int) -> Job:
+def job_for(contract: str, data: bytes, function: str, fee_limit: int,
+            timeout_ms: int = 30_000) -> Job:
+    """A bench job; its timeout the longest a job may ask (limits.max_timeout_ms), so that
+    any fee limit up to limits.max_fee_limit is valid."""
     return Job(f"{contract}-probe", contract, function, data, fee_limit,
-               Context("alice", 1234, 1_700_000_000_000))
+               Context("alice", 1234, 1_700_000_000_000), timeout_ms=timeout_ms)

@@ -63,11 +63,11 @@ class PolicyLimits(BaseModel):
     max_write_entries: int = Field(1_024, ge=0, description="distinct keys a tx may write")
     max_write_bytes: int = Field(1024 * 1024, ge=0, description="keys + values a tx may write")
     max_read_entries: int = Field(2_048, ge=0, description="distinct keys a tx may read")
-    max_fee_limit: int = Field(25_000_000_000, gt=0, le=10**15)
+    max_fee_limit: int = Field(3_000_000_000, gt=0, le=10**15)
     # No fee limit may outlast its timeout: a job may ask at most this many fee units per
-    # millisecond of its timeout (set so that the worst workload class ends well inside
-    # it: docs/FEES.md).
-    max_fee_per_timeout_ms: int = Field(12_500_000, gt=0)
+    # millisecond of its timeout, set so that even the worst workload class (loads that
+    # miss every cache) spends a fee limit in half its timeout (docs/FEES.md).
+    max_fee_per_timeout_ms: int = Field(100_000, gt=0)
     max_timeout_ms: int = Field(30_000, gt=0)
 
 
@@ -80,37 +80,41 @@ class FeePrices(BaseModel):
     Derived by `wesfarm calibrate` so every workload class buys about the same wall
     time per fee unit (docs/FEES.md)."""
 
-    version: str = "wes-fee-4"
+    version: str = "wes-fee-5"
     instruction: int = Field(10, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
     # Fuel the deploy-time instrumentation adds (engine/instrument.py), in fuel units: what a
-    # loop iteration, a branch and a call cost beyond the one fuel wasmtime charges for them.
-    loop_fuel: int = Field(12, ge=0, le=1_000, description="per loop iteration")
+    # loop iteration, a branch, a call, a load and a divide cost beyond the one fuel wasmtime
+    # charges for them.
+    loop_fuel: int = Field(16, ge=0, le=1_000, description="per loop iteration")
     branch_fuel: int = Field(0, ge=0, le=1_000, description="per br_if / if / br_table")
-    call_fuel: int = Field(54, ge=0, le=1_000, description="per call / call_indirect")
-    execution: int = Field(1_850_000, ge=0, le=MAX_PRICE,
+    call_fuel: int = Field(60, ge=0, le=1_000, description="per function entered (a call)")
+    load_fuel: int = Field(8, ge=0, le=1_000, description="per memory load (a cache miss)")
+    divide_fuel: int = Field(64, ge=0, le=1_000,
+                             description="per integer div / rem, float div / sqrt")
+    execution: int = Field(1_410_000, ge=0, le=MAX_PRICE,
                            description="per execution: a warm instance, the call, the result")
-    module_byte: int = Field(850, ge=0, le=MAX_PRICE,
+    module_byte: int = Field(1_000, ge=0, le=MAX_PRICE,
                              description="per byte of the module, per execution (bringing it in)")
-    trap: int = Field(9_400_000, ge=0, le=MAX_PRICE,
+    trap: int = Field(5_490_000, ge=0, le=MAX_PRICE,
                       description="per execution that ends in a trap")
-    trap_frame: int = Field(2_100, ge=0, le=MAX_PRICE,
+    trap_frame: int = Field(1_320, ge=0, le=MAX_PRICE,
                             description="per call frame on the stack when it traps (unwinding)")
-    host_call: int = Field(13_200, ge=0, le=MAX_PRICE)
+    host_call: int = Field(14_600, ge=0, le=MAX_PRICE)
     byte_in: int = Field(2, ge=0, le=MAX_PRICE,
                          description="per byte copied from the host into wasm memory")
     byte_out: int = Field(2, ge=0, le=MAX_PRICE,
                           description="per byte copied from wasm memory to the host")
-    storage_read: int = Field(85_000, ge=0, le=MAX_PRICE)
+    storage_read: int = Field(99_000, ge=0, le=MAX_PRICE)
     storage_read_key: int = Field(17_400_000, ge=0, le=MAX_PRICE,
                                   description="per distinct key read from the state (read set)")
     storage_read_byte: int = Field(3, ge=0, le=MAX_PRICE)
-    storage_write: int = Field(19_000, ge=0, le=MAX_PRICE)
-    storage_write_byte: int = Field(9, ge=0, le=MAX_PRICE)
-    event: int = Field(12_000, ge=0, le=MAX_PRICE)
+    storage_write: int = Field(9_450, ge=0, le=MAX_PRICE)
+    storage_write_byte: int = Field(23, ge=0, le=MAX_PRICE)
+    event: int = Field(15_300, ge=0, le=MAX_PRICE)
     event_byte: int = Field(10, ge=0, le=MAX_PRICE)
-    hash: int = Field(400_000, ge=0, le=MAX_PRICE, description="per sha256 / keccak256 call")
-    hash_byte: int = Field(370, ge=0, le=MAX_PRICE)
-    memory_page: int = Field(5_800_000, ge=0, le=MAX_PRICE,
+    hash: int = Field(421_000, ge=0, le=MAX_PRICE, description="per sha256 / keccak256 call")
+    hash_byte: int = Field(328, ge=0, le=MAX_PRICE)
+    memory_page: int = Field(5_920_000, ge=0, le=MAX_PRICE,
                              description="per 64 KiB page, initial or grown, past the free ones")
     memory_free_pages: int = Field(4, ge=0, le=65_536,
                                    description="pages every execution has within its price")
@@ -152,14 +156,14 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "wesfarm")
     cache_secret: str | None = Field(None, description="artifact MAC key; unset: a host key file")
-    compile_timeout_ms: int = Field(2_000, gt=0, description="the compile wall: time")
+    compile_timeout_ms: int = Field(10_000, gt=0, description="the compile wall: time")
     compile_memory_mb: int = Field(2_048, ge=256, description="the compile wall: memory")
     module_cache_size: int = Field(64, gt=0)
     instance_pool_size: int = Field(8, ge=0)
     pooled_modules: int = Field(16, ge=0)
     epoch_tick_ms: int = Field(5, gt=0, le=1_000)
     default_timeout_ms: int = Field(2_000, gt=0)
-    default_fee_limit: int = Field(2_500_000_000, gt=0)
+    default_fee_limit: int = Field(200_000_000, gt=0)
     denied_capabilities: dict[str, list[str]] = Field(default_factory=dict)
 
     limits: PolicyLimits = Field(default_factory=PolicyLimits)  # type: ignore[arg-type]
@@ -171,8 +175,12 @@ class Settings(BaseSettings):
             raise ValueError("default_timeout_ms exceeds limits.max_timeout_ms")
         if self.default_fee_limit > self.limits.max_fee_limit:
             raise ValueError("default_fee_limit exceeds limits.max_fee_limit")
-        if self.limits.max_fee_limit > self.default_timeout_ms * self.limits.max_fee_per_timeout_ms:
-            raise ValueError("limits.max_fee_limit outlasts default_timeout_ms at "
+        per_ms = self.limits.max_fee_per_timeout_ms
+        if self.default_fee_limit > self.default_timeout_ms * per_ms:
+            raise ValueError("default_fee_limit outlasts default_timeout_ms at "
+                             "limits.max_fee_per_timeout_ms")
+        if self.limits.max_fee_limit > self.limits.max_timeout_ms * per_ms:
+            raise ValueError("limits.max_fee_limit outlasts limits.max_timeout_ms at "
                              "limits.max_fee_per_timeout_ms")
         if self.job_timeout_s * 1000 < self.limits.max_timeout_ms:
             raise ValueError("job_timeout_s must cover limits.max_timeout_ms")

@@ -31,9 +31,11 @@ from typing import IO, ClassVar
 
 from config import Settings
 from engine.compiler import build_config, compile_module
-from engine.errors import InvalidJob, Rejected
+from engine.errors import InternalError, InvalidJob, Rejected
 
 OK, REJECTED, INVALID = 0, 1, 2
+READY = b"R"
+START_TIMEOUT_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -89,9 +91,15 @@ class CompileSandbox:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.compile_child", str(self.memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(ROOT))
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(_frame(self.settings_json.encode()))
         proc.stdin.flush()
+        # The wall's clock starts once the child is ready: its start-up is not the module's.
+        ready, _, _ = select.select([proc.stdout.fileno()], [], [], START_TIMEOUT_S)
+        if not ready or proc.stdout.read(1) != READY:
+            proc.kill()
+            proc.wait()
+            raise InternalError("the compile child did not start")
         return proc
 
     def compile(self, code: bytes) -> bytes:
@@ -149,6 +157,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     knobs = json.loads(_read_exact(stdin, struct.unpack(">I", _read_exact(stdin, 4))[0]))
     settings = Settings(**knobs, pooling_allocator=False)
     engine = wasmtime.Engine(build_config(settings))
+    stdout.write(READY)
+    stdout.flush()
     while True:
         try:
             size = struct.unpack(">I", _read_exact(stdin, 4))[0]

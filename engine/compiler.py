@@ -23,7 +23,7 @@ import wasmtime
 from config import Settings
 from engine import raw
 from engine.abi import ABI_VERSION
-from engine.errors import InvalidJob, Rejected
+from engine.errors import ExecutionError, InvalidJob, Rejected
 from engine.instrument import INSTRUMENTATION
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
@@ -138,12 +138,25 @@ def compile_module(engine: wasmtime.Engine, code: bytes) -> wasmtime.Module:
     try:
         return wasmtime.Module(engine, code)
     except wasmtime.WasmtimeError as exc:
-        text = str(exc)
-        detail = " ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
-        if "not enabled" in text or "support is not" in text or "disabled" in text:
-            raise Rejected(f"module uses a feature ABI 1 does not allow: {detail}",
-                           "feature") from None
-        raise InvalidJob(f"module does not validate: {detail}", "bad_module") from None
+        raise _refusal(exc) from None
+
+
+def validate_module(engine: wasmtime.Engine, code: bytes) -> None:
+    """wasmtime's validation alone (linear time, no compile), as compile_module refuses.
+    Run on the module as deployed, before anything reads or rewrites it: what the engine
+    then sees is well-formed wasm, every index in range."""
+    try:
+        wasmtime.Module.validate(engine, code)
+    except wasmtime.WasmtimeError as exc:
+        raise _refusal(exc) from None
+
+
+def _refusal(exc: wasmtime.WasmtimeError) -> ExecutionError:
+    text = str(exc)
+    detail = " ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
+    if "not enabled" in text or "support is not" in text or "disabled" in text:
+        return Rejected(f"module uses a feature ABI 1 does not allow: {detail}", "feature")
+    return InvalidJob(f"module does not validate: {detail}", "bad_module")
 
 
 class ArtifactCache:

@@ -44,9 +44,9 @@ class ExecutionState:
 
     __slots__ = (
         "address", "caller", "ctx", "denied", "events", "fee_price", "fuel_cell", "fuel_granted",
-        "fuel_ref", "input", "job", "limits", "logs", "mem_base", "mem_ref", "mem_size", "memory",
-        "meter", "pages_charged", "pending", "read_set", "return_data", "schedule", "state",
-        "write_bytes", "writes",
+        "fuel_ref", "input", "job", "limits", "logs", "max_pages", "mem_base", "mem_ref",
+        "mem_size", "memory", "meter", "pages_charged", "pending", "read_set", "return_data",
+        "schedule", "state", "write_bytes", "writes",
     )
 
     def __init__(
@@ -70,6 +70,7 @@ class ExecutionState:
         self.fee_price = schedule.instruction
         self.fuel_granted = 0
         self.pages_charged = 0
+        self.max_pages = 0
         self.ctx: ctypes.c_void_p | None = None
         self.memory: raw.Memory | None = None
         self.mem_ref: Any = None
@@ -85,8 +86,9 @@ class ExecutionState:
         self.writes: dict[bytes, bytes | None] = {}
         self.write_bytes = 0  # keys + values buffered (max_write_bytes)
 
-    def attach(self, warm: WarmInstance, pages: int) -> None:
-        """Bind to a warm instance whose `pages` initial pages are paid for. Memory never
+    def attach(self, warm: WarmInstance, pages: int, max_pages: int) -> None:
+        """Bind to a warm instance whose `pages` initial pages are paid for and whose
+        memory may grow to `max_pages` (its declared maximum, within the limit). Memory never
         moves (the engine sets memory_may_move off) and never shrinks, so its base is
         fixed and a size seen before is a safe lower bound: only an access past it asks
         wasmtime again."""
@@ -94,6 +96,7 @@ class ExecutionState:
         self.mem_ref = ctypes.byref(warm.memory)
         self.mem_base, self.mem_size = warm.memory_base, warm.memory_size
         self.pages_charged = pages
+        self.max_pages = max_pages
 
     # -- the meter -----------------------------------------------------------------------
 

@@ -159,8 +159,8 @@ def keccak256(ex: ExecutionState, ptr: int, length: int, dst: int) -> None:
 def memory_grow(ex: ExecutionState, delta: int) -> int:
     """The instrumentation's `memory.grow`: the new pages are charged before they exist."""
     pages = ex.memory_pages()
-    if pages + delta > ex.limits.max_memory_pages:
-        return 0xFFFFFFFF  # -1: past the limit, nothing grows and nothing is charged
+    if pages + delta > ex.max_pages:
+        return 0xFFFFFFFF  # -1: past the maximum, nothing grows and nothing is charged
     ex.charge_growth((pages + delta) * PAGE)
     return ex.grow(delta)
 

@@ -1,6 +1,6 @@
 """Deploy-time instrumentation: make fuel track time, charge memory growth when it grows,
 and count call depth. The instrumented module is what gets compiled and cached; its
-rules (the schedule's `loop_fuel`, `branch_fuel`, `call_fuel` and INSTRUMENTATION below)
+rules (the schedule's `*_fuel` prices and INSTRUMENTATION below)
 are part of the engine fingerprint.
 
 wasmtime charges one fuel for nearly every operator, but a loop back edge, a branch or a
@@ -11,8 +11,13 @@ fuel, n + 2 bytes, no run time).
 
 - `loop`: the padding first thing in the body, so every iteration pays `loop_fuel`;
 - `br_if`, `if`, `br_table`: `branch_fuel` before them;
-- `call`, `call_indirect`: `call_fuel` before, and the call depth counted in a global
-  around it (read when the execution traps: unwinding is paid per frame);
+- loads: `load_fuel` before each (a load may miss every cache: the time of a chain of
+  them is bound by memory latency, not by the operator count);
+- integer div / rem, float div / sqrt: `divide_fuel` before each (long latency);
+- calls: `call_fuel` first thing in every function body (so each call, direct or
+  indirect, pays it once, and the padding is not repeated at every call site), and the
+  call depth counted in a global around each call (read when the execution traps:
+  unwinding is paid per frame);
 - `memory.grow`: a call of the engine's hook `wes_internal.memory_grow`, which charges
   the new pages before it grows (so no page can be touched before it is paid for).
 
@@ -34,7 +39,7 @@ from engine.wasm_reader import (
     sections,
 )
 
-INSTRUMENTATION = 1  # bump when the rewrite changes: it joins the fingerprint
+INSTRUMENTATION = 2  # bump when the rewrite changes: it joins the fingerprint
 HOOK_MODULE, HOOK_GROW = "wes_internal", "memory_grow"
 RESERVED_PREFIX = "__wes"  # export names the policy keeps for the engine
 DEPTH_EXPORT = f"{RESERVED_PREFIX}_depth"
@@ -73,15 +78,23 @@ def padding(fuel: int) -> bytes:
     return b"\x41\x00" + b"\x45" * (fuel - 1) + b"\x1a"
 
 
+# i32/i64/f32/f64 loads of every width; integer div and rem; float div and sqrt.
+LOADS = frozenset(range(0x28, 0x36))
+DIVIDES = frozenset((0x6D, 0x6E, 0x6F, 0x70, 0x7F, 0x80, 0x81, 0x82, 0x91, 0x95, 0x9F, 0xA3))
+
+
 @dataclass(frozen=True, slots=True)
 class Metering:
     loop: int
     branch: int
     call: int
+    load: int = 0
+    divide: int = 0
 
     @classmethod
     def of(cls, prices: FeePrices) -> Metering:
-        return cls(prices.loop_fuel, prices.branch_fuel, prices.call_fuel)
+        return cls(prices.loop_fuel, prices.branch_fuel, prices.call_fuel, prices.load_fuel,
+                   prices.divide_fuel)
 
 
 class _Rewrite:
@@ -182,7 +195,7 @@ class _Rewrite:
         for i, body in function_bodies(s):
             start = body.pos
             read_locals(body, i)
-            out = bytearray(body.data[start : body.pos])
+            out = bytearray(body.data[start : body.pos]) + padding(self.metering.call)
             self._body(body, i, out)
             bodies.append(leb(len(out)) + bytes(out))
         return _vec(bodies)
@@ -193,6 +206,7 @@ class _Rewrite:
         depth_get, depth_set = b"\x23" + leb(self.depth), b"\x24" + leb(self.depth)
         enter = depth_get + b"\x41\x01\x6a" + depth_set  # depth += 1
         leave = depth_get + b"\x41\x01\x6b" + depth_set  # depth -= 1
+        load_pad, divide_pad = padding(m.load), padding(m.divide)
         for ins in instructions(body, function):
             op = ins.opcode
             raw = data[ins.start : ins.end]
@@ -201,11 +215,15 @@ class _Rewrite:
             elif op in (0x04, 0x0D, 0x0E):
                 out += padding(m.branch) + raw
             elif op == 0x10:
-                out += padding(m.call) + enter + b"\x10" + leb(self.shift(ins.index)) + leave
+                out += enter + b"\x10" + leb(self.shift(ins.index)) + leave
             elif op == 0x11:
-                out += padding(m.call) + enter + raw + leave
+                out += enter + raw + leave
             elif op == 0x40:
                 out += b"\x10" + leb(self.hook)
+            elif op in LOADS:
+                out += load_pad + raw
+            elif op in DIVIDES:
+                out += divide_pad + raw
             else:
                 out += raw
 

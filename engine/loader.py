@@ -1,5 +1,6 @@
-"""Bringing code in: policy + compile budget → instrumentation → the compile wall → the
-verified artifact cache → a compiled contract, kept in an in-process LRU.
+"""Bringing code in: policy → wasmtime's validation → instrumentation → compile budget →
+the compile wall → the verified artifact cache → a compiled contract, kept in an
+in-process LRU.
 
 The instrumented module is what is compiled and cached (under the original code's hash
 and the engine fingerprint, which names the instrumentation and its rules).
@@ -16,8 +17,9 @@ from collections.abc import Callable
 import wasmtime
 
 from config import Settings
+from engine.budget import check_budget
 from engine.compile_sandbox import CompileSandbox, CompileWall
-from engine.compiler import ArtifactCache
+from engine.compiler import ArtifactCache, validate_module
 from engine.counters import EngineCounters
 from engine.errors import InternalError, InvalidJob
 from engine.instrument import Metering, instrument
@@ -91,8 +93,11 @@ class ContractLoader:
                 raise InvalidJob(f"code stored under {code_hash} does not hash to it",
                                  "bad_module")
             info = check_module(code, self.settings.limits)
+            validate_module(self.engine, code)  # before the instrumenter reads the code
             started = time.perf_counter()
-            artifact = self.sandbox.compile(instrument(code, self.metering))
+            instrumented = instrument(code, self.metering)
+            check_budget(instrumented, self.settings.limits)
+            artifact = self.sandbox.compile(instrumented)
             module = wasmtime.Module.deserialize(self.engine, artifact)
             self.counters.compile_seconds += time.perf_counter() - started
             self.artifacts.store(code_hash, info.to_bytes(), artifact)

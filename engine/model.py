@@ -34,7 +34,7 @@ class Job:
     contract: str
     function: str
     input: bytes = b""
-    fee_limit: int = 250_000_000
+    fee_limit: int = 200_000_000
     context: Context = field(default_factory=Context)
     mode: Mode = "call"
     timeout_ms: int | None = None
@@ -220,15 +220,16 @@ class ModuleInfo:
     table_elements: int
     functions: int
     size: int
+    memory_max: int  # pages memory.grow may reach: the declared maximum within the limit
 
     def to_bytes(self) -> bytes:
         return pack([list(self.entry_points), self.memory_pages, self.table_elements,
-                     self.functions, self.size])
+                     self.functions, self.size, self.memory_max])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ModuleInfo:
-        entries, pages, table, functions, size = unpack(data)
-        return cls(tuple(entries), pages, table, functions, size)
+        entries, pages, table, functions, size, memory_max = unpack(data)
+        return cls(tuple(entries), pages, table, functions, size, memory_max)
 
 
 def pack(obj: Any) -> bytes:

@@ -2,7 +2,8 @@
 
 wasmtime validates the code itself (and rejects disabled features); this reader checks
 what wasmtime does not: imports, exports, start, memory, sizes, segments and the compile
-budget (engine/budget.py). Malformed bytes are `invalid`; a well-formed module breaking a
+budget's first limit (the budget itself is checked on the instrumented module,
+engine/budget.py). Malformed bytes are `invalid`; a well-formed module breaking a
 rule is `rejected`.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 from config import PolicyLimits
 from engine.abi import ABI
-from engine.budget import check_code
 from engine.errors import InvalidJob, Rejected
 from engine.instrument import RESERVED_PREFIX
 from engine.model import ModuleInfo
@@ -32,10 +32,6 @@ class _Module:
         self.table_elements = 0
         self.tables = 0
 
-    def params(self) -> list[int]:
-        """Parameter counts of the defined functions (index 0 = the first defined one)."""
-        return [len(self.types[t][0]) if t < len(self.types) else 0
-                for t in self.func_types[self.imported_funcs:]]
 
 
 def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
@@ -68,7 +64,12 @@ def check_module(code: bytes, limits: PolicyLimits) -> ModuleInfo:
         elif section_id == 9:
             _elements(s, limits)
         elif section_id == 10:
-            check_code(s, limits, m.params())
+            size = s.end - s.pos  # the whole budget is checked once instrumented
+            if size > limits.max_code_bytes:
+                raise Rejected(f"the code section is {size:,} bytes, over the compile "
+                               f"budget's max_code_bytes ({limits.max_code_bytes:,})",
+                               "compile_budget")
+            s.pos = s.end
         elif section_id == 11:
             _data(s, limits)
         elif section_id == 12:
@@ -147,8 +148,9 @@ def _summarize(code: bytes, m: _Module, limits: PolicyLimits) -> ModuleInfo:
     if len(m.memories) != 1:
         raise Rejected(f"module defines {len(m.memories)} memories; the ABI needs exactly one",
                        "memory")
-    # A declared maximum above the limit is fine: the store's limit stops growth there.
-    initial = m.memories[0][0]
+    # A declared maximum above the limit is fine: growth stops at the limit.
+    initial, declared_max = m.memories[0]
+    memory_max = min(limits.max_memory_pages, 65_536 if declared_max is None else declared_max)
     if initial > limits.max_memory_pages:
         raise Rejected(f"memory starts at {initial} pages, limit {limits.max_memory_pages}",
                        "limit")
@@ -165,7 +167,15 @@ def _summarize(code: bytes, m: _Module, limits: PolicyLimits) -> ModuleInfo:
             raise InvalidJob(f"malformed module: export {name!r} names no function", "bad_module")
         if m.types[m.func_types[index]] == ((), ()):  # other exports are not entry points
             entries.append(name)
-    return ModuleInfo(tuple(entries), initial, m.table_elements, functions, len(code))
+    init = m.exports.get("init")
+    if init is not None and init[0] == 0:
+        aliases = sorted(n for n, (kind, index) in m.exports.items()
+                         if kind == 0 and index == init[1] and n != "init")
+        if aliases:
+            raise Rejected(f"`init` is also exported as {aliases[0]!r}: it runs once, at "
+                           "deploy, so no other name may reach it", "export")
+    return ModuleInfo(tuple(entries), initial, m.table_elements, functions, len(code),
+                      memory_max)
 
 
 def _data(s: Reader, limits: PolicyLimits) -> None:

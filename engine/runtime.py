@@ -181,7 +181,7 @@ class WasmEngine:
             if info.table_elements:
                 ex.consume(info.table_elements * sched.table_element, "table", "initial table")
             warm = self.pool.acquire(contract)
-            ex.attach(warm, info.memory_pages)
+            ex.attach(warm, info.memory_pages, info.memory_max)
             if warm.instantiate_fuel:
                 ex.consume(warm.instantiate_fuel * sched.instruction, "instructions",
                            "instantiation")

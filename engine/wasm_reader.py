@@ -15,6 +15,7 @@ from engine.errors import InvalidJob, Rejected
 
 VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
 CONST_OPS = {0x41, 0x42, 0x43, 0x44, 0x23}  # i32/i64/f32/f64.const, global.get
+NO_TYPE = -1
 
 # Instruction immediates, by opcode (single-byte opcodes).
 NONE, BLOCK, LABEL, TABLE, CALL, CALL_INDIRECT, INDEX, MEMARG, MEMORY, I32, I64, F32, F64 = (
@@ -65,7 +66,7 @@ class Reader:
             if not b & 0x80:
                 return result
             shift += 7
-            if shift > 35:
+            if shift >= 35:
                 raise InvalidJob("malformed module: LEB128 integer too long", "bad_module")
 
     def skip_leb(self, max_bytes: int = 10) -> None:
@@ -134,7 +135,8 @@ def sections(code: bytes, start: int) -> Iterator[tuple[int, Reader]]:
 @dataclass(slots=True)
 class Instruction:
     """One decoded instruction: where it is, its opcode (0xFC sub-ops as 0xFC00 + n) and
-    the one index it names, if any (a label depth, function, type, local or global)."""
+    the one index it names, if any (a label depth, function, type, local or global; for a
+    block, loop or if its type index, NO_TYPE when it has none)."""
 
     start: int
     end: int
@@ -172,9 +174,11 @@ def instructions(r: Reader, function: int) -> Iterator[Instruction]:
         if kind == BLOCK:
             depth += 1
             b = r.byte()
-            if b & 0x80:
-                r.skip_leb(4)  # a type index (multi-value), a signed LEB128
-            elif b != 0x40 and b not in VALTYPES and b & 0x40:
+            index = NO_TYPE
+            if b & 0x80 or b < 0x40:  # a type index (multi-value): an s33, never negative
+                r.pos -= 1
+                index = r.u32()
+            elif b != 0x40 and b not in VALTYPES:
                 raise Rejected(f"function {function}: a block of value type {b:#x} (only "
                                "i32/i64/f32/f64)", "feature")
         elif kind in (LABEL, INDEX, CALL):

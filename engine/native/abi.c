@@ -303,10 +303,11 @@ int wes_keccak256(Execution *ex, Args a, uint64_t *r) {
 }
 
 /* The instrumentation's memory.grow (engine/instrument.py): new pages are charged before
- * they exist; past the limit nothing grows and nothing is charged. */
+ * they exist; past the module's maximum (within the limit) nothing grows and nothing is
+ * charged. */
 int wes_memory_grow(Execution *ex, Args a, uint64_t *r) {
     uint64_t delta = a[0], pages = wt.memory_data_size(ex->ctx, ex->memory) / 65536u;
-    if (pages + delta > (uint64_t)ex->host->limits.max_memory_pages) {
+    if (pages + delta > (uint64_t)ex->max_pages) {
         *r = 0xFFFFFFFFu;
         return 0;
     }

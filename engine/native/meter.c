@@ -167,9 +167,10 @@ static PyObject *Execution_exhaust(Execution *ex, PyObject *name) {
 }
 
 static PyObject *Execution_attach(Execution *ex, PyObject *const *args, Py_ssize_t n) {
-    /* attach(warm, pages): warm has ctx_addr, memory_addr, memory_base, memory_size. */
-    if (n != 2)
-        return PyErr_Format(PyExc_TypeError, "attach(warm, pages)");
+    /* attach(warm, pages, max_pages): warm has ctx_addr, memory_addr, memory_base,
+     * memory_size. */
+    if (n != 3)
+        return PyErr_Format(PyExc_TypeError, "attach(warm, pages, max_pages)");
     static const char *names[] = {"ctx_addr", "memory_addr", "memory_base", "memory_size"};
     unsigned long long v[4];
     for (int i = 0; i < 4; i++) {
@@ -181,8 +182,8 @@ static PyObject *Execution_attach(Execution *ex, PyObject *const *args, Py_ssize
         if (PyErr_Occurred())
             return NULL;
     }
-    long long pages = PyLong_AsLongLong(args[1]);
-    if (pages == -1 && PyErr_Occurred())
+    long long pages = PyLong_AsLongLong(args[1]), max_pages = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred())
         return NULL;
     Py_INCREF(args[0]);
     Py_XSETREF(ex->warm, args[0]);
@@ -191,6 +192,7 @@ static PyObject *Execution_attach(Execution *ex, PyObject *const *args, Py_ssize
     ex->mem_base = (uint8_t *)(uintptr_t)v[2];
     ex->mem_size = v[3];
     ex->pages_charged = pages;
+    ex->max_pages = max_pages;
     Py_RETURN_NONE;
 }
 
@@ -269,7 +271,8 @@ static PyMethodDef Execution_methods[] = {
     {"exhaust", (PyCFunction)Execution_exhaust, METH_O,
      "exhaust(category): the budget ran out inside wasm; charge the rest"},
     {"attach", (PyCFunction)(void (*)(void))Execution_attach, METH_FASTCALL,
-     "attach(warm, pages): bind to a warm instance whose initial pages are charged"},
+     "attach(warm, pages, max_pages): bind to a warm instance whose initial pages are "
+     "charged"},
     {"settle", (PyCFunction)Execution_settle, METH_NOARGS,
      "charge the fuel and memory pages used since the last look"},
     {NULL},

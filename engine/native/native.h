@@ -71,7 +71,7 @@ typedef struct Execution {
     Host *host;
     int64_t limit, used, breakdown[NCAT];
     uint64_t fuel_granted;
-    int64_t pages_charged, write_bytes;
+    int64_t pages_charged, max_pages, write_bytes;
     uint32_t denied;
     void *ctx;
     const void *memory; /* a wasmtime_memory_t kept alive by `warm` */

@@ -9,7 +9,7 @@ import pytest
 import wasmtime
 
 from config import load_settings
-from engine import Rejected, WasmEngine
+from engine import InvalidJob, Rejected, WasmEngine
 from engine.compile_sandbox import CompileSandbox, CompileWall
 from tests.support.contracts import Chain
 
@@ -119,3 +119,45 @@ def test_a_compiler_out_of_memory_kills_the_child_not_the_engine(cache_dir: Path
         sandbox.compile(bytes(wasmtime.wat2wasm(nested_loops(2_048, 512))))
     good = bytes(wasmtime.wat2wasm(f'(module {M} (func (export "run")))'))
     assert sandbox.compile(good)  # and it compiles the next module
+
+
+def block_params_bomb(values: int, depth: int) -> str:
+    """No locals at all, but loops that take and leave `values` i64s each, nested deep:
+    the compiler keeps every one of them live like a local."""
+    vals = " ".join(["i64"] * values)
+    opens = "".join(f"(loop $l{i} (param {vals}) (result {vals}) " for i in range(depth))
+    closes = "".join(f"(br_if $l{i} (i32.const 0)))" for i in reversed(range(depth)))
+    pushes = " ".join(["(i64.const 1)"] * values)
+    drops = " ".join(["drop"] * values)
+    return f'(module {M} (func (export "run") {pushes} {opens}{closes} {drops}))'
+
+
+def test_values_a_block_takes_count_like_locals(engine: WasmEngine) -> None:
+    with pytest.raises(Rejected, match="max_function_weight"):
+        engine.validate(bytes(wasmtime.wat2wasm(block_params_bomb(1_000, 8))))
+    engine.validate(bytes(wasmtime.wat2wasm(block_params_bomb(4, 8))))  # honest multi-value
+
+
+def test_the_budget_counts_the_code_as_instrumented(cache_dir: Path) -> None:
+    """A body of calls is 2 bytes a call as written and more once the call depth is
+    counted around each: the budget sees what the compiler will."""
+    calls = " ".join(["(call $f)"] * 1_000)
+    wat = f'(module {M} (func $f) (func (export "run") {calls}))'
+    limits = {"max_function_bytes": 4_000}  # 2,000-odd bytes as written
+    chain = Chain.start(load_settings(cache_dir=cache_dir, limits=limits))
+    try:
+        with pytest.raises(Rejected, match=r"body \(instrumented\).*max_function_bytes"):
+            chain.engine.validate(bytes(wasmtime.wat2wasm(wat)))
+    finally:
+        chain.close()
+
+
+def test_indices_past_the_module_are_invalid_not_the_engines_own(engine: WasmEngine) -> None:
+    """The instrumentation appends a global, a type and an import: code naming the index
+    one past the module's own must not reach them."""
+    past_global = f'(module {M} (func (export "run") (global.set 0 (i32.const -5))))'
+    exported = f'(module {M} (func (export "run")) (export "d" (global 0)))'
+    past_type = f'(module {M} (type (func)) (func (export "run") (block (type 1))))'
+    for wat in (past_global, exported, past_type):
+        with pytest.raises(InvalidJob, match="does not validate"):
+            engine.validate(bytes(wasmtime.wat2wasm(wat)))

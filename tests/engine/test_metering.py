@@ -20,12 +20,13 @@ from tests.support.contracts import Chain, u64
 M = '(memory (export "memory") 1)'
 LOOP = f"""(module (import "wes" "input_read" (func $ir (param i32))) {M}
   (func $nothing)
-  ;; input: n (u32): n iterations, each with one br_if and one call
+  ;; input: n (u32): n iterations, each with one br_if, one call, a load and a divide
   (func (export "run") (local $n i32) (call $ir (i32.const 0))
     (local.set $n (i32.load (i32.const 0)))
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $n)))
       (call $nothing)
+      (drop (i32.div_u (local.get $n) (i32.load (i32.const 0))))
       (local.set $n (i32.sub (local.get $n) (i32.const 1)))
       (br $l)))))"""
 
@@ -46,19 +47,20 @@ def _instructions(chain: Chain, contract: str, fn: str, data: bytes = b"") -> in
     return r.fee.breakdown["instructions"]
 
 
-def test_loop_branch_and_call_fuel_are_charged_per_execution_of_them(
+def test_loop_branch_call_load_and_divide_fuel_are_charged_per_execution_of_them(
         tmp_path: Path, raw_calls: bool) -> None:
     plain = _chain(tmp_path / "a", raw_calls)
-    metered = _chain(tmp_path / "b", raw_calls, loop_fuel=7, branch_fuel=5, call_fuel=11)
+    metered = _chain(tmp_path / "b", raw_calls, loop_fuel=7, branch_fuel=5, call_fuel=11,
+                     load_fuel=3, divide_fuel=2)
     try:
         for chain in (plain, metered):
             chain.deploy("c", LOOP)
         for n in (0, 1, 10, 100):
             extra = (_instructions(metered, "c", "run", u64(n))
                      - _instructions(plain, "c", "run", u64(n)))
-            # loop headers: n + 1 entries; br_if: n + 1; calls: n (input_read's is a host
-            # call, instrumented alike: +1)
-            assert extra == 7 * (n + 1) + 5 * (n + 1) + 11 * (n + 1)
+            # loop headers: n + 1 entries; br_if: n + 1; functions entered: n + 1 (`run`
+            # itself); loads: n + 1; divides: n
+            assert extra == 7 * (n + 1) + 5 * (n + 1) + 11 * (n + 1) + 3 * (n + 1) + 2 * n
     finally:
         plain.close()
         metered.close()
@@ -71,8 +73,8 @@ def test_a_bare_loop_at_the_largest_fee_limit_ends_out_of_fee_not_in_a_timeout(
     try:
         chain.deploy("spin", f'(module {M} (func (export "run") (loop $l (br $l))))')
         limit = chain.engine.limits.max_fee_limit
-        r = chain.run("spin", "run", fee_limit=limit, timeout_ms=chain.engine.settings
-                      .default_timeout_ms)
+        r = chain.run("spin", "run", fee_limit=limit, timeout_ms=chain.engine.limits
+                      .max_timeout_ms)
         assert r.status == "out_of_fee" and r.fee.used == limit
     finally:
         chain.close()

@@ -34,7 +34,7 @@ REJECTED: dict[str, tuple[str, str, str]] = {
     "no memory": (f"(module {F})", "memory", "0 memories"),
     "memory exported under another name": ('(module (memory (export "mem") 1))', "memory",
                                            "'memory'"),
-    "v128 local": (f'(module {M} (func (export "f") (local v128)))', "feature", "0x7b"),
+    "v128 local": (f'(module {M} (func (export "f") (local v128)))', "feature", "SIMD"),
     "v128 param": (f"(module {M} (func $g (param v128)) {F})", "feature", "0x7b"),
     "v128 global": (f"(module {M} (global v128 (v128.const i64x2 0 0)))", "feature", "0x7b"),
     "simd instruction": (f'(module {M} (func (export "f") (drop (i32x4.extract_lane 0 '
@@ -255,3 +255,11 @@ def test_instantiation_traps_are_the_contracts_fault(chain: Chain, name: str) ->
     hits = chain.engine.get_metrics()["pool"]["hits"]
     assert chain.run("pool", "probe").return_data == POOL_FRESH
     assert chain.engine.get_metrics()["pool"]["hits"] == hits + 1  # still warm
+
+
+def test_init_may_not_be_exported_under_a_second_name(chain: Chain) -> None:
+    chain.deploy("c", f'(module {M} (func $i) (export "init" (func $i)) (export "again" '
+                      '(func $i)))')
+    r = chain.run("c", "again")
+    assert r.status == "rejected" and r.error is not None
+    assert "`init` is also exported as 'again'" in r.error["message"]

@@ -138,3 +138,28 @@ def test_counter_state_survives_a_denied_init(chain: Chain) -> None:
     chain.run("counter", "incr", commit=True)
     assert chain.run("counter", "init").status == "invalid"
     assert chain.run("counter", "get").return_data == u64(1)
+
+
+GROW = """(module
+  (import "wes" "return_data" (func $rd (param i32 i32)))
+  (memory (export "memory") 1 3)
+  ;; memory.grow by 5 (past the declared maximum of 3), then by 2 (to it): both results
+  (func (export "run")
+    (i32.store (i32.const 0) (memory.grow (i32.const 5)))
+    (i32.store (i32.const 4) (memory.grow (i32.const 2)))
+    (call $rd (i32.const 0) (i32.const 8))))"""
+
+
+@pytest.mark.parametrize("raw_calls", [True, False], ids=["raw", "public"])
+def test_growing_past_the_declared_maximum_fails_as_in_wasm_and_is_not_charged(
+        cache_dir: Path, raw_calls: bool) -> None:
+    fees = {**TEST_FEES, "memory_page": 1_000}
+    chain = Chain.start(load_settings(cache_dir=cache_dir, fees=fees), raw_calls=raw_calls)
+    try:
+        chain.deploy("grow", GROW)
+        r = chain.run("grow", "run")
+        assert r.status == "ok", r.error
+        assert r.return_data == (2**32 - 1).to_bytes(4, "little") + (1).to_bytes(4, "little")
+        assert r.fee.breakdown["memory"] == 3 * 1_000  # the pages it has, not the 6 it asked
+    finally:
+        chain.close()

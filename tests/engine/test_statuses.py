@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from config import PolicyLimits
 from engine import STATUSES, Job, Result, WasmEngine, unpack
+from tests.support import TEST_ENV
 from tests.support.contracts import PROBE, TRAPS, Chain, check_fee, example, u64
 
 SPIN_FEE = 10_000_000_000  # under the test schedule fuel cannot run out before 50 ms
@@ -167,7 +167,7 @@ def _wire(**changes: Any) -> dict[str, Any]:
 
 
 _DROP = object()
-MAX_FEE = PolicyLimits().max_fee_limit
+MAX_FEE = int(TEST_ENV["WESFARM_LIMITS__MAX_FEE_LIMIT"])  # what the tests run with
 
 
 def test_execute_wire_accepts_a_good_map(chain: Chain) -> None:

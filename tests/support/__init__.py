@@ -19,7 +19,7 @@ TEST_FEES = {
     "memory_page": 5_000, "memory_free_pages": 0, "table_element": 10,
     # priced in their own tests (tests/engine/test_metering.py)
     "loop_fuel": 0, "branch_fuel": 0, "call_fuel": 0, "module_byte": 0, "trap": 0,
-    "trap_frame": 0, "storage_read_key": 0, "hash": 0,
+    "trap_frame": 0, "storage_read_key": 0, "hash": 0, "load_fuel": 0, "divide_fuel": 0,
 }
 TEST_ENV = {
     **{f"WESFARM_FEES__{name.upper()}": str(price) for name, price in TEST_FEES.items()},
@@ -27,6 +27,7 @@ TEST_ENV = {
     # The mechanics of timeouts are tested with spinning jobs: under the test schedule a
     # fee limit may outlast its timeout (tests/engine/test_metering.py checks the rule).
     "WESFARM_LIMITS__MAX_FEE_PER_TIMEOUT_MS": str(10**12),
+    "WESFARM_LIMITS__MAX_FEE_LIMIT": str(10**12),
 }
 
 
