@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -72,7 +73,9 @@ def parse_hex(text: str, what: str) -> bytes:
 
 
 def run_async(make: Callable[[], Awaitable[int]]) -> int:
-    """Run a command's coroutine; CliError -> message + code, Ctrl-C -> 130."""
+    """Run a command's coroutine; CliError -> message + code, Ctrl-C -> 130. Warnings
+    (Redis away, retrying) are lines like the errors."""
+    logging.basicConfig(format="wesfarm: %(message)s", level=logging.WARNING)
     try:
         return asyncio.run(_call(make))
     except CliError as exc:

@@ -65,10 +65,14 @@ end
 return out
 """
 # ARGV[1] lease (ms), ARGV[2] the in-progress key prefix, ARGV[3..] job ids: renew the
-# leases this worker holds (a key already gone stays gone).
+# leases this worker holds (a key already gone stays gone). PTTL, not PEXPIRE's XX flag:
+# Redis 6.2 (the embedded redis-server) has no XX, and the script failed every renewal.
 RENEW_LUA = """
 for i = 3, #ARGV do
-  redis.call('PEXPIRE', ARGV[2] .. ARGV[i], ARGV[1], 'XX')
+  local key = ARGV[2] .. ARGV[i]
+  if redis.call('PTTL', key) > 0 then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
 end
 return 0
 """
@@ -94,11 +98,16 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
         runnable = []
         for raw in job_ids:
             try:
-                runnable.append(raw.decode())
+                job_id = raw.decode()
             except UnicodeDecodeError:
                 log.warning("queue %s: member %.80r is not a job id; removed", self.queue_name,
                             raw)
                 await self.pool.zrem(self.queue_name, raw)
+                continue
+            # A lease that lapsed under this worker (a stall) must not start the job twice
+            # here: arq keys its tasks by job id.
+            if job_id not in self.tasks:
+                runnable.append(job_id)
         if not runnable:
             return
         reply = await self._script(0)(

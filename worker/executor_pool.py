@@ -16,8 +16,9 @@ an executor frees up go to it as one request (one pipe round trip and one state 
 for all; their result writes meet in one script call, worker/results.py). With an
 executor idle a job goes at once, alone. Each job keeps its own deadline: a request
 takes only as many jobs as their timeouts fit before the earliest deadline among them,
-and a job no executor takes by its deadline ends as `timeout`. A job cancelled while it
-waits is dropped; one cancelled while its request runs gets no result from it.
+and a job no executor takes by its deadline gets `timeout`, marked to run again (it never
+ran: a Redis stall or a backlog, not a verdict). A job cancelled while it waits is
+dropped; one cancelled while its request runs gets no result from it.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class ExecutorPool:
             async with asyncio.timeout_at(deadline):
                 ex = await self.acquire()
         except TimeoutError:
-            return self.failed(jobs, ids, "timeout", "no_executor", NO_EXECUTOR)
+            return self.failed(jobs, ids, "timeout", "no_executor", NO_EXECUTOR, retry=True)
         return await self.run_on(ex, jobs, ids, deadline)
 
     async def run_on(self, ex: ExecutorProcess, jobs: list[Any], ids: list[str | None],
@@ -305,7 +306,7 @@ class ExecutorPool:
                 continue  # cancelled while waiting
             if w.deadline is not None and w.deadline <= now:
                 w.future.set_result(self.failed([w.job], [w.tx_id], "timeout",
-                                                "no_executor", NO_EXECUTOR))
+                                                "no_executor", NO_EXECUTOR, retry=True))
             else:
                 still.append(w)
         self.waiting = still

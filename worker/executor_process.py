@@ -290,10 +290,10 @@ class ExecutorProcess:
             return
         now = self.loop.time()
         if self.items and self.progress is not None and now < self.cap:
-            request, item = self.progress.read()
+            request, item, started = self.progress.read()
             if request == self.requests and self.item < item < len(self.items):
                 self.item = item
-                self.deadline = min(self.cap, now + self.items[item])
+                self.deadline = min(self.cap, min(started, now) + self.items[item])
         if now < self.deadline:
             self.loop.call_at(self.deadline, self._expire, fut)
             return

@@ -34,7 +34,7 @@ from worker.protocol import (
     FN_EXECUTE,
     FN_REJECT,
     Keys,
-    job_deserializer,
+    result_record,
 )
 from worker.results import ResultWriter
 
@@ -91,14 +91,18 @@ def _observe_queue_wait(farm: Farm, ctx: Ctx) -> None:
 async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[Any]],
                         raws: list[Any], ids: list[str | None]) -> Any:
     """Run a job's body with metrics. A Redis error (down, loading, busy, out of memory)
-    is weather: the job runs again later. Any other exception is a bug of ours, not a
-    verdict on the txs, but they still end (as `error`), so no one waits for them."""
+    is weather: the job runs again later; so is a job still waiting on a stalled Redis
+    when its time is nearly up (arq's own job timeout would end it with no Results). Any
+    other exception is a bug of ours, not a verdict on the txs, but they still end (as
+    `error`), so no one waits for them."""
     farm: Farm = ctx["farm"]
     _observe_queue_wait(farm, ctx)
     started = time.perf_counter()
     outcome = "failed"
+    budget = asyncio.timeout(farm.settings.job_timeout_s - DEADLINE_MARGIN_S / 2)
     try:
-        value = await body(farm)
+        async with budget:
+            value = await body(farm)
         outcome = "ok"
         return value
     except Retry:
@@ -109,6 +113,11 @@ async def _instrumented(name: str, ctx: Ctx, body: Callable[[Farm], Awaitable[An
         log.warning("%s %s: redis unavailable (%s); retrying", name, ctx.get("job_id"), exc)
         raise Retry(defer=retry_defer_s(ctx)) from exc
     except Exception as exc:
+        if isinstance(exc, TimeoutError) and budget.expired():
+            outcome = "retry"
+            log.warning("%s %s: not done in the job's time (redis stalled?); retrying", name,
+                        ctx.get("job_id"))
+            raise Retry(defer=retry_defer_s(ctx)) from exc
         log.exception("%s %s failed inside the worker", name, ctx.get("job_id"))
         try:
             await _fail_all(farm, raws, ids, "error", "internal_error",
@@ -245,23 +254,32 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, A
 
 
 async def reject_payload(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Stands in for a job whose arq payload could not be decoded (worker/protocol.py).
-    Takes anything: a payload may name this function itself, with any arguments."""
-    reason = args[0] if len(args) == 1 and isinstance(args[0], str) and not kwargs else (
-        f"a job named {FN_REJECT} with {len(args)} arguments")
+    """Stands in for a job whose arq payload could not be decoded (worker/protocol.py): an
+    `invalid` Result under each tx id its job maps named (`tx_ids`, which only the
+    deserializer can pass), else under the job id. Takes anything: a payload may name
+    this function itself, with any arguments."""
+    given = kwargs.get("tx_ids")
+    ours = len(args) == 1 and isinstance(args[0], str) and set(kwargs) <= {"tx_ids"} and \
+        isinstance(given, list | None)
+    reason = args[0] if ours else f"a job named {FN_REJECT} with {len(args)} arguments"
+    job_id = str(ctx["job_id"])
+    named = [t for t in given if isinstance(t, str) and _storable(t)] if ours and given else []
+    ids: list[str | None] = list(dict.fromkeys(named)) or [
+        job_id if _storable(job_id) else None]
 
     async def body(farm: Farm) -> dict[str, Any]:
-        job_id = str(ctx["job_id"])
         log.warning("job %s: undecodable payload: %s", job_id, reason)
-        bad = failure(None, "invalid", "malformed_payload", reason[:500],
-                      farm.settings.fees.version, farm.name, tx_id=job_id)
-        if not _storable(job_id):
-            return bad.to_wire()  # no tx id to store it under
-        return (await _store(farm, [PackedResult.of(bad)]))[0].wire()
+        bad = [failure(None, "invalid", "malformed_payload", reason[:500],
+                       farm.settings.fees.version, farm.name, tx_id=tx_id or job_id)
+               for tx_id in ids]
+        if ids == [None]:
+            return bad[0].to_wire()  # no tx id to store it under
+        stored = await _store(farm, [PackedResult.of(b) for b in bad])
+        if len(stored) == 1:
+            return stored[0].wire()
+        return {"rejected": reason[:500], "results": [receipt(r) for r in stored]}
 
-    job_id = str(ctx["job_id"])
-    ids: list[str | None] = [job_id if _storable(job_id) else None]
-    result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body, [None], ids)
+    result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body, [None] * len(ids), ids)
     return result
 
 
@@ -281,21 +299,20 @@ async def results_for_failed_job(ctx: Ctx, job_id: str, result_data: bytes | Non
     farm: Farm | None = ctx.get("farm")
     if farm is None:
         return
-    record = job_deserializer(result_data) if result_data else {}
+    record = result_record(result_data) if result_data else {}
     reason = record.get("r")
     message = str(reason.get("message") if isinstance(reason, dict) else
                   "arq failed the job")[:500]
     status, kind = next(((st, k) for text, st, k in _ARQ_FAILURES if text in message),
                         ("error", "job_failed"))
-    raws: list[Any] = []
     args = record.get("a")
     if record.get("f") == FN_BATCH and isinstance(args, list) and args and \
             isinstance(args[0], list):
-        raws = list(args[0])
-    elif isinstance(args, list) and len(args) == 1:
-        raws = [args[0]]
-    ids = [tx_id_of(raw) for raw in raws] or ([job_id] if _storable(job_id) else [])
-    stored = await _fail_all(farm, raws or [None] * len(ids), ids, status, kind,
-                             f"{message} (job {job_id})")
+        raws: list[Any] = list(args[0])
+        ids = [tx_id_of(raw) for raw in raws]
+    else:  # a single tx: its job map's tx id, else the job id (as `execute` stores it)
+        raws = [args[0] if isinstance(args, list) and len(args) == 1 else None]
+        ids = [tx_id_of(raws[0]) or (job_id if _storable(job_id) else None)]
+    stored = await _fail_all(farm, raws, ids, status, kind, f"{message} (job {job_id})")
     if stored:
         log.warning("job %s: %s; %d tx(s) end %s", job_id, message, len(stored), status)

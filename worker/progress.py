@@ -1,5 +1,6 @@
-"""Which tx an executor is on: 16 bytes of shared memory the executor writes as it starts
-each tx of a request, and its worker reads when a hard deadline comes due.
+"""Which tx an executor is on: 24 bytes of shared memory the executor writes as it starts
+each tx of a request (the request, the tx's index, the CLOCK_MONOTONIC time it started),
+and its worker reads when a hard deadline comes due.
 
 A request's hard limit is then per tx -- that tx's timeout plus the grace, from when it
 started -- not the sum over the request: a stuck executor is noticed within about one
@@ -12,8 +13,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import time
 
-_LAYOUT = struct.Struct("<QQ")  # request sequence number, index of the tx started
+# request sequence number, index of the tx started, when (time.monotonic(): the same
+# clock as the worker's event loop, shared by every process of the host)
+_LAYOUT = struct.Struct("<QQd")
 
 
 class Progress:
@@ -27,11 +31,11 @@ class Progress:
         self.map = mmap.mmap(self.fd, _LAYOUT.size)
 
     def mark(self, request: int, index: int) -> None:
-        _LAYOUT.pack_into(self.map, 0, request, index)
+        _LAYOUT.pack_into(self.map, 0, request, index, time.monotonic())
 
-    def read(self) -> tuple[int, int]:
-        request, index = _LAYOUT.unpack_from(self.map, 0)
-        return int(request), int(index)
+    def read(self) -> tuple[int, int, float]:
+        request, index, started = _LAYOUT.unpack_from(self.map, 0)
+        return int(request), int(index), float(started)
 
     def close(self) -> None:
         self.map.close()

@@ -23,7 +23,8 @@ unsigned 64-bit big-endian integer, then the value bytes. Lua reads the version 
 
 No pickle anywhere on the Redis path: arq's default (pickle) would let anyone who can
 write to Redis run code on every worker. A job payload that cannot be decoded becomes a
-call of `reject_payload`, which writes an `invalid` Result under the job id.
+call of `reject_payload`, which writes an `invalid` Result under the job id (or, for a
+farm job refused for its envelope, under the tx ids its job maps name).
 """
 
 from __future__ import annotations
@@ -114,8 +115,27 @@ def job_serializer(obj: dict[str, Any]) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, default=_default)  # type: ignore[no-any-return]
 
 
-def _rejected(reason: str) -> dict[str, Any]:
-    return {"t": 1, "f": FN_REJECT, "a": [reason], "k": {}, "et": int(time.time() * 1000)}
+def _rejected(reason: str, tx_ids: Sequence[str] = ()) -> dict[str, Any]:
+    # The tx ids travel as a keyword argument: no payload can forge one (this function
+    # refuses every payload with keyword arguments).
+    kwargs = {"tx_ids": list(tx_ids)} if tx_ids else {}
+    return {"t": 1, "f": FN_REJECT, "a": [reason], "k": kwargs, "et": int(time.time() * 1000)}
+
+
+def _tx_ids(decoded: dict[Any, Any]) -> list[str]:
+    """The tx ids an `execute` / `execute_batch` job's maps name (a job refused for its
+    envelope still ends its txs, so nobody waits on them)."""
+    args, function = decoded.get("a"), decoded.get("f")
+    if not isinstance(args, list | tuple):
+        return []
+    if function == FN_EXECUTE and len(args) == 1:
+        maps = [args[0]]
+    elif function == FN_BATCH and args and isinstance(args[0], list):
+        maps = args[0]  # as execute_batch reads its txs, even called wrongly
+    else:
+        return []
+    return [m["tx_id"] for m in maps
+            if isinstance(m, dict) and isinstance(m.get("tx_id"), str) and m["tx_id"]]
 
 
 def job_deserializer(data: bytes) -> dict[str, Any]:
@@ -126,27 +146,44 @@ def job_deserializer(data: bytes) -> dict[str, Any]:
         return _rejected(f"job payload is not valid msgpack: {type(exc).__name__}: {exc}"[:500])
     if not isinstance(decoded, dict):
         return _rejected(f"job payload must be a map, got {type(decoded).__name__}")
+    refusal = _refusal(decoded)
+    return decoded if refusal is None else _rejected(refusal, _tx_ids(decoded))
+
+
+def _refusal(decoded: dict[Any, Any]) -> str | None:
+    """Why arq cannot run this job map as a job of this farm (None: it can)."""
     missing = [k for k in _JOB_FIELDS if k not in decoded]
     if missing:
-        return _rejected(f"job payload lacks arq fields {missing}")
+        return f"job payload lacks arq fields {missing}"
     if not isinstance(decoded["f"], str) or not isinstance(decoded["k"], dict):
-        return _rejected("job payload has a mistyped function name or kwargs")
+        return "job payload has a mistyped function name or kwargs"
     if not isinstance(decoded["a"], list | tuple):
-        return _rejected("job payload arguments are not a list")
+        return "job payload arguments are not a list"
     # arq's own enqueue_job writes t=None (no try yet); producers write 1 (JOB_TRY).
     if decoded["t"] not in (None, JOB_TRY) or isinstance(decoded["t"], bool):
-        return _rejected(f"job payload has a mistyped try count {decoded['t']!r} (producers "
-                         f"write {JOB_TRY})")
+        return f"job payload has a mistyped try count {decoded['t']!r:.40} (producers " \
+            f"write {JOB_TRY})"
     et = decoded["et"]
     if not isinstance(et, int) or isinstance(et, bool) or not 0 <= et <= MAX_ENQUEUE_MS:
-        return _rejected("job payload has a mistyped enqueue time (not a time arq can read)")
+        return "job payload has a mistyped enqueue time (not a time arq can read)"
     if decoded["f"] not in (FN_EXECUTE, FN_BATCH, FN_REJECT):
-        return _rejected(f"job names no function of this farm: {decoded['f'][:64]!r}")
+        return f"job names no function of this farm: {decoded['f'][:64]!r}"
     if decoded["k"]:
-        return _rejected("job payload has keyword arguments (the farm's jobs take none)")
+        return "job payload has keyword arguments (the farm's jobs take none)"
     if _depth(decoded["a"]) > MAX_ARG_DEPTH:
-        return _rejected(f"job arguments nest deeper than {MAX_ARG_DEPTH}")
-    return decoded
+        return f"job arguments nest deeper than {MAX_ARG_DEPTH}"
+    return None
+
+
+def result_record(data: bytes) -> dict[str, Any]:
+    """arq's record of a job it finished or failed (serialize_result's map; {} if it is
+    not one). Not job_deserializer: that refuses a try count above 1, which the record
+    of every job delivered more than once carries."""
+    try:
+        record = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _depth(value: Any) -> int:

@@ -13,7 +13,7 @@ from arq.connections import RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 from arq.worker import func
 
-from worker.claim import CLAIM_LUA, ClaimingWorker
+from worker.claim import CLAIM_LUA, RENEW_LUA, ClaimingWorker
 
 
 @pytest.fixture()
@@ -58,6 +58,18 @@ def test_deferred_running_and_finished_jobs_are_left_alone(
     ids = [f"{name}-{k}" for k in ("later", "running", "gone", "due")]
     assert claim(client, name, ids, now=now) == [f"{name}-due"]
     assert claim(client, name, ids, now=now) == []  # now in progress
+
+
+def test_renewal_extends_held_leases_and_leaves_lapsed_ones_gone(
+    queue: tuple[redis.Redis, str],
+) -> None:
+    """On every Redis the farm runs on (the embedded one is 6.2: no PEXPIRE ... XX)."""
+    client, name = queue
+    held, gone = in_progress_key_prefix + f"{name}-held", in_progress_key_prefix + f"{name}-gone"
+    client.psetex(held, 1_000, b"1")
+    client.eval(RENEW_LUA, 0, 60_000, in_progress_key_prefix, f"{name}-held", f"{name}-gone")
+    assert 1_000 < client.pttl(held) <= 60_000
+    assert not client.exists(gone)
 
 
 @pytest.fixture()

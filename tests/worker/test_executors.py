@@ -166,6 +166,7 @@ async def test_a_deadline_caps_waits_and_hard_limits(pool: ExecutorPool) -> None
     out = await pool.execute([job_map("w", "hello", "hello")], deadline=loop.time() + 0.2)
     assert out.results[0].status == "timeout"
     assert out.results[0].wire()["error"]["kind"] == "no_executor"
+    assert out.retry == [True]  # it never ran: not a verdict
     for blocker in blockers:
         blocker.cancel()
     await asyncio.gather(*blockers, return_exceptions=True)
@@ -255,6 +256,7 @@ async def test_a_single_tx_job_nobody_takes_by_its_deadline_times_out(
     late = await pool.execute([job_map("late", "hello", "hello")], deadline=loop.time() + 0.1)
     assert late.results[0].status == "timeout"
     assert "no executor became free" in late.results[0].wire()["error"]["message"]
+    assert late.retry == [True]
     assert [o.results[0].status for o in await asyncio.gather(*blockers)] == ["ok", "ok"]
     # the queue carries on: the next job runs
     after = await pool.execute([job_map("after", "hello", "hello")])

@@ -73,3 +73,33 @@ def test_a_real_batch_is_not_too_deep() -> None:
     batch = [[{"tx_id": "t", "context": {"caller": "a"}, "input": b""}]]
     data = job_serializer({"t": 1, "f": "execute_batch", "a": batch, "k": {}, "et": 1})
     assert job_deserializer(data)["f"] == "execute_batch"
+
+
+def test_a_farm_job_refused_for_its_envelope_names_its_tx_ids() -> None:
+    """So that its txs still end (`invalid`), not wait forever."""
+    maps = [{"tx_id": "a"}, {"tx_id": ""}, "junk", {"tx_id": "b"}]
+    for bad in ({"t": 6}, {"k": {"x": 1}}, {"et": -1}):
+        data = msgpack.packb({"t": 1, "f": "execute_batch", "a": [maps], "k": {}, "et": 0, **bad})
+        job = job_deserializer(data)
+        assert job["f"] == FN_REJECT and job["k"] == {"tx_ids": ["a", "b"]}
+    # A payload cannot name them itself: its own keyword arguments are refused.
+    forged = {"t": 1, "f": FN_REJECT, "a": ["x"], "k": {"tx_ids": ["victim"]}, "et": 0}
+    assert job_deserializer(msgpack.packb(forged))["k"] == {}
+
+
+def test_arqs_record_of_a_job_delivered_many_times_is_readable() -> None:
+    """The record arq writes when a job runs out of tries names its txs (they get Results
+    from it); the job deserializer would refuse it for its try count."""
+    from arq.jobs import serialize_result
+    from arq.worker import JobExecutionFailed
+
+    from worker.protocol import result_record
+
+    data = serialize_result("execute_batch", ([{"tx_id": "a"}],), {}, 9, 1, False,
+                            JobExecutionFailed("max 8 retries exceeded"), 1, 2, "ref", "q",
+                            job_id="j", serializer=job_serializer)
+    record = result_record(data)
+    assert record["t"] == 9 and record["a"] == [[{"tx_id": "a"}]]
+    assert record["r"]["message"] == "max 8 retries exceeded"
+    assert job_deserializer(data)["f"] == FN_REJECT
+    assert result_record(b"\xc1") == {} and result_record(msgpack.packb([1])) == {}
