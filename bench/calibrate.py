@@ -87,7 +87,7 @@ def calibrate(scale_name: str, rep: Report, version: str, redis_url: str | None
               ) -> dict[str, Any]:
     reps = REPS[scale_name]
     # Probes and workloads run far past any fee limit a job may ask for: not what is timed.
-    limits = {"max_fee_limit": 10**14, "max_fee_per_timeout_ms": 10**10}
+    limits = workloads.UNLIMITED
     with bench_settings(limits=limits) as settings:
         rep.progress("probes: unit counts and fastest times ...")
         measured = probe_runner.measure(settings, reps, redis_url, rep.progress)

@@ -32,6 +32,7 @@ APART = {"pointer_chase_16m": "cache misses", "branch_random": "mispredicts"}
 # A fee limit may not hold more than the timeout at the worst class's ns per fee unit
 # divided by this (config: limits.max_fee_per_timeout_ms).
 TIMEOUT_SAFETY = 2.0
+UNLIMITED = {"max_fee_limit": 10**14, "max_fee_per_timeout_ms": 10**10}
 CHASE_16M = 252 * 65_536  # all the memory a contract may have (256 pages, 4 of them taken)
 
 
@@ -92,8 +93,12 @@ class Timed:
 
 
 def measure(settings: Settings, reps: int, redis_url: str | None) -> dict[str, Timed]:
-    """Every workload's fastest time and its fee under `settings`' schedule."""
+    """Every workload's fastest time and its fee under `settings`' schedule (run far past
+    any fee limit a job may ask: what is timed is the work, not where a limit stops it)."""
     from bench import kernels
+
+    settings = settings.model_copy(update={"limits": settings.limits.model_copy(
+        update=UNLIMITED)})
 
     names = {w.run.contract for w in WORKLOADS if not w.run.contract.startswith("kernel_")}
     codes, state = deployed_codes(names), probe_state()

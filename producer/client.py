@@ -13,6 +13,7 @@ backoff for up to `redis_patience_s`, then FarmUnavailable is raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -29,8 +30,9 @@ from engine.model import Context, Job, Mode, Result, unpack
 from producer.deploy import Deployment, bind, validate_and_init
 from producer.enqueue import ArqJob, PipelinedEnqueuer, chunks
 from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout
+from producer.fee_watch import FeeWatch, Waiter
 from producer.local_engine import LocalEngine
-from producer.retrying import retrying, retrying_sync
+from producer.retrying import retrying
 from worker.protocol import (
     FINISHED,
     FN_BATCH,
@@ -70,6 +72,7 @@ class FarmClient:
         self.engine = LocalEngine(self.settings)
         self._redis: ArqRedis | None = None
         self._enqueuer: PipelinedEnqueuer | None = None
+        self._fee_watch: FeeWatch | None = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -92,6 +95,9 @@ class FarmClient:
 
     async def close(self) -> None:
         self.engine.close()
+        if self._fee_watch is not None:
+            await self._fee_watch.close()
+            self._fee_watch = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -292,16 +298,19 @@ class FarmClient:
         """Wait until every tx has a result; each result is fetched once, as it appears.
 
         No busy polling: the worker adds a `{p}:fees` stream entry in the same atomic
-        step that stores a result, so the wait blocks on that stream (XREAD BLOCK) and
-        fetches just the results its new entries name. One MGET of everything pending
-        runs first and every `rescan_s` after (a safety net: a trimmed stream).
-        `progress_cb(done, total)` after each step that made progress; `seen[tx_id]`
-        gets the time.monotonic() at which the result was first seen.
+        step that stores a result, so the client reads that stream (one reader for all
+        its waits, producer/fee_watch.py) and each wait fetches just the results its
+        entries name. One MGET of everything pending runs first and every `rescan_s`
+        after (a safety net: a trimmed stream). `progress_cb(done, total)` after each
+        step that made progress; `seen[tx_id]` gets the time.monotonic() at which the
+        result was first seen. `block_ms`: how often the deadline is checked.
         """
         order = list(dict.fromkeys(tx_ids))
-        pending = set(order)
+        waiter = Waiter(order)
+        pending = waiter.pending
         done: dict[str, Result] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
+        watch = self.fee_watch
 
         async def collect(candidates: Sequence[str]) -> None:
             found = await self.results(candidates)
@@ -309,7 +318,7 @@ class FarmClient:
             new = 0
             for tx_id, result in found.items():
                 if result is not None and tx_id in pending:
-                    pending.discard(tx_id)
+                    watch.found(waiter, tx_id)
                     done[tx_id] = result
                     new += 1
                     if seen is not None:
@@ -317,36 +326,38 @@ class FarmClient:
             if new and progress_cb is not None:
                 progress_cb(len(done), len(order))
 
-        last_id = await self._fee_stream_tip()  # before the first scan: nothing slips by
-        await collect(order)
-        next_scan = time.monotonic() + rescan_s
-        while pending:
-            now = time.monotonic()
-            wait_ms = block_ms
-            if deadline is not None:
-                if now >= deadline:
-                    raise WaitTimeout(done, [t for t in order if t in pending])
-                wait_ms = max(1, min(block_ms, int((deadline - now) * 1000)))
-            reply = await self._retry(partial(
-                self.redis.xread, {self.keys.fees: last_id}, count=10_000, block=wait_ms), "wait")
-            ready: list[str] = []
-            for _stream, entries in reply or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id.decode()
-                    tx_id = fields.get(b"tx_id", b"").decode()
-                    if tx_id in pending:
-                        ready.append(tx_id)
-            if ready:
-                await collect(ready)
-            if pending and time.monotonic() >= next_scan:
-                await collect([t for t in order if t in pending])
-                next_scan = time.monotonic() + rescan_s
+        await watch.add(waiter)  # before the first scan: nothing slips by
+        try:
+            await collect(order)
+            next_scan = time.monotonic() + rescan_s
+            while pending:
+                now = time.monotonic()
+                wait_s = min(block_ms / 1000, max(0.0, next_scan - now))
+                if deadline is not None:
+                    if now >= deadline:
+                        raise WaitTimeout(done, [t for t in order if t in pending])
+                    wait_s = min(wait_s, deadline - now)
+                if not waiter.ready:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait_s):
+                            await waiter.event.wait()
+                if watch.error is not None:
+                    raise watch.error
+                ready = waiter.take()
+                if ready:
+                    await collect(ready)
+                if pending and time.monotonic() >= next_scan:
+                    await collect([t for t in order if t in pending])
+                    next_scan = time.monotonic() + rescan_s
+        finally:
+            watch.remove(waiter)
         return done
 
-    async def _fee_stream_tip(self) -> str:
-        newest = await self._retry(lambda: self.redis.xrevrange(self.keys.fees, count=1),
-                                   "wait")
-        return newest[0][0].decode() if newest else "0-0"
+    @property
+    def fee_watch(self) -> FeeWatch:
+        if self._fee_watch is None:
+            self._fee_watch = FeeWatch(self.redis, self.keys.fees, self._retry)
+        return self._fee_watch
 
     async def fee_reports(
         self,
@@ -388,24 +399,8 @@ class FarmClient:
         self, jobs: Sequence[Job], results: Mapping[str, Result], height: int
     ) -> CommitReport:
         """Apply a block's results in order; see producer/commit.py. Through a Redis
-        outage the commit starts over, resuming after the txs already applied."""
-        import redis
+        outage the commit starts over, resuming after the txs already applied. It runs
+        in a child process (producer/commit_runner.py), off this event loop."""
+        from producer.commit_runner import commit_in_child
 
-        from producer.commit import commit_block
-
-        attempts = 0
-
-        def attempt() -> CommitReport:
-            nonlocal attempts
-            attempts += 1
-            client = redis.Redis.from_url(self.url)
-            try:  # a retry may find the block committed by the try whose reply was lost
-                return commit_block(client, self.keys, self.engine, jobs, results, height,
-                                    resume=attempts > 1)
-            finally:
-                client.close()
-
-        def run() -> CommitReport:
-            return retrying_sync(attempt, self.url, self.settings.redis_patience_s, "commit")
-
-        return await asyncio.to_thread(run)
+        return await commit_in_child(self.settings, self.url, jobs, results, height)

@@ -14,6 +14,9 @@ import redis
 
 from worker.protocol import Keys, decode_state, encode_state
 
+PREFETCH_CHUNK = 1_000  # fields per HMGET
+COMPLETE = b""  # the registry's member saying it names every state hash
+
 if TYPE_CHECKING:
     from engine.state import MemoryState
 
@@ -43,6 +46,65 @@ class RedisState:
         return self._codes[code_hash]
 
 
+class BlockView(RedisState):
+    """The committed state as one block commit sees it: the keys its txs read, fetched
+    at once (`prefetch`), then the commit's own writes laid over them (`stage`) with
+    the versions they get; any other key read through to Redis when first asked for.
+    Addresses are immutable once bound, so their code hashes are kept."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        super().__init__(client, keys)
+        self.slots: dict[tuple[str, bytes], tuple[bytes, int] | None] = {}
+        self.seq = 0  # the last committed version, as far as this view knows
+        self._hashes: dict[str, str] = {}
+
+    def prefetch(self, slots: Iterable[tuple[str, bytes]]) -> None:
+        """Forget everything; read `slots` and the state version (one pipeline)."""
+        wanted: dict[str, list[bytes]] = {}
+        for contract, key in dict.fromkeys(slots):
+            wanted.setdefault(contract, []).append(key)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.state_seq)
+        asked: list[tuple[str, list[bytes]]] = []
+        for contract, names in wanted.items():
+            for i in range(0, len(names), PREFETCH_CHUNK):
+                asked.append((contract, names[i : i + PREFETCH_CHUNK]))
+                pipe.hmget(self.keys.state(contract), asked[-1][1])  # type: ignore[arg-type]
+        replies = pipe.execute()
+        self.seq = int(replies[0] or 0)
+        self.slots = {}
+        for (contract, names), values in zip(asked, replies[1:], strict=True):
+            for key, raw in zip(names, values, strict=True):
+                self.slots[(contract, key)] = None if raw is None else decode_state(raw)
+
+    def get(self, contract: str, key: bytes) -> tuple[bytes, int] | None:
+        slot = (contract, key)
+        if slot not in self.slots:
+            self.slots[slot] = super().get(contract, key)
+        return self.slots[slot]
+
+    def code_hash(self, address: str) -> str | None:
+        if address not in self._hashes:
+            found = super().code_hash(address)
+            if found is None:
+                return None  # a miss is not kept: it may be deployed a moment later
+            self._hashes[address] = found
+        return self._hashes[address]
+
+    def current(self, contract: str, read_set: Mapping[bytes, int]) -> bool:
+        """Whether every version in `read_set` is the one this view holds (0: absent)."""
+        for key, version in read_set.items():
+            found = self.get(contract, key)
+            if (0 if found is None else found[1]) != version:
+                return False
+        return True
+
+    def stage(self, contract: str, write_set: Mapping[bytes, bytes | None], version: int) -> None:
+        """Lay a write set over the view, under `version`."""
+        for key, value in write_set.items():
+            self.slots[(contract, key)] = None if value is None else (value, version)
+
+
 def _digest_update(h: Any, contract: str, key: bytes, value: bytes) -> None:
     for part in (contract.encode(), key, value):
         h.update(struct.pack(">I", len(part)))
@@ -66,14 +128,30 @@ def memory_state_digest(state: MemoryState) -> str:
 
 
 def redis_state_items(client: redis.Redis, keys: Keys) -> list[tuple[str, bytes, bytes]]:
-    """Every committed (contract, key, value) under the prefix."""
-    prefix = keys.state("")
+    """Every committed (contract, key, value) under the prefix: the hashes the registry
+    (Keys.contracts) names, one pipeline. A registry not yet known to be complete
+    (state written before there was one) is completed first, by one SCAN."""
+    members: set[bytes] = client.smembers(keys.contracts)  # type: ignore[assignment]
+    if COMPLETE not in members:
+        members = _complete_registry(client, keys)
+    names = sorted(n for n in members if n != COMPLETE)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(name)  # type: ignore[arg-type]
+    prefix = keys.state("").encode()
     items: list[tuple[str, bytes, bytes]] = []
-    for name in client.scan_iter(match=f"{prefix}*", count=1000, _type="hash"):
-        contract = name[len(prefix) :].decode()  # type: ignore[index, union-attr]
-        for key, raw in client.hgetall(name).items():  # type: ignore[union-attr]
-            items.append((contract, bytes(key), decode_state(raw)[0]))
+    for name, fields in zip(names, pipe.execute(), strict=True):
+        contract = bytes(name)[len(prefix) :].decode()
+        items += [(contract, bytes(k), decode_state(raw)[0]) for k, raw in fields.items()]
     return items
+
+
+def _complete_registry(client: redis.Redis, keys: Keys) -> set[bytes]:
+    """SCAN for the state hashes, add them (and COMPLETE) to the registry: writers add
+    theirs as they write, so from then on it names every one."""
+    found = set(client.scan_iter(match=f"{keys.state('')}*", count=1000, _type="hash"))
+    client.sadd(keys.contracts, COMPLETE, *found)  # type: ignore[arg-type]
+    return found  # type: ignore[return-value]
 
 
 def redis_state_digest(client: redis.Redis, keys: Keys) -> str:
@@ -86,6 +164,7 @@ def write_genesis(
     """Write committed state directly (a genesis step, before any block): one new version."""
     version = int(client.incr(keys.state_seq))  # type: ignore[arg-type]
     if values:
+        client.sadd(keys.contracts, keys.state(contract))
         client.hset(
             keys.state(contract),
             mapping={k: encode_state(v, version) for k, v in values.items()},  # type: ignore[arg-type]

@@ -18,9 +18,9 @@ from producer.errors import DeployError
 from producer.local_engine import LocalEngine
 from worker.protocol import STATE_LUA, Keys, state_write
 
-# KEYS: code, address, state, state seq. ARGV: code, code hash, then (key, write)* as
-# protocol.state_write gives them. Returns {1} when the address was bound now, {0, hash
-# already bound there} otherwise.
+# KEYS: code, address, state, state seq, the state hashes' registry. ARGV: code, code
+# hash, then (key, write)* as protocol.state_write gives them. Returns {1} when the
+# address was bound now, {0, hash already bound there} otherwise.
 DEPLOY_LUA = STATE_LUA + """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 local existing = redis.call('GET', KEYS[2])
@@ -28,6 +28,7 @@ if existing then return {0, existing} end
 redis.call('SET', KEYS[2], ARGV[2])
 if #ARGV > 2 then
   local packed = pack_version(redis.call('INCR', KEYS[4]))
+  redis.call('SADD', KEYS[5], KEYS[3])
   for i = 3, #ARGV, 2 do apply_write(KEYS[3], ARGV[i], ARGV[i + 1], packed) end
 end
 return {1}
@@ -68,7 +69,8 @@ async def bind(redis: Redis, keys: Keys, code: bytes, code_hash: str, address: s
         args += [key, state_write(value)]
     script = redis.register_script(DEPLOY_LUA)
     reply = await script(
-        keys=[keys.code(code_hash), keys.address(address), keys.state(address), keys.state_seq],
+        keys=[keys.code(code_hash), keys.address(address), keys.state(address), keys.state_seq,
+              keys.contracts],
         args=args,
     )
     if int(reply[0]) == 1:

@@ -46,3 +46,8 @@ class FarmUnavailable(RuntimeError):
         super().__init__(f"redis at {url} unavailable for {waited_s:.0f} s: {cause}")
         self.url = url
         self.waited_s = waited_s
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[type[FarmUnavailable], tuple[str, float, BaseException]]:
+        # raised in the commit's child process (producer/commit_runner.py), pickled back
+        return FarmUnavailable, (self.url, self.waited_s, RuntimeError(str(self.cause)))

@@ -11,6 +11,9 @@ Redis layout under a key prefix `{p}`:
     {p}:addr:{address}       sha256 hex of the code deployed at address (immutable)
     {p}:state:{address}      hash: key bytes -> state record (below)
     {p}:state:seq            last committed version (INCR per committed tx)
+    {p}:contracts            set: the name of every `{p}:state:{address}` hash ever
+                             written (and "" once it is known to be complete), so the
+                             state digest need not SCAN the whole keyspace
     {p}:result:{tx_id}       msgpack Result, written once (SET NX)
     {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack), status}
     {p}:block:{height}       msgpack commit record of a block
@@ -71,6 +74,10 @@ class Keys:
     @property
     def state_seq(self) -> str:
         return f"{self.prefix}:state:seq"
+
+    @property
+    def contracts(self) -> str:
+        return f"{self.prefix}:contracts"
 
     def result(self, tx_id: str) -> str:
         return f"{self.prefix}:result:{tx_id}"

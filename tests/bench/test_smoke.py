@@ -13,6 +13,7 @@ import pytest
 from bench import kernels
 from bench.commit_bench import COMMIT_KEYS, run_commit_bench
 from bench.common import Report
+from bench.latency_soak import SOAK_KEYS, run_soak
 from bench.probes import PROBES, code
 from bench.runner import FEE_KEYS, IN_PROCESS_KEYS, KEYS, REPORT_KEYS, in_process, print_table
 from bench.workloads import WORKLOADS
@@ -75,7 +76,7 @@ async def test_commit_figures_on_two_workers(redis_url: str, key_prefix: str,
     rep = Report(quiet=True)
     with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
         await run_commit_bench(rep, env.settings(), 40)
-    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS) == REPORT_KEYS
+    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS) == REPORT_KEYS
     assert set(COMMIT_KEYS) <= set(rep.values), rep.notes
     assert rep.values["commit_digest_match"] is True, rep.notes
     assert rep.values["commit_low_conflict_rate"] == 0  # no account in two transfers
@@ -84,3 +85,14 @@ async def test_commit_figures_on_two_workers(redis_url: str, key_prefix: str,
         for figure in ("farm_s", "sequential_s", "speedup"):
             assert _positive(rep.values[f"commit_{block}_{figure}"])
     assert not rep.notes
+
+
+async def test_soak_on_two_workers(redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    """A short soak: every key is set, every tx it offered ended ok, and a block committed."""
+    rep = Report(quiet=True)
+    with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
+        figures = await run_soak(rep, env.settings(), soak_s=2.0, capacity_s=1.0)
+    assert set(SOAK_KEYS) <= set(rep.values), rep.notes
+    assert figures.txs > 0 and figures.not_ok == 0, figures.not_ok_sample
+    assert figures.p50_ms <= figures.p90_ms <= figures.p99_ms <= figures.max_ms
+    assert figures.commits and sum(c.txs for c in figures.commits) == figures.txs

@@ -22,10 +22,12 @@ from producer.committed_state import (
     RedisState,
     memory_state_digest,
     redis_state_digest,
+    state_digest,
     write_genesis,
 )
 from tests.support import CONTRACTS
 from tests.support.farm import two_worker_farm
+from worker.protocol import decode_state, encode_state
 
 TOKEN = (CONTRACTS / "token" / "token.wasm").read_bytes()
 COUNTER = (CONTRACTS / "counter" / "counter.wasm").read_bytes()
@@ -225,3 +227,29 @@ async def test_commit_reads_versions_of_values_of_every_size(farm: FarmClient, s
     report = await farm.commit_block([job], {"syn": synthetic}, height=1)
     assert report.reexecuted == 0 and report.committed == 1
     assert await farm.state("c", b"k") == (b"\xcd" * size, version + 1)
+
+
+async def test_the_state_digest_reads_the_registry_and_completes_one_from_before_it(
+    farm: FarmClient,
+) -> None:
+    """The digest covers the hashes the registry names, not a SCAN of the keyspace; state
+    written before the registry existed is found (once, by a SCAN) all the same."""
+    await farm.deploy(TOKEN, "tok")
+    mint = farm.make_job("tok", "mint", u64(5) + b"a", caller="a", tx_id="reg-m")
+    await farm.commit_block([mint], execute_against_committed(farm, [mint]), height=1)
+    client = redis.Redis.from_url(farm.url)
+    try:
+        client.hset(farm.keys.state("old"), b"k", encode_state(b"v", 1))  # from before it
+        client.srem(farm.keys.contracts, b"")  # not known to be complete
+        scanned = state_digest(
+            (name.decode().rsplit(":", 1)[1], bytes(k), decode_state(raw)[0])
+            for name in client.scan_iter(match=f"{farm.keys.state('')}*", _type="hash")
+            for k, raw in client.hgetall(name).items())
+        assert redis_state_digest(client, farm.keys) == scanned
+        assert client.sismember(farm.keys.contracts, b"")
+        assert client.sismember(farm.keys.contracts, farm.keys.state("old"))
+        write_genesis(client, farm.keys, "new", {b"n": b"1"})
+        assert client.sismember(farm.keys.contracts, farm.keys.state("new"))
+        assert redis_state_digest(client, farm.keys) != scanned
+    finally:
+        client.close()

@@ -16,6 +16,7 @@ import redis
 from redis.asyncio import Redis
 
 from engine.model import Context, Job
+from producer import commit
 from producer.commit import CommitError, commit_block
 from producer.committed_state import RedisState, redis_state_digest
 from producer.deploy import bind, validate_and_init
@@ -86,8 +87,10 @@ def fresh_farm(redis_url: str, key_prefix: str, local: LocalEngine, mints: list[
 
 @pytest.mark.parametrize("after", [False, True], ids=["never_ran", "reply_lost"])
 def test_a_resumed_commit_writes_the_uninterrupted_record(
-    redis_url: str, key_prefix: str, local: LocalEngine, after: bool
+    redis_url: str, key_prefix: str, local: LocalEngine, after: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)  # many script calls to cut at
     mints, txs = block(600, 40)
     whole = fresh_farm(redis_url, key_prefix, local, mints)
     cut = fresh_farm(redis_url, key_prefix, local, mints)

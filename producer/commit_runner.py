@@ -1,0 +1,215 @@
+"""Block commits off the producer's event loop, in a child process.
+
+A commit re-executes a block's stale txs in-process (wasm plus Python: for a block of
+hot accounts, nearly every tx). Run in a thread of the producer it holds the GIL for
+most of its length, and every step of the producer's event loop (an enqueue, each
+read of the fee stream, each MGET of results) then waits its turn for the GIL behind
+it: the loop crawls for the whole commit, and results already written are seen late.
+So the commit runs in one long-lived child, `python -m producer.commit_runner FD` (a
+fresh interpreter, as the executors are: multiprocessing's spawn would run the
+producer's main script again in it), with its own engine (the same settings and
+artifact cache) and Redis connection, over a socket with multiprocessing.connection's
+framing. The parent pickles the block in CHUNK txs at a time with the event loop run
+between chunks (a block at once would stall it for tens of milliseconds), and only
+the re-executed results come back.
+
+The child serves every FarmClient of the process, one commit at a time (the engine
+took one call at a time before too), and is started on the first commit. A child that
+dies mid-commit is replaced and the commit run again with `resume`: it skips what the
+dead one applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.model import Job, Result
+
+if TYPE_CHECKING:
+    from config import Settings
+    from producer.commit import CommitReport
+    from producer.local_engine import LocalEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+CHUNK = 256  # txs pickled between two turns of the event loop
+MAX_ENGINES = 4  # in the child: one engine per settings (a FarmClient's), the last few
+
+
+class _Child:
+    def __init__(self) -> None:
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, env.get(
+            "PYTHONPATH", "").split(os.pathsep))])
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "producer.commit_runner", str(child.fileno())],
+                pass_fds=(child.fileno(),), env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL)
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+
+    def close(self) -> None:
+        self.conn.close()  # the child's next read ends it
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_child: _Child | None = None
+_lock = threading.Lock()
+
+
+def _call(request: bytes) -> bytes:
+    """One request to the child (started if need be); blocking, run in a thread. A
+    child that dies meanwhile raises EOFError or OSError and is dropped."""
+    global _child
+    with _lock:
+        if _child is None or _child.proc.poll() is not None:
+            _child = _Child()
+        try:
+            _child.conn.send_bytes(request)
+            return _child.conn.recv_bytes()
+        except (EOFError, OSError):
+            _child.close()
+            _child = None
+            raise
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop the child (after the commit under way, if any)."""
+    global _child
+    with _lock:
+        if _child is not None:
+            _child.close()
+            _child = None
+
+
+async def commit_in_child(settings: Settings, url: str, jobs: Sequence[Job],
+                          results: Mapping[str, Result], height: int) -> CommitReport:
+    """producer.commit.commit_block in the child, through a Redis outage as before."""
+    job_parts = await _pickled(list(jobs))
+    result_parts = await _pickled([(j.tx_id, results[j.tx_id]) for j in jobs
+                                   if j.tx_id in results])
+    for resume in (False, True):
+        request = pickle.dumps((settings, url, job_parts, result_parts, height, resume),
+                               pickle.HIGHEST_PROTOCOL)
+        try:
+            reply = await asyncio.to_thread(_call, request)
+            break
+        except (EOFError, OSError):
+            if resume:
+                raise
+    ok, value = pickle.loads(reply)
+    if not ok:
+        raise value
+    raw, order, fresh_parts = value
+    report: CommitReport = pickle.loads(raw)
+    fresh: dict[str, Result] = dict(await _unpickled(fresh_parts))
+    report.results = {tx: fresh.get(tx) or results[tx] for tx in order}
+    return report
+
+
+async def _pickled(items: list[Any]) -> list[bytes]:
+    parts = []
+    for i in range(0, len(items), CHUNK):
+        parts.append(pickle.dumps(items[i : i + CHUNK], pickle.HIGHEST_PROTOCOL))
+        await asyncio.sleep(0)
+    return parts
+
+
+async def _unpickled(parts: list[bytes]) -> list[Any]:
+    items: list[Any] = []
+    for part in parts:
+        items += pickle.loads(part)
+        await asyncio.sleep(0)
+    return items
+
+
+# -- the child ------------------------------------------------------------------------------
+
+_engines: dict[str, LocalEngine] = {}
+
+
+def _engine(settings: Settings) -> LocalEngine:
+    from producer.local_engine import LocalEngine
+
+    key = settings.model_dump_json()
+    if key not in _engines:
+        while len(_engines) >= MAX_ENGINES:
+            _engines.pop(next(iter(_engines))).close()
+        _engines[key] = LocalEngine(settings)
+    return _engines[key]
+
+
+def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: list[bytes],
+            height: int, resume: bool) -> tuple[bytes, list[str], list[bytes]]:
+    """The commit, retried through an outage (a retry resumes). Returns the report
+    without its results, the committed tx ids in order, and the results that differ
+    from the farm's (re-executed), pickled in chunks."""
+    import redis
+
+    from producer.commit import commit_block
+    from producer.retrying import retrying_sync
+    from worker.protocol import Keys
+
+    jobs: list[Job] = [j for part in job_parts for j in pickle.loads(part)]
+    results: dict[str, Result] = {t: r for part in result_parts for t, r in pickle.loads(part)}
+    engine, keys = _engine(settings), Keys(settings.key_prefix)
+    attempts = 0
+
+    def attempt() -> CommitReport:
+        nonlocal attempts
+        attempts += 1
+        client = redis.Redis.from_url(url)
+        try:  # a retry may find the block committed by the try whose reply was lost
+            return commit_block(client, keys, engine, jobs, results, height,
+                                resume=resume or attempts > 1)
+        finally:
+            client.close()
+
+    report = retrying_sync(attempt, url, settings.redis_patience_s, "commit")
+    order = list(report.results)
+    fresh = [(t, r) for t, r in report.results.items() if r is not results[t]]
+    report.results = {}
+    return (pickle.dumps(report, pickle.HIGHEST_PROTOCOL), order,
+            [pickle.dumps(fresh[i : i + CHUNK], pickle.HIGHEST_PROTOCOL)
+             for i in range(0, len(fresh), CHUNK)])
+
+
+def main(fd: int) -> None:
+    """Serve commit requests until the parent closes the connection."""
+    conn = Connection(fd)
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[bool, Any] = (True, _commit(*pickle.loads(request)))
+            data = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # raised in the parent (CommitError, FarmUnavailable ...)
+            try:
+                data = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
+                pickle.loads(data)  # what the parent will do with it
+            except Exception:
+                data = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+        conn.send_bytes(data)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

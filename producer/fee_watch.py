@@ -1,0 +1,110 @@
+"""One reader of the `{p}:fees` stream per FarmClient, for all its waits.
+
+Every result a worker stores comes with a fee-stream entry naming its tx id (written in
+the same atomic step), so FarmClient.wait learns of results from the stream. Each wait
+reading the whole stream itself (XREAD BLOCK, decode every entry) costs every wait
+every result: with W waits in flight the producer decodes each entry W times, and
+more so the later results come, as waits pile up. FeeWatch reads the stream once
+(while anyone waits) and hands each wait just the tx ids it asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any
+
+from redis.asyncio import Redis
+
+Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
+BLOCK_MS = 100
+COUNT = 10_000
+
+
+class Waiter:
+    """The tx ids one wait still needs, and those the stream has named since."""
+
+    def __init__(self, pending: Iterable[str]) -> None:
+        self.pending = set(pending)
+        self.ready: list[str] = []
+        self.event = asyncio.Event()
+
+    def take(self) -> list[str]:
+        ready, self.ready = self.ready, []
+        self.event.clear()
+        return ready
+
+
+class FeeWatch:
+    def __init__(self, redis: Redis, stream: str, retry: Retry) -> None:
+        self.redis, self.stream, self.retry = redis, stream, retry
+        self.waiters: dict[str, list[Waiter]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.started: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+
+    async def add(self, waiter: Waiter) -> None:
+        """Watch for `waiter`'s tx ids; returns once every entry appended from now on
+        will be seen (so a scan made after this misses nothing)."""
+        for tx_id in waiter.pending:
+            self.waiters.setdefault(tx_id, []).append(waiter)
+        if self.task is None or self.task.done():
+            self.error = None
+            self.started = asyncio.get_running_loop().create_future()
+            self.task = asyncio.create_task(self._read())
+        assert self.started is not None
+        await asyncio.shield(self.started)
+
+    def remove(self, waiter: Waiter) -> None:
+        for tx_id in waiter.pending:
+            group = self.waiters.get(tx_id)
+            if group is not None:
+                if waiter in group:
+                    group.remove(waiter)
+                if not group:
+                    del self.waiters[tx_id]
+
+    def found(self, waiter: Waiter, tx_id: str) -> None:
+        """`waiter` has tx_id's result: stop watching it for that waiter."""
+        waiter.pending.discard(tx_id)
+        group = self.waiters.get(tx_id)
+        if group is not None and waiter in group:
+            group.remove(waiter)
+            if not group:
+                del self.waiters[tx_id]
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    async def _read(self) -> None:
+        assert self.started is not None
+        try:
+            newest = await self.retry(partial(self.redis.xrevrange, self.stream, count=1),
+                                      "wait")
+            last_id = newest[0][0].decode() if newest else "0-0"
+            self.started.set_result(None)
+            while self.waiters:
+                reply = await self.retry(partial(
+                    self.redis.xread, {self.stream: last_id}, count=COUNT, block=BLOCK_MS),
+                    "wait")
+                woken: set[Waiter] = set()
+                for _stream, entries in reply or []:
+                    for entry_id, fields in entries:
+                        last_id = entry_id.decode()
+                        group = self.waiters.get(fields.get(b"tx_id", b"").decode())
+                        for waiter in group or ():
+                            waiter.ready.append(fields[b"tx_id"].decode())
+                            woken.add(waiter)
+                for waiter in woken:
+                    waiter.event.set()
+        except Exception as exc:  # every wait raises it (FarmUnavailable, say)
+            self.error = exc
+            if not self.started.done():
+                self.started.set_exception(exc)
+            for group in list(self.waiters.values()):
+                for waiter in group:
+                    waiter.event.set()
