@@ -12,6 +12,7 @@ from bench.budget_bench import BUDGET_KEYS
 from bench.commit_bench import COMMIT_KEYS
 from bench.common import SCALES, Report, bench_settings, fmt, machine
 from bench.latency_soak import SOAK_KEYS
+from bench.scale_bench import SCALE_KEYS
 
 # The headline figures, in report order (units in the names).
 KEYS = (
@@ -29,7 +30,7 @@ FEE_KEYS = (*BUDGET_KEYS, "worst_case_s")
 IN_PROCESS_KEYS = tuple(k for k in (*KEYS, *FEE_KEYS)
                         if not k.startswith(("e2e_", "arq_", "latency_")))
 # The block-commit figures (bench/commit_bench.py), after them.
-REPORT_KEYS = (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS)
+REPORT_KEYS = (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS, *SCALE_KEYS)
 DEFAULT_OUT = Path("bench-results") / "latest.json"
 
 Check = Callable[[float, dict[str, Any]], bool]
@@ -66,6 +67,8 @@ TARGETS: dict[str, tuple[str, Check]] = {
     "worst_case_s": ("≤ 1 (half the default timeout)", lambda v, _: v <= 1),
     "commit_digest_match": ("true (== sequential)", lambda v, _: v is True),
     "soak_p99_ms": ("≤ 1000 (half load, blocks every 5 s)", lambda v, _: v <= 1_000),
+    "scale_2w_vs_1w": ("≥ 1.8", lambda v, _: v >= 1.8),
+    "worker_share_min": ("≥ 0.4", lambda v, _: v >= 0.4),
 }
 
 
@@ -113,6 +116,13 @@ def run(scale_name: str, json_path: Path | None, farm: bool = True,
             farm_figures(rep, SCALES[scale_name], parts=[commit_figures, soak_figures])
         except Exception as exc:  # the in-process figures still count: report, go on
             rep.note(f"end-to-end run failed: {type(exc).__name__}: {exc}")
+        rep.progress("scale-out: a heavy block on 1 worker, then on 2 ...")
+        from bench.scale_bench import scale_figures
+
+        try:
+            scale_figures(rep, scale_name)
+        except Exception as exc:
+            rep.note(f"scale-out run failed: {type(exc).__name__}: {exc}")
     else:
         rep.note("end-to-end figures skipped (--no-farm)")
     values = {key: rep.values.get(key) for key in REPORT_KEYS}

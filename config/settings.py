@@ -144,7 +144,12 @@ class Settings(BaseSettings):
     executor_grace_ms: int = Field(2_000, ge=0)
     executor_memory_mb: int = Field(2_048, ge=64)
     health_check_interval_s: float = Field(10.0, gt=0)
-    batch_size: int = Field(256, gt=0, le=10_000)
+    batch_size: int = Field(256, gt=0, le=10_000, description="the most txs in one part "
+                            "(one execute_batch job) of a block")
+    parts_per_executor: int = Field(4, gt=0, le=64, description="the producer cuts a block "
+                                    "into about this many parts per live executor")
+    prefetch_txs: int = Field(64, gt=0, le=10_000, description="per live executor: txs a "
+                              "worker claims beyond one job for each of its executors")
 
     # engine
     compiler: Literal["cranelift", "winch"] = "cranelift"

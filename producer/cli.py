@@ -21,6 +21,7 @@ COMMANDS = {
     "call": "producer.commands.farm",
     "submit": "producer.commands.submit",
     "state": "producer.commands.state_cmd",
+    "block": "producer.commands.state_cmd",
     "demo": "producer.commands.demo",
     "bench": "bench.command",
     "calibrate": "bench.command",

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -28,7 +28,7 @@ from config import DEFAULT_REDIS_URL, Settings, load_settings
 from engine.errors import ExecutionError
 from engine.model import Context, Job, Mode, Result, unpack
 from producer.deploy import Deployment, bind, validate_and_init
-from producer.enqueue import ArqJob, PipelinedEnqueuer, chunks
+from producer.enqueue import ArqJob, FarmSize, PipelinedEnqueuer, chunks, farm_size, part_size
 from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout
 from producer.fee_watch import FeeWatch, Waiter
 from producer.local_engine import LocalEngine
@@ -228,18 +228,20 @@ class FarmClient:
     async def submit_batch(
         self, jobs: Sequence[Job], batch_size: int | None = None, skip_done: bool = False
     ) -> list[str]:
-        """Enqueue `execute_batch` jobs of `batch_size` txs (1: `execute` per tx).
+        """Enqueue `execute_batch` jobs of `batch_size` txs (1: `execute` per tx; None:
+        parts sized to the live executors, producer/enqueue.py's part_size).
 
         Returns the tx ids in order. `skip_done` leaves out txs that already have a
         result (a block submitted again). Enqueuing the same batch twice is a no-op.
         """
-        size = batch_size or self.settings.batch_size
-        if size <= 0:
+        if batch_size is not None and batch_size <= 0:
             raise ValueError("batch_size must be positive")
         todo = list(jobs)
         if skip_done and todo:
             have = await self.have_results([j.tx_id for j in todo])
             todo = [j for j in todo if j.tx_id not in have]
+        size = batch_size or part_size(len(todo), (await self.farm_size()).executors,
+                                       self.settings)
         if size == 1:
             await self.enqueue(todo)
         else:
@@ -252,6 +254,10 @@ class FarmClient:
             ]
             await self._enqueue_checked(arq_jobs, ids)
         return [j.tx_id for j in jobs]
+
+    async def farm_size(self) -> FarmSize:
+        """Live workers and their live executors, as they advertise them."""
+        return await self._retry(lambda: farm_size(self.redis, self.keys), "farm_size")
 
     async def workers_alive(self) -> bool:
         """Whether an arq worker on this queue reported health recently."""
@@ -394,6 +400,11 @@ class FarmClient:
 
         raw = await self._retry(hget, "state")
         return None if raw is None else decode_state(raw)
+
+    async def block_record(self, height: int) -> dict[str, Any] | None:
+        """A committed block's record (CommitReport.record()), or None if not committed."""
+        raw = await self._retry(lambda: self.redis.get(self.keys.block(height)), "block_record")
+        return None if raw is None else dict(unpack(raw))
 
     async def commit_block(
         self, jobs: Sequence[Job], results: Mapping[str, Result], height: int

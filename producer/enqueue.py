@@ -1,4 +1,5 @@
-"""Pipelined enqueue in arq 0.28's own job format (arq has no batch enqueue).
+"""Pipelined enqueue in arq 0.28's own job format (arq has no batch enqueue), and the
+size of a block's parts.
 
 `ArqRedis.enqueue_job` does, per job: WATCH its job key; skip if the job or result key
 exists; MULTI; PSETEX the job key; ZADD the queue; EXEC. worker/protocol.py's
@@ -17,7 +18,8 @@ from arq.constants import expires_extra_ms
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from worker.protocol import ENQUEUE_LUA, arq_job_keys, job_bytes
+from config import Settings
+from worker.protocol import ENQUEUE_LUA, FARM_LUA, Keys, arq_job_keys, job_bytes
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -27,6 +29,31 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 JOBS_PER_SCRIPT = 128
 SCRIPTS_PER_PIPELINE = 32
+MIN_PART_TXS = 8  # below it a part's fixed cost (an arq job, ~0.6 ms) outweighs spreading
+
+
+@dataclass(frozen=True, slots=True)
+class FarmSize:
+    """The farm as its workers last advertised it (worker/claim.py)."""
+
+    workers: int
+    executors: int
+
+
+async def farm_size(redis: Redis, keys: Keys) -> FarmSize:
+    workers, executors = await redis.eval(  # type: ignore[misc]
+        FARM_LUA, 2, keys.workers, keys.worker_executors, str(timestamp_ms()))
+    return FarmSize(int(workers), int(executors))
+
+
+def part_size(txs: int, executors: int, settings: Settings) -> int:
+    """Txs per part of a block: about `parts_per_executor` parts for every live executor
+    (a slow executor then holds up a small share of the block), at most `batch_size`.
+    With no executor advertised (no worker yet), `batch_size`."""
+    if executors <= 0:
+        return settings.batch_size
+    parts = executors * settings.parts_per_executor
+    return max(1, min(settings.batch_size, max(MIN_PART_TXS, -(-txs // parts))))
 
 
 @dataclass(frozen=True, slots=True)

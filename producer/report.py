@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter
@@ -181,4 +182,21 @@ def describe_result(result: Result) -> str:
         lines.append(f"  writes: {len(result.write_set)} key(s) (apply with a block commit)")
     if result.worker:
         lines.append(f"  worker: {result.worker}")
+    return "\n".join(lines)
+
+
+def render_record(record: dict[str, Any], seconds: float | None = None) -> str:
+    """A block's commit record (producer/commit.py's CommitReport.record()) as text."""
+    fees = record["fees"]
+    took = "" if seconds is None else f", {seconds:.2f} s"
+    lines = [
+        f"committed block {record['height']}: {record['committed']}/{record['txs']} txs, "
+        f"{record['reexecuted']} re-executed (stale reads){took}",
+        f"  fee total {fees['total']:,}; by status "
+        + ", ".join(f"{k} {v:,}" for k, v in fees["by_status"].items()),
+        f"  state version {record['version']}, digest {record['state_digest']}",
+    ]
+    if record["not_committed"]:
+        lines.append(f"  not committed: {len(record['not_committed'])} "
+                     + json.dumps(dict(list(record["not_committed"].items())[:5])))
     return "\n".join(lines)

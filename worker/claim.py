@@ -21,6 +21,15 @@ it, which ends the worker); a queue member that is not a job id arq could run (n
 UTF-8) is removed. Jobs arq fails before our functions run (expired, unknown function,
 too many tries) still end with a Result for every tx id (worker/jobs.py).
 
+Share. A worker claims only what its executors can start soon: two parts of a block
+(multi-tx jobs; a batch job id says how many txs it carries) per live executor, the one
+it runs and the next, and single-tx jobs while the txs it holds stay within
+`prefetch_txs` per live executor (singles waiting together share executor requests). So
+a block cut into parts (the producer sizes them from what workers advertise) spreads
+over every worker, and an idle worker finds work while a block has unclaimed parts.
+Every second the worker advertises its live executors under `{p}:workers` (expiring
+after ADVERTISE_TTL_MS).
+
 Everything after the claim (fetching the job, tries, timeouts, results) is arq's own
 run_job. The worker keeps arq's constructor (arq reads its signature).
 """
@@ -38,27 +47,34 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from worker.jobs import results_for_failed_job
+from worker.protocol import ADVERTISE_LUA, Keys, job_tx_count
 
 log = logging.getLogger("wesfarm.worker")
 MAX_BACKOFF_S = 5.0
+ADVERTISE_S, ADVERTISE_TTL_MS = 1.0, 5_000
+PARTS_HELD = 2  # per live executor: the part it runs and the next, so it never waits a poll
 
 # KEYS[1] the queue; ARGV[1] now (ms), ARGV[2] lease (ms), ARGV[3] the in-progress key
-# prefix, ARGV[4] how many to claim at most, ARGV[5..] job ids.
+# prefix, ARGV[4] how many jobs to claim at most, ARGV[5] how many multi-tx jobs, ARGV[6]
+# how many single-tx jobs, ARGV[7..] job id, its txs, job id, its txs, ...
 # Returns [id, score, id, score, ...] of the jobs claimed, in the order given.
 CLAIM_LUA = """
-local out, claimed = {}, 0
+local out, claimed, parts, singles = {}, 0, 0, 0
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
-for i = 5, #ARGV do
+local part_room, single_room = tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = 7, #ARGV, 2 do
   if claimed >= limit then break end
-  local id = ARGV[i]
+  local id, part = ARGV[i], tonumber(ARGV[i + 1]) > 1
   local key = ARGV[3] .. id
-  if redis.call('EXISTS', key) == 0 then
+  local fits = (part and parts < part_room) or (not part and singles < single_room)
+  if fits and redis.call('EXISTS', key) == 0 then
     local score = redis.call('ZSCORE', KEYS[1], id)
     if score and tonumber(score) > 0 and tonumber(score) <= now then
       redis.call('PSETEX', key, ARGV[2], '1')
       out[#out + 1] = id
       out[#out + 1] = score
       claimed = claimed + 1
+      if part then parts = parts + 1 else singles = singles + 1 end
     end
   end
 end
@@ -80,16 +96,35 @@ return 0
 
 class ClaimingWorker(Worker):  # type: ignore[misc]
     lease_ms = 3_000  # worker/main.py sets it from the settings
-    _scripts: tuple[Any, Any] | None = None
+    _scripts: tuple[Any, Any, Any] | None = None
     _next_renewal = 0.0
+    _next_advert = 0.0
     _trouble_since: float | None = None
     _backoff = 0.05
 
     def _script(self, index: int) -> Any:
         if self._scripts is None:
             self._scripts = (self.pool.register_script(CLAIM_LUA),
-                             self.pool.register_script(RENEW_LUA))
+                             self.pool.register_script(RENEW_LUA),
+                             self.pool.register_script(ADVERTISE_LUA))
         return self._scripts[index]
+
+    def _live_executors(self) -> int | None:
+        """The executors that can take a job now (None: a worker without a farm's executors,
+        as arq's own tests of this class run it, claims by max_jobs alone)."""
+        farm = self.ctx.get("farm")
+        return None if farm is None else farm.pool.live()
+
+    def _room(self) -> tuple[int, int]:
+        """(multi-tx jobs to claim, single-tx jobs to claim): PARTS_HELD parts per live
+        executor, and singles while the txs held stay within `prefetch_txs` each."""
+        executors = self._live_executors()
+        if executors is None:
+            return self.max_jobs, self.max_jobs
+        held = [job_tx_count(job_id) for job_id, task in self.tasks.items() if not task.done()]
+        parts = sum(1 for n in held if n > 1)
+        return (executors * PARTS_HELD - parts,
+                executors * self.ctx["settings"].prefetch_txs - sum(held))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         free = self.max_jobs - self.job_counter
@@ -108,11 +143,14 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             # here: arq keys its tasks by job id.
             if job_id not in self.tasks:
                 runnable.append(job_id)
-        if not runnable:
+        part_room, single_room = self._room()
+        if not runnable or (part_room <= 0 and single_room <= 0):
             return
+        weighted = [x for job_id in runnable for x in (job_id, job_tx_count(job_id))]
         reply = await self._script(0)(
             keys=[self.queue_name],
-            args=[timestamp_ms(), self.lease_ms, in_progress_key_prefix, free, *runnable])
+            args=[timestamp_ms(), self.lease_ms, in_progress_key_prefix, free, part_room,
+                  single_room, *weighted])
         for i in range(0, len(reply), 2):
             job_id, score = reply[i].decode(), int(float(reply[i + 1]))
             await self.sem.acquire()  # never waits: at most `free` jobs were claimed
@@ -130,9 +168,21 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
         if running:
             await self._script(1)(args=[self.lease_ms, in_progress_key_prefix, *running])
 
+    async def _advertise(self) -> None:
+        now = time.monotonic()
+        executors = self._live_executors()
+        if now < self._next_advert or executors is None:
+            return
+        self._next_advert = now + ADVERTISE_S
+        keys = Keys(self.ctx["settings"].key_prefix)
+        await self._script(2)(keys=[keys.workers, keys.worker_executors],
+                              args=[self.ctx["farm"].name, timestamp_ms() + ADVERTISE_TTL_MS,
+                                    executors])
+
     async def _poll_iteration(self) -> None:
         try:
             await self._renew_leases()
+            await self._advertise()
             if self.allow_pick_jobs and self.job_counter < self.max_jobs:
                 job_ids = await self.pool.zrangebyscore(
                     self.queue_name, min=float("-inf"), max=timestamp_ms(),

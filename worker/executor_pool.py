@@ -89,6 +89,10 @@ class ExecutorPool:
     def pids(self) -> list[int]:
         return [ex.pid for ex in self.executors if ex.alive and ex.pid is not None]
 
+    def live(self) -> int:
+        """Executors running now (not dead, not restarting)."""
+        return sum(ex.alive for ex in self.executors)
+
     async def start(self) -> None:
         """Start every executor; fail only if none starts (the rest keep retrying)."""
         outcomes = await asyncio.gather(

@@ -80,6 +80,12 @@ async def shutdown(ctx: Ctx) -> None:
     if farm is not None:
         await farm.pool.close()
         log.info("worker %s stopped its executors", farm.name)
+        keys = Keys(farm.settings.key_prefix)
+        try:  # producers stop counting its executors now, not when its word expires
+            await ctx["redis"].zrem(keys.workers, farm.name)
+            await ctx["redis"].hdel(keys.worker_executors, farm.name)
+        except (RedisError, OSError):
+            pass
 
 
 def _observe_queue_wait(farm: Farm, ctx: Ctx) -> None:

@@ -19,6 +19,8 @@ Redis layout under a key prefix `{p}`:
     {p}:block:{height}       msgpack commit record of a block
     {p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
                              block commit resumable
+    {p}:workers              sorted set: worker name, scored by when its word expires (ms)
+    {p}:workers:executors    hash: worker name -> its live executors (FARM_LUA reads both)
 
 A state record is a fixed header and the value: one format byte (1), the version as an
 unsigned 64-bit big-endian integer, then the value bytes. Lua reads the version as
@@ -54,6 +56,7 @@ JOB_TRY = 1
 _JOB_FIELDS = ("t", "f", "a", "k", "et")
 MAX_ENQUEUE_MS = 253_402_300_799_999  # 9999-12-31: what arq can turn into a datetime
 MAX_ARG_DEPTH = 8  # a batch is 4 deep (args, list, job map, context)
+MAX_JOB_TXS = 10_000  # config's batch_size bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,14 @@ class Keys:
     def contracts(self) -> str:
         return f"{self.prefix}:contracts"
 
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def worker_executors(self) -> str:
+        return f"{self.prefix}:workers:executors"
+
     def result(self, tx_id: str) -> str:
         return f"{self.prefix}:result:{tx_id}"
 
@@ -102,6 +113,16 @@ def batch_job_id(prefix: str, tx_ids: Sequence[str]) -> str:
     """`batch:{prefix}:{n}:{digest of the tx ids}`: the same batch always gets the same id."""
     digest = hashlib.sha256("\x00".join(tx_ids).encode()).hexdigest()[:32]
     return f"{BATCH_JOB_PREFIX}{prefix}:{len(tx_ids)}:{digest}"
+
+
+def job_tx_count(job_id: str) -> int:
+    """How many txs a job id says it carries (a batch's `n`, else 1), clamped to 1..10,000:
+    what a worker weighs a job by before claiming it. An id that lies only moves the job
+    in a worker's claim order; every worker still takes one job per idle executor."""
+    if not job_id.startswith(BATCH_JOB_PREFIX):
+        return 1
+    field = job_id.rsplit(":", 2)[-2] if job_id.count(":") >= 3 else ""
+    return min(max(int(field), 1), MAX_JOB_TXS) if field.isascii() and field.isdigit() else 1
 
 
 # -- jobs: arq's envelope, msgpack inside ------------------------------------------------------
@@ -335,3 +356,29 @@ class FeeEntry:
         return cls(stream_id.decode(), fields.get(b"tx_id", b"").decode(),
                    fee if isinstance(fee, dict) else {"value": fee},
                    fields.get(b"status", b"").decode())
+
+
+# Workers' word on their live executors. KEYS[1] {p}:workers, KEYS[2] {p}:workers:executors;
+# ARGV[1] worker name, ARGV[2] when the word expires (ms), ARGV[3] live executors.
+ADVERTISE_LUA = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 0
+"""
+# The farm as its workers last told it: KEYS as ADVERTISE_LUA's; ARGV[1] now (ms). Drops
+# the words that expired; returns {live workers, their live executors}.
+FARM_LUA = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, name in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], name)
+  redis.call('HDEL', KEYS[2], name)
+end
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local executors = 0
+if #live > 0 then
+  for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(live))) do
+    executors = executors + (tonumber(n) or 0)
+  end
+end
+return {#live, executors}
+"""

@@ -123,8 +123,7 @@ def say(text: str) -> None:
 
 async def _demo(args: argparse.Namespace, settings: Any) -> bool:
     from producer.client import FarmClient
-    from producer.commands.submit import render_commit
-    from producer.report import ProgressBar, render_summary, summarize
+    from producer.report import ProgressBar, render_record, render_summary, summarize
 
     tag = settings.key_prefix.rsplit("-", 1)[-1]
     mints, transfers = make_blocks(args.accounts, args.txs, args.seed, tag)
@@ -161,7 +160,7 @@ async def _demo(args: argparse.Namespace, settings: Any) -> bool:
         say(render_summary(summarize(tx_ids, results, elapsed, latencies)))
 
         commit = await farm.commit_block(block, results, 2)
-        say(render_commit(commit))
+        say(render_record(commit.record(), commit.seconds))
         return await _check(farm, mints + transfers, results, commit, args.accounts)
 
 

@@ -1,4 +1,5 @@
-"""`wesfarm state ADDR KEY_HEX`: one committed state value and its version."""
+"""What the farm committed: `wesfarm state ADDR KEY_HEX` (one value and its version) and
+`wesfarm block H` (a committed block's record)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,37 @@ def register(sub: Any) -> None:
     p.add_argument("key", metavar="KEY_HEX", help="the key as hex (e.g. 737570706c79 = 'supply')")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run)
+    b = sub.add_parser(
+        "block", help="print a committed block's record",
+        description="Read the commit record of block H (`{prefix}:block:{H}`): txs, "
+        "re-executions, what was not committed and why, fees by sender and status, the "
+        "state version and digest after it. Exit 1 when block H is not committed.",
+    )
+    b.add_argument("height", type=int, metavar="H")
+    b.add_argument("--json", action="store_true", help="the record as one JSON object")
+    b.set_defaults(handler=run_block)
 
 
 def run(args: argparse.Namespace) -> int:
     return run_async(lambda: _state(args))
+
+
+def run_block(args: argparse.Namespace) -> int:
+    return run_async(lambda: _block(args))
+
+
+async def _block(args: argparse.Namespace) -> int:
+    from producer.client import FarmClient
+    from producer.report import render_record
+
+    settings, url = settings_and_url()
+    async with FarmClient(settings, url) as farm:
+        record = await farm.block_record(args.height)
+    if record is None:
+        print(f"block {args.height}: not committed")
+        return EXIT_FAILED
+    print(json.dumps(record) if args.json else render_record(record))
+    return EXIT_OK
 
 
 async def _state(args: argparse.Namespace) -> int:

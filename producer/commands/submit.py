@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from producer.cliutil import (
     EXIT_FAILED,
@@ -20,16 +19,15 @@ from producer.cliutil import (
     settings_and_url,
 )
 
-if TYPE_CHECKING:
-    from producer.commit import CommitReport
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "submit", help="execute a block of transactions (JSON lines) on the farm",
         description="Each line of BLOCK.jsonl: {\"tx_id\", \"contract\", \"function\", "
         "\"input\" (hex), \"fee_limit\", \"caller\"}. Shows progress on stderr, then a "
-        "summary; with --json, one Result per line in block order instead.",
+        "summary; with --json, one Result per line in block order instead (with "
+        "--commit: each tx's committed Result, re-executed where its reads went stale, "
+        "then the commit record as one JSON object).",
     )
     p.add_argument("block", type=Path, metavar="BLOCK.jsonl")
     p.add_argument("--height", type=int, default=0, metavar="H", help="block height")
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 async def _submit(args: argparse.Namespace) -> int:
     from producer.block import BlockError, load_block
     from producer.client import FarmClient, WaitTimeout
-    from producer.report import ProgressBar, render_summary, summarize
+    from producer.report import ProgressBar, render_record, render_summary, summarize
 
     if args.batch_size is not None and args.batch_size <= 0:
         raise CliError("--batch-size must be positive")
@@ -82,11 +80,9 @@ async def _submit(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.finish()
         elapsed = time.monotonic() - started
-        if args.json:
-            for tx_id in tx_ids:
-                if tx_id in results:
-                    print(results[tx_id].to_json_text())
-        else:
+        if args.json and not (args.commit and not missing):
+            _print_results(tx_ids, results)
+        elif not args.json:
             latencies = [seen[t] - started for t in tx_ids if t in seen]
             print(render_summary(summarize(tx_ids, results, elapsed, latencies)))
         if missing:
@@ -102,9 +98,18 @@ async def _submit(args: argparse.Namespace) -> int:
                 report = await farm.commit_block(jobs, results, args.height)
             except CommitError as exc:
                 raise CliError(f"commit failed: {exc}", EXIT_FAILED) from None
-            out = sys.stderr if args.json else sys.stdout
-            print(render_commit(report), file=out)
+            if args.json:
+                _print_results(tx_ids, {**results, **report.results})
+                print(json.dumps(report.record()))
+            else:
+                print(render_record(report.record(), report.seconds))
     return EXIT_OK
+
+
+def _print_results(tx_ids: list[str], results: dict[str, Any]) -> None:
+    for tx_id in tx_ids:
+        if tx_id in results:
+            print(results[tx_id].to_json_text())
 
 
 async def _warn_without_workers(farm: Any) -> None:
@@ -114,17 +119,3 @@ async def _warn_without_workers(farm: Any) -> None:
             "(start one with `wesfarm worker`)")
 
 
-def render_commit(report: CommitReport) -> str:
-    record = report.record()
-    fees = record["fees"]
-    lines = [
-        f"committed block {record['height']}: {record['committed']}/{record['txs']} txs, "
-        f"{record['reexecuted']} re-executed (stale reads), {report.seconds:.2f} s",
-        f"  fee total {fees['total']:,}; by status "
-        + ", ".join(f"{k} {v:,}" for k, v in fees["by_status"].items()),
-        f"  state version {record['version']}, digest {record['state_digest']}",
-    ]
-    if record["not_committed"]:
-        lines.append(f"  not committed: {len(record['not_committed'])} "
-                     + json.dumps(dict(list(record["not_committed"].items())[:5])))
-    return "\n".join(lines)

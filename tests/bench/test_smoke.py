@@ -16,6 +16,7 @@ from bench.common import Report
 from bench.latency_soak import SOAK_KEYS, run_soak
 from bench.probes import PROBES, code
 from bench.runner import FEE_KEYS, IN_PROCESS_KEYS, KEYS, REPORT_KEYS, in_process, print_table
+from bench.scale_bench import SCALE_KEYS
 from bench.workloads import WORKLOADS
 from tests.support.farm import two_worker_farm
 
@@ -76,7 +77,7 @@ async def test_commit_figures_on_two_workers(redis_url: str, key_prefix: str,
     rep = Report(quiet=True)
     with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
         await run_commit_bench(rep, env.settings(), 40)
-    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS) == REPORT_KEYS
+    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS, *SCALE_KEYS) == REPORT_KEYS
     assert set(COMMIT_KEYS) <= set(rep.values), rep.notes
     assert rep.values["commit_digest_match"] is True, rep.notes
     assert rep.values["commit_low_conflict_rate"] == 0  # no account in two transfers
@@ -96,3 +97,14 @@ async def test_soak_on_two_workers(redis_url: str, key_prefix: str, tmp_path: Pa
     assert figures.txs > 0 and figures.not_ok == 0, figures.not_ok_sample
     assert figures.p50_ms <= figures.p90_ms <= figures.p99_ms <= figures.max_ms
     assert figures.commits and sum(c.txs for c in figures.commits) == figures.txs
+
+
+def test_scale_out_figures_at_the_tiny_scale() -> None:
+    """Both farms run every block ok; both workers of the second ran part of each."""
+    from bench.scale_bench import scale_figures
+
+    rep = Report(quiet=True)
+    scale_figures(rep, "tiny")
+    assert set(SCALE_KEYS) <= set(rep.values), rep.notes
+    assert all(_positive(rep.values[key]) for key in SCALE_KEYS)
+    assert 0 < rep.values["worker_share_min"] <= 0.5

@@ -128,3 +128,30 @@ def test_cli_submit_json_and_summary_and_state(
     assert "fees: used" in again.stdout and "p99" in again.stdout
     state = farm.cli("state", "token", b"supply".hex(), "--json")
     assert state.returncode == 1 and json.loads(state.stdout)["found"] is False
+
+
+def test_cli_submit_commit_json_prints_committed_results_and_block_reads_the_record(
+    farm: Farm, client: FarmClient, tmp_path: Path
+) -> None:
+    """dave's second transfer ran `ok` on the farm (it read his balance before the first
+    was committed); committed, it is re-executed and reverts: --json prints that."""
+    genesis = tmp_path / "genesis.jsonl"
+    genesis.write_text(dump_block([Tx(farm.tx_id("dave-mint"), "token", "mint",
+                                      u64(10) + b"dave", None, "g")]))
+    assert farm.cli("submit", str(genesis), "--commit", "--height", "41").returncode == 0
+    block = tmp_path / "spend.jsonl"
+    block.write_text(dump_block([
+        Tx(farm.tx_id(f"dave-pays-{i}"), "token", "transfer", u64(10) + b"erin", None, "dave")
+        for i in range(2)]))
+    proc = farm.cli("submit", str(block), "--commit", "--json", "--height", "42")
+    assert proc.returncode == 0, proc.stderr
+    *results, record = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["status"] for r in results] == ["ok", "reverted"]
+    assert record["height"] == 42 and record["reexecuted"] == 1
+    assert record["committed"] == 2 and record["by_status"] == {"ok": 1, "reverted": 1}
+    stored = farm.cli("block", "42", "--json")
+    assert stored.returncode == 0 and json.loads(stored.stdout) == record
+    text = farm.cli("block", "42")
+    assert "committed block 42: 2/2 txs, 1 re-executed" in text.stdout
+    absent = farm.cli("block", "4242")
+    assert absent.returncode == 1 and "not committed" in absent.stdout

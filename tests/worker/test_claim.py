@@ -14,6 +14,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import func
 
 from worker.claim import CLAIM_LUA, RENEW_LUA, ClaimingWorker
+from worker.protocol import job_tx_count
 
 
 @pytest.fixture()
@@ -27,9 +28,14 @@ def queue(redis_url: str, key_prefix: str) -> Iterator[tuple[redis.Redis, str]]:
 
 
 def claim(client: redis.Redis, queue: str, ids: list[str], limit: int = 1_000,
-          now: int | None = None) -> list[str]:
+          now: int | None = None, parts: int | None = None, singles: int | None = None,
+          txs: list[int] | None = None) -> list[str]:
     now = now if now is not None else int(time.time() * 1000)
-    reply = client.eval(CLAIM_LUA, 1, queue, now, 60_000, in_progress_key_prefix, limit, *ids)
+    weighted = [x for job_id, n in zip(ids, txs or [1] * len(ids), strict=True)
+                for x in (job_id, n)]
+    reply = client.eval(CLAIM_LUA, 1, queue, now, 60_000, in_progress_key_prefix, limit,
+                        limit if parts is None else parts,
+                        limit if singles is None else singles, *weighted)
     return [reply[i].decode() for i in range(0, len(reply), 2)]
 
 
@@ -45,6 +51,29 @@ def test_two_workers_polling_the_same_ids_claim_each_job_once(
     assert sorted(claimed) == sorted(ids) and len(claimed) == len(set(claimed))
     ttl = client.pttl(in_progress_key_prefix + ids[0])
     assert 0 < ttl <= 60_000
+
+
+def test_a_claim_takes_parts_and_singles_each_within_its_room(
+    queue: tuple[redis.Redis, str],
+) -> None:
+    client, name = queue
+    ids = [f"{name}-j{i}" for i in range(6)]
+    client.zadd(name, {job: 1_000 + i for i, job in enumerate(ids)})
+    sizes = [200, 1, 8, 1, 1, 40]
+    assert claim(client, name, ids, parts=2, singles=1, txs=sizes) == ids[:3]
+    # no room: nothing claimed, the rest stays queued
+    assert claim(client, name, ids, parts=0, singles=0, txs=sizes) == []
+    assert claim(client, name, ids, parts=0, singles=5, txs=sizes) == ids[3:5]
+    assert claim(client, name, ids, parts=1, singles=0, txs=sizes) == ids[5:]
+
+
+@pytest.mark.parametrize(("job_id", "txs"), [
+    ("tx-1", 1), ("batch:p:12:ab", 12), ("batch:p:q:3:ab", 3), ("batch:p:0:ab", 1),
+    ("batch:p:-5:ab", 1), ("batch:p:x:ab", 1), ("batch:", 1), ("batch:12", 1),
+    ("batch:p:99999999999:ab", 10_000), ("batch:p:１２:ab", 1), ("batch:p:²:ab", 1),
+])
+def test_a_job_weighs_what_its_id_says_within_bounds(job_id: str, txs: int) -> None:
+    assert job_tx_count(job_id) == txs
 
 
 def test_deferred_running_and_finished_jobs_are_left_alone(
