@@ -16,6 +16,13 @@ engine warmed by the genesis block first). The MemoryState starts as a copy of t
 committed state of the farm's prefix before the genesis blocks, so after each block
 the farm's state digest must equal the sequential one (`commit_digest_match`).
 
+State growth: GROWTH_BLOCKS low-conflict blocks of N transfers on a contract of their
+own, committed with the prefix's state as the blocks above left it, then GROWTH_KEYS
+more committed keys (one genesis write to a filler contract), then GROWTH_BLOCKS more:
+`commit_s_small_state` / `commit_s_plus_100k` are the median commit times (the commit
+alone: validation, re-executions, writes, the state root), `commit_growth_100k` their
+ratio. The root the commits kept is then checked against one built from scratch.
+
 Everything runs under the farm's private key prefix (tx ids carry it), deleted with it.
 """
 
@@ -40,7 +47,9 @@ COMMIT_KEYS = (
     *(f"commit_{b}_{figure}" for b in BLOCKS
       for figure in ("conflict_rate", "farm_s", "sequential_s", "speedup")),
     "commit_digest_match",
+    "commit_s_small_state", "commit_s_plus_100k", "commit_growth_100k",
 )
+GROWTH_BLOCKS, GROWTH_KEYS = 3, 100_000
 GENESIS_TIME_MS = 1_700_000_000_000
 WAIT_TIMEOUT_S = 300.0
 
@@ -59,12 +68,13 @@ def u64(n: int) -> bytes:
     return n.to_bytes(8, "little")
 
 
-def make_block(name: str, txs: int, tag: str, seed: int = 11) -> BenchBlock:
+def make_block(name: str, txs: int, tag: str, seed: int = 11,
+               contract: str | None = None) -> BenchBlock:
     """Deterministic mints + transfers; tx ids carry `tag` (arq job ids are per Redis)."""
     from producer import Tx
 
     rng = random.Random(seed)
-    contract = f"commit-{name}"
+    contract = contract or f"commit-{name}"
     if name == "low":
         pairs = [(f"s{i:05d}", f"r{i:05d}") for i in range(txs)]
         funded = [sender for sender, _ in pairs]
@@ -126,14 +136,67 @@ async def run_commit_bench(rep: Report, settings: Settings, txs: int) -> None:
                 height += 2
         finally:
             engine.shutdown()
+        await _growth(rep, client, txs, height)
     rep.set("commit_digest_match", all(matches),
-            "farm state digest == sequential, after each block")
+            "farm state root == sequential, after each block")
+
+
+async def _growth(rep: Report, client: FarmClient, txs: int, height: int) -> None:
+    """Commit time with the state as it is, then with GROWTH_KEYS more keys committed."""
+    import asyncio
+    import statistics
+
+    import redis
+
+    from producer import redis_state_items, redis_state_root, state_root_of, write_genesis
+
+    await client.deploy(TOKEN.read_bytes(), "commit-growth", precompile=True)
+    blocks = [make_block("low", txs, f"{client.keys.prefix}-g{b}", seed=b,
+                         contract="commit-growth") for b in range(2 * GROWTH_BLOCKS)]
+    mints = [tx for block in blocks for tx in block.mints]
+    await _committed(client, [tx.job(height, GENESIS_TIME_MS, client.settings.default_fee_limit)
+                              for tx in mints], height)
+    sync = redis.Redis.from_url(client.url)
+    try:
+        seconds: list[float] = []
+        for b, block in enumerate(blocks):
+            if b == GROWTH_BLOCKS:
+                rep.progress(f"commit: {GROWTH_KEYS:,} more committed keys ...")
+                filler = {f"f{i:07d}".encode(): u64(i) for i in range(GROWTH_KEYS)}
+                await asyncio.to_thread(write_genesis, sync, client.keys, "commit-filler", filler)
+            jobs = [tx.job(height + 1 + b, GENESIS_TIME_MS, client.settings.default_fee_limit)
+                    for tx in block.transfers]
+            seconds.append(await _committed(client, jobs, height + 1 + b))
+        stored = redis_state_root(sync, client.keys)
+        exact = stored == state_root_of(await asyncio.to_thread(redis_state_items, sync,
+                                                                client.keys))
+    finally:
+        sync.close()
+    small = statistics.median(seconds[:GROWTH_BLOCKS])
+    large = statistics.median(seconds[GROWTH_BLOCKS:])
+    rep.set("commit_s_small_state", rounded(small),
+            f"{txs} transfers, commit alone, median of {GROWTH_BLOCKS}")
+    rep.set("commit_s_plus_100k", rounded(large), f"the same after {GROWTH_KEYS:,} more keys")
+    rep.set("commit_growth_100k", rounded(large / small))
+    rep.extra("commit_root_exact", exact)
+    if not exact:
+        rep.note("commit: the state root kept by the commits differs from one built from scratch")
+
+
+async def _committed(client: FarmClient, jobs: list[Job], height: int) -> float:
+    """Execute `jobs` on the farm, commit them as block `height`; the commit's seconds."""
+    await client.submit_batch(jobs)
+    done = await client.wait([j.tx_id for j in jobs], timeout=WAIT_TIMEOUT_S)
+    report = await client.commit_block(jobs, done, height)
+    if report.not_committed:
+        raise RuntimeError(f"block {height}: {len(report.not_committed)} txs not committed")
+    return report.seconds
 
 
 async def _one_block(rep: Report, client: FarmClient, engine: Any, state: MemoryState,
                      codes: MemoryCode, block: BenchBlock, height: int,
                      settings: Settings) -> bool:
-    from producer import memory_state_digest
+    from producer import memory_state_root
 
     fee = settings.default_fee_limit
     genesis = [tx.job(height, GENESIS_TIME_MS, fee) for tx in block.mints]
@@ -145,7 +208,7 @@ async def _one_block(rep: Report, client: FarmClient, engine: Any, state: Memory
     minted = await client.wait([j.tx_id for j in genesis], timeout=WAIT_TIMEOUT_S)
     g_report = await client.commit_block(genesis, minted, height)
     run_sequential(engine, state, codes, genesis)  # also warms the engine
-    genesis_match = g_report.state_digest == memory_state_digest(state)
+    genesis_match = g_report.state_root == memory_state_root(state)
 
     started = time.perf_counter()
     await client.submit_batch(jobs)
@@ -157,7 +220,7 @@ async def _one_block(rep: Report, client: FarmClient, engine: Any, state: Memory
     seq_ok = run_sequential(engine, state, codes, jobs)
     sequential_s = time.perf_counter() - started
 
-    match = genesis_match and report.state_digest == memory_state_digest(state)
+    match = genesis_match and report.state_root == memory_state_root(state)
     farm_ok = report.by_status.get("ok", 0)
     if report.not_committed or farm_ok != seq_ok or farm_ok != n:
         rep.note(f"commit {block.name}: {farm_ok}/{n} ok on the farm, {seq_ok}/{n} "

@@ -13,6 +13,7 @@ from bench.commit_bench import COMMIT_KEYS
 from bench.common import SCALES, Report, bench_settings, fmt, machine
 from bench.latency_soak import SOAK_KEYS
 from bench.scale_bench import SCALE_KEYS
+from bench.state_bench import STATE_KEYS
 
 # The headline figures, in report order (units in the names).
 KEYS = (
@@ -30,7 +31,7 @@ FEE_KEYS = (*BUDGET_KEYS, "worst_case_s")
 IN_PROCESS_KEYS = tuple(k for k in (*KEYS, *FEE_KEYS)
                         if not k.startswith(("e2e_", "arq_", "latency_")))
 # The block-commit figures (bench/commit_bench.py), after them.
-REPORT_KEYS = (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS, *SCALE_KEYS)
+REPORT_KEYS = (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *STATE_KEYS, *SOAK_KEYS, *SCALE_KEYS)
 DEFAULT_OUT = Path("bench-results") / "latest.json"
 
 Check = Callable[[float, dict[str, Any]], bool]
@@ -66,6 +67,10 @@ TARGETS: dict[str, tuple[str, Check]] = {
     "tight_loop_max_fee_s": ("< default timeout (2 s)", lambda v, _: v < 2),
     "worst_case_s": ("≤ 1 (half the default timeout)", lambda v, _: v <= 1),
     "commit_digest_match": ("true (== sequential)", lambda v, _: v is True),
+    "commit_growth_100k": ("≤ 1.2", lambda v, _: v <= 1.2),
+    "redis_cpu_us_per_tx": ("≤ 10", lambda v, _: v <= 10),
+    "farm_cpu_us_per_tx": ("≤ 3× engine_exec_us_per_tx",
+                           _ratio_of("engine_exec_us_per_tx", 3, at_least=False)),
     "soak_p99_ms": ("≤ 1000 (half load, blocks every 5 s)", lambda v, _: v <= 1_000),
     "scale_2w_vs_1w": ("≥ 1.8", lambda v, _: v >= 1.8),
     "worker_share_min": ("≥ 0.4", lambda v, _: v >= 0.4),
@@ -111,9 +116,11 @@ def run(scale_name: str, json_path: Path | None, farm: bool = True,
         from bench.commit_bench import commit_figures
         from bench.farm_bench import farm_figures
         from bench.latency_soak import soak_figures
+        from bench.state_bench import state_figures
 
         try:
-            farm_figures(rep, SCALES[scale_name], parts=[commit_figures, soak_figures])
+            farm_figures(rep, SCALES[scale_name],
+                         parts=[commit_figures, state_figures, soak_figures])
         except Exception as exc:  # the in-process figures still count: report, go on
             rep.note(f"end-to-end run failed: {type(exc).__name__}: {exc}")
         rep.progress("scale-out: a heavy block on 1 worker, then on 2 ...")

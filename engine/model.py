@@ -19,6 +19,11 @@ Mode = Literal["call", "view"]
 MAX_ADDRESS_BYTES = 64
 MAX_TX_ID_BYTES = 128
 MAX_FUNCTION_BYTES = 128
+# A job's access list (keys of its contract to fetch before it runs): a hint that never
+# changes a result. Fetching a declared key nobody reads is not charged, so the list is
+# kept short: a real tx declares a handful of keys.
+MAX_ACCESS_KEYS = 64
+MAX_ACCESS_KEY_BYTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,7 @@ class Job:
     context: Context = field(default_factory=Context)
     mode: Mode = "call"
     timeout_ms: int | None = None
+    access: tuple[bytes, ...] = ()  # keys its contract will read: fetched at once
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -55,6 +61,8 @@ class Job:
         }
         if self.timeout_ms is not None:
             wire["timeout_ms"] = self.timeout_ms
+        if self.access:
+            wire["access"] = list(self.access)
         return wire
 
     @classmethod
@@ -89,7 +97,23 @@ class Job:
             timeout = _int(raw, "timeout_ms")
             if not 0 < timeout <= max_timeout_ms:
                 raise InvalidJob(f"timeout_ms {timeout} outside 1..{max_timeout_ms}", "bad_field")
-        return cls(tx_id, contract, function, data, fee_limit, context, mode, timeout)
+        return cls(tx_id, contract, function, data, fee_limit, context, mode, timeout,
+                   access_list(raw.get("access", [])))
+
+
+def access_list(value: Any) -> tuple[bytes, ...]:
+    """A job map's access list, validated: InvalidJob names what is wrong with it."""
+    if not isinstance(value, list | tuple):
+        raise InvalidJob(f"access must be a list of keys, got {type(value).__name__}",
+                         "bad_field")
+    if len(value) > MAX_ACCESS_KEYS:
+        raise InvalidJob(f"access lists {len(value)} keys, limit {MAX_ACCESS_KEYS}",
+                         "bad_field")
+    for key in value:
+        if not isinstance(key, bytes) or len(key) > MAX_ACCESS_KEY_BYTES:
+            raise InvalidJob(f"access keys must be bytes of at most {MAX_ACCESS_KEY_BYTES}",
+                             "bad_field")
+    return tuple(value)
 
 
 def _text(raw: dict[str, Any], name: str, limit: int, required: bool = True) -> str:

@@ -52,21 +52,23 @@ TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.Tra
 class EpochTicker(threading.Thread):
     """Advances the engine's epoch every tick; deadlines are counted in ticks.
 
-    Holds the engine weakly, so an engine nobody uses any more is freed (and the
-    thread ends) even without shutdown()."""
+    Holds the engine strongly and lets go of it only after its last tick, in its own
+    thread: an engine freed while another thread ticks it is a use after free (Python
+    runs an object's finalizer, which frees the native engine with the GIL released,
+    before it clears weak references to it). The WasmEngine stops it when shut down or
+    collected."""
 
     def __init__(self, engine: wasmtime.Engine, tick_ms: int) -> None:
         super().__init__(name="wesfarm-epoch", daemon=True)
-        self.engine, self.tick = weakref.ref(engine), tick_ms / 1000
+        self.engine: wasmtime.Engine | None = engine
+        self.tick = tick_ms / 1000
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        engine, self.engine = self.engine, None
+        assert engine is not None
         while not self.stopped.wait(self.tick):
-            engine = self.engine()
-            if engine is None:
-                return
             engine.increment_epoch()
-            del engine
 
 
 class WasmEngine:
@@ -99,6 +101,7 @@ class WasmEngine:
         self.compiled = self.loader.compiled
         self.ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
         self.ticker.start()
+        weakref.finalize(self, self.ticker.stopped.set)
         self._fuel_cell = ctypes.c_uint64()  # get_fuel's out-parameter, shared by executions
         self._denied = {address: frozenset(caps)
                         for address, caps in settings.denied_capabilities.items()}

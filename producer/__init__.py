@@ -12,7 +12,13 @@ if TYPE_CHECKING:
     from producer.block import Tx
     from producer.client import FarmClient
     from producer.commit import CommitReport
-    from producer.committed_state import memory_state_digest, redis_state_items
+    from producer.committed_state import (
+        memory_state_root,
+        redis_state_items,
+        redis_state_root,
+        state_root_of,
+        write_genesis,
+    )
     from producer.deploy import Deployment
     from producer.devfarm import EmbeddedRedis, LocalFarm, resolve_redis
     from producer.enqueue import ArqJob, PipelinedEnqueuer
@@ -21,8 +27,10 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Tx": "producer.block", "FarmClient": "producer.client", "CommitReport": "producer.commit",
-    "memory_state_digest": "producer.committed_state",
+    "memory_state_root": "producer.committed_state",
     "redis_state_items": "producer.committed_state",
+    "redis_state_root": "producer.committed_state",
+    "state_root_of": "producer.committed_state", "write_genesis": "producer.committed_state",
     "Deployment": "producer.deploy", "EmbeddedRedis": "producer.devfarm",
     "LocalFarm": "producer.devfarm", "resolve_redis": "producer.devfarm",
     "ArqJob": "producer.enqueue", "PipelinedEnqueuer": "producer.enqueue",
@@ -32,7 +40,8 @@ _EXPORTS = {
 __all__ = [
     "ArqJob", "CommitReport", "DeployError", "Deployment", "EmbeddedRedis", "FarmClient",
     "JobIdTaken", "LocalFarm", "PipelinedEnqueuer", "SyncFarmClient", "Tx", "WaitTimeout",
-    "memory_state_digest", "redis_state_items", "resolve_redis",
+    "memory_state_root", "redis_state_items", "redis_state_root", "resolve_redis",
+    "state_root_of", "write_genesis",
 ]
 
 

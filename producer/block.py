@@ -4,7 +4,9 @@
      "input": "40420f0000000000626f62", "fee_limit": 100000, "caller": "alice"}
 
 `input` is hex (may be empty or absent), `fee_limit` is optional (the configured
-default), `caller` is optional (""). Every problem is reported with its line
+default), `caller` is optional (""), `access` is optional: a list of hex keys of the
+contract the tx will read, fetched together before it runs (a hint: it never changes a
+result; at most 64 keys of 256 bytes). Every problem is reported with its line
 number, and all of them at once (up to a cap), so a bad block is fixed in one go.
 """
 
@@ -16,9 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.model import MAX_ADDRESS_BYTES, MAX_FUNCTION_BYTES, MAX_TX_ID_BYTES, Context, Job
+from engine.errors import InvalidJob
+from engine.model import (
+    MAX_ADDRESS_BYTES,
+    MAX_FUNCTION_BYTES,
+    MAX_TX_ID_BYTES,
+    Context,
+    Job,
+    access_list,
+)
 
-FIELDS = ("tx_id", "contract", "function", "input", "fee_limit", "caller")
+FIELDS = ("tx_id", "contract", "function", "input", "fee_limit", "caller", "access")
 MAX_REPORTED = 20
 
 
@@ -41,6 +51,7 @@ class Tx:
     input: bytes = b""
     fee_limit: int | None = None
     caller: str = ""
+    access: tuple[bytes, ...] = ()
 
     def job(
         self, height: int, time_ms: int, default_fee_limit: int
@@ -53,6 +64,7 @@ class Tx:
             input=self.input,
             fee_limit=fee,
             context=Context(caller=self.caller, block_height=height, block_time=time_ms),
+            access=self.access,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +78,8 @@ class Tx:
             line["fee_limit"] = self.fee_limit
         if self.caller:
             line["caller"] = self.caller
+        if self.access:
+            line["access"] = [key.hex() for key in self.access]
         return line
 
 
@@ -117,7 +131,22 @@ def parse_tx(text: str, max_fee_limit: int | None = None) -> Tx:
             raise ValueError(f"'fee_limit' must be positive, got {fee}")
         if max_fee_limit is not None and fee > max_fee_limit:
             raise ValueError(f"'fee_limit' {fee} is over the maximum {max_fee_limit}")
-    return Tx(tx_id, contract, function, data, fee, caller)
+    return Tx(tx_id, contract, function, data, fee, caller, _access(obj.get("access")))
+
+
+def _access(value: Any) -> tuple[bytes, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise ValueError("'access' must be a list of hex keys")
+    try:
+        keys = [bytes.fromhex(k[2:] if k[:2] in ("0x", "0X") else k) for k in value]
+    except ValueError:
+        raise ValueError("'access' holds a key that is not valid hex") from None
+    try:
+        return access_list(keys)
+    except InvalidJob as exc:
+        raise ValueError(f"'access': {exc.message}") from None
 
 
 def parse_block(

@@ -22,6 +22,7 @@ COMMANDS = {
     "submit": "producer.commands.submit",
     "state": "producer.commands.state_cmd",
     "block": "producer.commands.state_cmd",
+    "state-root": "producer.commands.state_cmd",
     "demo": "producer.commands.demo",
     "bench": "bench.command",
     "calibrate": "bench.command",

@@ -165,7 +165,9 @@ class FarmClient:
         tx_id: str | None = None,
         block_height: int = 0,
         block_time: int = 0,
+        access: Sequence[bytes] = (),
     ) -> Job:
+        """A Job; `access`: keys of the contract it will read (fetched together)."""
         return Job(
             tx_id=tx_id or f"call-{uuid.uuid4().hex}",
             contract=address,
@@ -174,6 +176,7 @@ class FarmClient:
             fee_limit=self.settings.default_fee_limit if fee_limit is None else fee_limit,
             context=Context(caller=caller, block_height=block_height, block_time=block_time),
             mode=mode,
+            access=tuple(access),
         )
 
     async def enqueue(self, jobs: Sequence[Job]) -> None:

@@ -29,7 +29,8 @@ from typing import Any
 import redis
 
 from engine.model import Job, Result, pack, unpack
-from producer.committed_state import BlockView, redis_state_digest
+from producer import state_root
+from producer.committed_state import BlockView, ensure_state_root, redis_state_root
 from producer.local_engine import LocalEngine
 from worker.protocol import STATE_LUA, Keys, encode_version, state_write
 
@@ -41,27 +42,38 @@ TXS_PER_SCRIPT = 64  # a call holds Redis ~20 µs per tx: ~1.5 ms, not the 5+ ms
 MAX_REEXECUTIONS = 16
 
 # KEYS[1] seq, KEYS[2] applied hash, KEYS[3] the state hashes' registry (Keys.contracts),
-# KEYS[3+i] state hash of tx i.
-# ARGV per tx: tx_id, apply (1/0), decision, n_reads, n_writes, (key, 8-byte version)*,
-# (key, write)* with writes as protocol.state_write gives them.
+# KEYS[4] the state root, KEYS[4+i] state hash of tx i.
+# ARGV[1] what the run's writes add to the root (state_root.to_bytes; "" when nothing);
+# then per tx: tx_id, apply (1/0), decision, n_reads, n_writes, (key, 8-byte version)*,
+# (key, write, 8-byte version it overwrites)* with writes as protocol.state_write gives
+# them. A read or an overwritten version that is not the one given makes the tx stale.
 # Returns {stale index or 0, applied entry of tx 1, of tx 2, ...}: an entry is the 8-byte
 # version its writes got (0: none) then its decision; a tx already applied keeps its own.
+# The root moves by ARGV[1] only when the whole run is applied as given; otherwise (a
+# stale tx, or one another commit applied) it is dropped: no longer known, the next
+# commit builds it again from the whole state.
 COMMIT_LUA = STATE_LUA + """
 local out = {0}
-local a = 1
-for i = 1, #KEYS - 3 do
-  local state_key = KEYS[3 + i]
+local a = 2
+for i = 1, #KEYS - 4 do
+  local state_key = KEYS[4 + i]
   local tx_id, apply, decision = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local nr, nw = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   a = a + 5
   local prev = redis.call('HGET', KEYS[2], tx_id)
   if prev then
     out[i + 1] = prev
+    redis.call('DEL', KEYS[4])
   else
-    for r = 0, nr - 1 do
-      local cur = redis.call('HGET', state_key, ARGV[a + 2 * r])
-      if record_version(cur) ~= ARGV[a + 2 * r + 1] then
+    local checks = {}
+    for r = 0, nr - 1 do checks[#checks + 1] = {ARGV[a + 2 * r], ARGV[a + 2 * r + 1]} end
+    for w = 0, nw - 1 do
+      checks[#checks + 1] = {ARGV[a + 2 * nr + 3 * w], ARGV[a + 2 * nr + 3 * w + 2]}
+    end
+    for _, check in ipairs(checks) do
+      if record_version(redis.call('HGET', state_key, check[1])) ~= check[2] then
         out[1] = i
+        redis.call('DEL', KEYS[4])
         return out
       end
     end
@@ -70,15 +82,16 @@ for i = 1, #KEYS - 3 do
       packed = pack_version(redis.call('INCR', KEYS[1]))
       redis.call('SADD', KEYS[3], state_key)
       for w = 0, nw - 1 do
-        apply_write(state_key, ARGV[a + 2 * nr + 2 * w], ARGV[a + 2 * nr + 2 * w + 1], packed)
+        apply_write(state_key, ARGV[a + 2 * nr + 3 * w], ARGV[a + 2 * nr + 3 * w + 1], packed)
       end
     end
     local entry = packed .. decision
     redis.call('HSET', KEYS[2], tx_id, entry)
     out[i + 1] = entry
   end
-  a = a + 2 * nr + 2 * nw
+  a = a + 2 * nr + 3 * nw
 end
+root_add(KEYS[4], ARGV[1])
 return out
 """
 
@@ -125,7 +138,7 @@ class CommitReport:
     fee_total: int = 0
     fee_by_sender: dict[str, int] = field(default_factory=dict)
     fee_by_status: dict[str, int] = field(default_factory=dict)
-    state_digest: str = ""
+    state_root: str = ""  # the root's checksum after the block (producer/state_root.py)
     version: int = 0
     # Of this run only, so not in the record: a resumed commit's differ.
     seconds: float = 0.0
@@ -146,12 +159,13 @@ class CommitReport:
                 "by_sender": dict(sorted(self.fee_by_sender.items())),
                 "by_status": dict(sorted(self.fee_by_status.items())),
             },
-            "state_digest": self.state_digest,
+            "state_root": self.state_root,
             "version": self.version,
         }
 
 
-def _tx_args(tx_id: str, result: Result, reexecuted: bool) -> list[Any]:
+def _tx_args(tx_id: str, result: Result, reexecuted: bool,
+             overwrites: Sequence[int]) -> list[Any]:
     apply = result.status == "ok"
     writes = sorted(result.write_set.items()) if apply else []
     reads = sorted(result.read_set.items())
@@ -159,8 +173,8 @@ def _tx_args(tx_id: str, result: Result, reexecuted: bool) -> list[Any]:
                        len(reads), len(writes)]
     for key, version in reads:
         args += [key, encode_version(version)]
-    for key, value in writes:
-        args += [key, state_write(value)]
+    for (key, value), version in zip(writes, overwrites, strict=True):
+        args += [key, state_write(value), encode_version(version)]
     return args
 
 
@@ -182,16 +196,17 @@ def commit_block(
     if stored is None:
         todo = [(job, results[job.tx_id]) for job in jobs if job.tx_id not in applied
                 and job.tx_id in results and results[job.tx_id].status not in NOT_COMMITTED]
+        ensure_state_root(client, keys)  # the scripts move a root that exists
         _Committer(engine, client, keys, height, applied, notes).run(todo)
     report = _report(height, jobs, results, applied)
     report.notes = notes
     if stored is not None:
         record = unpack(stored)  # type: ignore[arg-type]
-        report.state_digest, report.version = record["state_digest"], record["version"]
+        report.state_root, report.version = record["state_root"], record["version"]
     else:
         versions = [a.version for a in applied.values()]
         report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
-        report.state_digest = redis_state_digest(client, keys)
+        report.state_root = redis_state_root(client, keys)
         client.set(keys.block(height), pack(report.record()))
     report.seconds = time.perf_counter() - started
     return report
@@ -228,8 +243,10 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
 
 
 def _slots(todo: Sequence[tuple[Job, Result]]) -> list[tuple[str, bytes]]:
-    """Every (contract, key) the farm's results of `todo` read."""
-    return [(job.contract, key) for job, result in todo for key in result.read_set]
+    """Every (contract, key) the farm's results of `todo` read or write (what a write
+    replaces moves the state root)."""
+    return [(job.contract, key) for job, result in todo
+            for key in (*result.read_set, *result.write_set)]
 
 
 class _Committer:
@@ -254,6 +271,8 @@ class _Committer:
         self.reexecutions: Counter[str] = Counter()
         self.forced: set[str] = set()  # txs the script found stale: re-execute them
         self.parked: dict[str, Result] = {}  # re-executed, not committed, decided next
+        self.run_delta = state_root.ZERO  # what the run being decided moves the root by
+        self.overwrites: dict[str, list[int]] = {}  # per tx of it: versions it overwrites
 
     def run(self, todo: list[tuple[Job, Result]]) -> None:
         """Apply `todo` in order (txs an interrupted run decided are not in it: the
@@ -277,6 +296,7 @@ class _Committer:
         """The next script call's txs from todo[i]: each one current against the view
         (the farm's result, or a re-execution), its writes staged in the view."""
         run: list[tuple[Job, Result]] = []
+        self.run_delta, self.overwrites = state_root.ZERO, {}
         while i + len(run) < len(todo) and len(run) < TXS_PER_SCRIPT:
             at = i + len(run)
             job, result = todo[at]
@@ -297,18 +317,32 @@ class _Committer:
                 result = fresh
             run.append((job, result))
             if result.status == "ok" and result.write_set:
+                self._overwrite(job, result)
                 self.view.seq += 1
                 self.view.stage(job.contract, result.write_set, self.view.seq)
         return run
 
+    def _overwrite(self, job: Job, result: Result) -> None:
+        """What the tx's writes replace, as the view holds it: the version each overwrites
+        (the script checks them) and the root's move (old entries out, new ones in)."""
+        versions = []
+        for key, value in sorted(result.write_set.items()):
+            old = self.view.get(job.contract, key)
+            versions.append(0 if old is None else old[1])
+            self.run_delta = state_root.add(self.run_delta, state_root.change(
+                job.contract, key, None if old is None else old[0], value))
+        self.overwrites[job.tx_id] = versions
+
     def _apply_run(self, run: Sequence[tuple[Job, Result]]) -> int:
         """One script call; the 1-based index of the first stale tx, or 0."""
         script_keys = [self.keys.state_seq, self.keys.block_applied(self.height),
-                       self.keys.contracts]
-        args: list[Any] = []
+                       self.keys.contracts, self.keys.root]
+        moved = self.run_delta != state_root.ZERO
+        args: list[Any] = [state_root.to_bytes(self.run_delta) if moved else b""]
         for job, result in run:
             script_keys.append(self.keys.state(job.contract))
-            args += _tx_args(job.tx_id, result, self.reexecutions[job.tx_id] > 0)
+            args += _tx_args(job.tx_id, result, self.reexecutions[job.tx_id] > 0,
+                             self.overwrites.get(job.tx_id, ()))
         reply = self.script(keys=script_keys, args=args, client=self.client)
         for (job, result), entry in zip(run, reply[1:], strict=False):
             decided = Applied.decode(bytes(entry))

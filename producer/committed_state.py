@@ -1,17 +1,16 @@
 """The committed state as the producer reads it: an engine StateView over Redis, the
-state digest (sha256 over every committed key and value, in one canonical order) and a
-genesis write.
+state root (producer/state_root.py: kept up to date by every write, rebuilt from the
+whole state only when it is not known) and a genesis write.
 """
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
 
+from producer import state_root
 from worker.protocol import Keys, decode_state, encode_state
 
 PREFETCH_CHUNK = 1_000  # fields per HMGET
@@ -105,22 +104,13 @@ class BlockView(RedisState):
             self.slots[(contract, key)] = None if value is None else (value, version)
 
 
-def _digest_update(h: Any, contract: str, key: bytes, value: bytes) -> None:
-    for part in (contract.encode(), key, value):
-        h.update(struct.pack(">I", len(part)))
-        h.update(part)
+def state_root_of(items: Iterable[tuple[str, bytes, bytes]]) -> str:
+    """The root (its checksum) of a whole state given as (contract, key, value)s."""
+    return state_root.checksum(state_root.of_entries(items))
 
 
-def state_digest(items: Iterable[tuple[str, bytes, bytes]]) -> str:
-    """sha256 over every (contract, key, value), sorted; versions are left out."""
-    h = hashlib.sha256(b"wesfarm-state-1")
-    for contract, key, value in sorted(items, key=lambda t: (t[0].encode(), t[1])):
-        _digest_update(h, contract, key, value)
-    return h.hexdigest()
-
-
-def memory_state_digest(state: MemoryState) -> str:
-    return state_digest(
+def memory_state_root(state: MemoryState) -> str:
+    return state_root_of(
         (contract, key, value)
         for contract, slot in state.data.items()
         for key, (value, _version) in slot.items()
@@ -154,19 +144,55 @@ def _complete_registry(client: redis.Redis, keys: Keys) -> set[bytes]:
     return found  # type: ignore[return-value]
 
 
-def redis_state_digest(client: redis.Redis, keys: Keys) -> str:
-    return state_digest(redis_state_items(client, keys))
+def rebuilt_state_root(client: redis.Redis, keys: Keys) -> int:
+    """The root from scratch: every committed entry read and hashed (O(state))."""
+    return state_root.of_entries(redis_state_items(client, keys))
+
+
+def ensure_state_root(client: redis.Redis, keys: Keys) -> int:
+    """The stored root; when it is not known (a farm from before roots, or a script that
+    could not keep it exact), rebuilt from scratch and stored. Call it before writing
+    state: the scripts only move a root that exists."""
+    raw = client.get(keys.root)
+    if raw is not None:
+        return state_root.from_bytes(raw)  # type: ignore[arg-type]
+    root = rebuilt_state_root(client, keys)
+    client.set(keys.root, state_root.to_bytes(root))
+    return root
+
+
+def redis_state_root(client: redis.Redis, keys: Keys) -> str:
+    """The committed state's root checksum, as the block record holds it."""
+    return state_root.checksum(ensure_state_root(client, keys))
 
 
 def write_genesis(
     client: redis.Redis, keys: Keys, contract: str, values: Mapping[bytes, bytes]
 ) -> int:
-    """Write committed state directly (a genesis step, before any block): one new version."""
-    version = int(client.incr(keys.state_seq))  # type: ignore[arg-type]
-    if values:
-        client.sadd(keys.contracts, keys.state(contract))
-        client.hset(
-            keys.state(contract),
-            mapping={k: encode_state(v, version) for k, v in values.items()},  # type: ignore[arg-type]
-        )
-    return version
+    """Write committed state directly (a genesis step, before any block): one new version,
+    the root moved by what the values replace (WATCH: nothing changes in between)."""
+    ensure_state_root(client, keys)
+    names = list(values)
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(keys.state(contract), keys.root, keys.state_seq)  # type: ignore[no-untyped-call]
+                old: list[Any] = pipe.hmget(  # type: ignore[assignment]
+                    keys.state(contract), names) if names else []  # type: ignore[arg-type]
+                root = state_root.from_bytes(pipe.get(keys.root))  # type: ignore[arg-type]
+                for name, raw in zip(names, old, strict=True):
+                    before = None if raw is None else decode_state(raw)[0]
+                    root = state_root.add(root, state_root.change(contract, name, before,
+                                                                  values[name]))
+                version = int(pipe.get(keys.state_seq) or 0) + 1  # type: ignore[arg-type]
+                pipe.multi()
+                pipe.set(keys.state_seq, version)
+                if values:
+                    pipe.sadd(keys.contracts, keys.state(contract))
+                    pipe.hset(keys.state(contract), mapping={  # type: ignore[arg-type]
+                        k: encode_state(v, version) for k, v in values.items()})
+                    pipe.set(keys.root, state_root.to_bytes(root))
+                pipe.execute()
+                return version
+            except redis.WatchError:
+                continue

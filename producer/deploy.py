@@ -14,22 +14,28 @@ from redis.asyncio import Redis
 
 from engine.model import Context, Job, Result
 from engine.state import MemoryCode, MemoryState
+from producer import state_root
 from producer.errors import DeployError
 from producer.local_engine import LocalEngine
 from worker.protocol import STATE_LUA, Keys, state_write
 
-# KEYS: code, address, state, state seq, the state hashes' registry. ARGV: code, code
-# hash, then (key, write)* as protocol.state_write gives them. Returns {1} when the
-# address was bound now, {0, hash already bound there} otherwise.
+# KEYS: code, address, state, state seq, the state hashes' registry, the state root.
+# ARGV: code, code hash, what init's writes add to the root ("" when nothing), then
+# (key, write)* as protocol.state_write gives them. Returns {1} when the address was
+# bound now, {0, hash already bound there} otherwise. State already under the address
+# (a genesis write before the deploy) would make the delta wrong: the root is dropped
+# then, and the next commit builds it again.
 DEPLOY_LUA = STATE_LUA + """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 local existing = redis.call('GET', KEYS[2])
 if existing then return {0, existing} end
 redis.call('SET', KEYS[2], ARGV[2])
-if #ARGV > 2 then
+if #ARGV > 3 then
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DEL', KEYS[6]) end
   local packed = pack_version(redis.call('INCR', KEYS[4]))
   redis.call('SADD', KEYS[5], KEYS[3])
-  for i = 3, #ARGV, 2 do apply_write(KEYS[3], ARGV[i], ARGV[i + 1], packed) end
+  for i = 4, #ARGV, 2 do apply_write(KEYS[3], ARGV[i], ARGV[i + 1], packed) end
+  root_add(KEYS[6], ARGV[3])
 end
 return {1}
 """
@@ -64,13 +70,17 @@ def validate_and_init(engine: LocalEngine, code: bytes, address: str, deployer: 
 async def bind(redis: Redis, keys: Keys, code: bytes, code_hash: str, address: str,
                init: Result | None) -> bool:
     """Store code, bind address, write init state (atomically); True if bound now."""
-    args: list[Any] = [code, code_hash]
-    for key, value in sorted((init.write_set if init else {}).items()):
+    writes = sorted((init.write_set if init else {}).items())
+    delta = state_root.ZERO
+    for key, value in writes:
+        delta = state_root.add(delta, state_root.change(address, key, None, value))
+    args: list[Any] = [code, code_hash, state_root.to_bytes(delta) if writes else b""]
+    for key, value in writes:
         args += [key, state_write(value)]
     script = redis.register_script(DEPLOY_LUA)
     reply = await script(
         keys=[keys.code(code_hash), keys.address(address), keys.state(address), keys.state_seq,
-              keys.contracts],
+              keys.contracts, keys.root],
         args=args,
     )
     if int(reply[0]) == 1:

@@ -194,7 +194,7 @@ def render_record(record: dict[str, Any], seconds: float | None = None) -> str:
         f"{record['reexecuted']} re-executed (stale reads){took}",
         f"  fee total {fees['total']:,}; by status "
         + ", ".join(f"{k} {v:,}" for k, v in fees["by_status"].items()),
-        f"  state version {record['version']}, digest {record['state_digest']}",
+        f"  state version {record['version']}, root {record['state_root']}",
     ]
     if record["not_committed"]:
         lines.append(f"  not committed: {len(record['not_committed'])} "

@@ -57,7 +57,7 @@ from worker.outcomes import failure
 from worker.packed import PackedResult
 from worker.progress import Progress
 from worker.protocol import Keys
-from worker.sources import RedisSources
+from worker.sources import RedisSources, declared
 
 log = logging.getLogger("wesfarm.executor")
 
@@ -156,6 +156,7 @@ class Executor:
         rows: list[list[Any]] = []
         retry: list[int] = []
         self.sources.begin_request()
+        self.sources.prefetch(declared(jobs))
         for index, raw in enumerate(jobs):
             if seq is not None and self.progress is not None:
                 self.progress.mark(seq, index)  # the worker's hard limit is per tx

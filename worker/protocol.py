@@ -11,9 +11,12 @@ Redis layout under a key prefix `{p}`:
     {p}:addr:{address}       sha256 hex of the code deployed at address (immutable)
     {p}:state:{address}      hash: key bytes -> state record (below)
     {p}:state:seq            last committed version (INCR per committed tx)
+    {p}:root                 the state root (producer/state_root.py): 2,048 bytes, updated
+                             by every script that writes state; absent: not known (built
+                             again from the whole state by the next commit)
     {p}:contracts            set: the name of every `{p}:state:{address}` hash ever
-                             written (and "" once it is known to be complete), so the
-                             state digest need not SCAN the whole keyspace
+                             written (and "" once it is known to be complete), so
+                             rebuilding the state root need not SCAN the keyspace
     {p}:result:{tx_id}       msgpack Result, written once (SET NX)
     {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack), status}
     {p}:block:{height}       msgpack commit record of a block
@@ -81,6 +84,10 @@ class Keys:
     @property
     def contracts(self) -> str:
         return f"{self.prefix}:contracts"
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}:root"
 
     @property
     def workers(self) -> str:
@@ -295,7 +302,9 @@ def state_write(value: bytes | None) -> bytes:
 
 # Lua helpers for scripts that read or write state records (prepended to them):
 # record_version(record or nil) -> the 8-byte version (zeros when absent);
-# apply_write(hash key, field, write, packed version) with `write` from state_write().
+# apply_write(hash key, field, write, packed version) with `write` from state_write();
+# root_add(root key, delta): add a state-root delta lane by lane (1,024 u16 lanes, little
+# endian; producer/state_root.py); an absent root stays absent, an empty delta is none.
 STATE_LUA = """
 local ZERO_VERSION = string.rep('\\0', 8)
 local function record_version(record)
@@ -311,6 +320,17 @@ local function apply_write(hash, field, write, packed)
   else
     redis.call('HSET', hash, field, '\\1' .. packed .. string.sub(write, 2))
   end
+end
+local function root_add(key, delta)
+  if #delta == 0 then return end
+  local root = redis.call('GET', key)
+  if not root then return end
+  local r, d, out = {string.byte(root, 1, -1)}, {string.byte(delta, 1, -1)}, {}
+  for i = 1, #r, 2 do
+    local lane = (r[i] + d[i] + 256 * (r[i + 1] + d[i + 1])) % 65536
+    out[#out + 1] = string.char(lane % 256, (lane - lane % 256) / 256)
+  end
+  redis.call('SET', key, table.concat(out))
 end
 """
 

@@ -11,13 +11,28 @@ executor reports the job as retryable instead, so the worker retries it later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import redis
 
+from engine.model import MAX_ACCESS_KEY_BYTES, MAX_ACCESS_KEYS
 from worker.protocol import Keys, decode_state
 
 MAX_CACHED_READS = 500_000
+PREFETCH_CHUNK = 1_000  # fields per HMGET
+
+
+def declared(jobs: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
+    """The (contract, key)s raw job maps declare in their access lists; what the engine
+    would refuse as a bad access list is skipped here (the job ends `invalid` anyway)."""
+    for raw in jobs:
+        if not isinstance(raw, dict) or not isinstance(raw.get("contract"), str):
+            continue
+        keys = raw.get("access")
+        if isinstance(keys, list) and len(keys) <= MAX_ACCESS_KEYS:
+            yield from ((raw["contract"], key) for key in keys
+                        if isinstance(key, bytes) and len(key) <= MAX_ACCESS_KEY_BYTES)
 
 
 class RedisSources:
@@ -53,6 +68,32 @@ class RedisSources:
         if seq is None or seq != self._seq or len(self._reads) > MAX_CACHED_READS:
             self._reads.clear()
         self._seq = seq  # type: ignore[assignment]
+
+    def prefetch(self, slots: Iterable[tuple[str, bytes]]) -> None:
+        """Read the slots a request's jobs declared, not read already: one HMGET per
+        contract (and PREFETCH_CHUNK keys), all in one pipeline. A Redis error (or a
+        record that does not decode) leaves the slot to be read when a job asks for it."""
+        wanted: dict[str, list[bytes]] = {}
+        for contract, key in dict.fromkeys(slots):
+            if (contract, key) not in self._reads:
+                wanted.setdefault(contract, []).append(key)
+        asked = [(contract, keys[i : i + PREFETCH_CHUNK]) for contract, keys in wanted.items()
+                 for i in range(0, len(keys), PREFETCH_CHUNK)]
+        if not asked:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for contract, keys in asked:
+                pipe.hmget(self.keys.state(contract), keys)  # type: ignore[arg-type]
+            replies = pipe.execute()
+        except redis.RedisError:
+            return
+        for (contract, keys), values in zip(asked, replies, strict=True):
+            for key, packed in zip(keys, values, strict=True):
+                try:
+                    self._reads[(contract, key)] = None if packed is None else decode_state(packed)
+                except ValueError:
+                    continue
 
     def reset(self) -> None:
         self.failure = None

@@ -1,5 +1,6 @@
-"""What the farm committed: `wesfarm state ADDR KEY_HEX` (one value and its version) and
-`wesfarm block H` (a committed block's record)."""
+"""What the farm committed: `wesfarm state ADDR KEY_HEX` (one value and its version),
+`wesfarm block H` (a committed block's record) and `wesfarm state-root` (the root of the
+whole committed state)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def register(sub: Any) -> None:
     b.add_argument("height", type=int, metavar="H")
     b.add_argument("--json", action="store_true", help="the record as one JSON object")
     b.set_defaults(handler=run_block)
+    r = sub.add_parser(
+        "state-root", help="print the committed state root (--verify: recompute it)",
+        description="The root of the whole committed state (docs/SCALING.md: a lattice "
+        "hash every commit moves by what it writes), as stored in `{prefix}:root`. "
+        "--verify recomputes it from every committed entry (a read of the whole state) "
+        "and compares: exit 1 when they differ.",
+    )
+    r.add_argument("--verify", action="store_true", help="recompute from scratch and compare")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=run_root)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,3 +84,37 @@ async def _state(args: argparse.Namespace) -> int:
         extra = f" (u64 LE {int.from_bytes(value, 'little')})" if len(value) == 8 else ""
         print(f"{args.address} {key.hex()}: {value.hex()}{extra} @ version {version}")
     return EXIT_OK if found is not None else EXIT_FAILED
+
+
+def run_root(args: argparse.Namespace) -> int:
+    import redis
+
+    from producer import state_root
+    from producer.committed_state import redis_state_items
+    from worker.protocol import Keys
+
+    settings, url = settings_and_url()
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(url)
+    try:
+        raw, version = client.get(keys.root), int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
+        items = redis_state_items(client, keys) if args.verify or raw is None else None
+    finally:
+        client.close()
+    stored = None if raw is None else state_root.from_bytes(raw)  # type: ignore[arg-type]
+    scratch = None if items is None else state_root.of_entries(items)
+    root = stored if stored is not None else scratch
+    verified = None if not args.verify or stored is None else stored == scratch
+    shown = state_root.checksum(root) if root is not None else None
+    if args.json:
+        print(json.dumps({"state_root": shown, "version": version, "stored": raw is not None,
+                          "verified": verified,
+                          "entries": None if items is None else len(items)}))
+    else:
+        note = "" if raw is not None else " (not stored yet: computed from the whole state)"
+        print(f"state root {shown} at version {version}{note}")
+        if verified is not None:
+            print(f"verified: the root of all {len(items or [])} committed entries"
+                  if verified else "MISMATCH: the root of the committed entries is "
+                  f"{state_root.checksum(scratch or 0)}")
+    return EXIT_FAILED if verified is False else EXIT_OK

@@ -17,6 +17,7 @@ from bench.latency_soak import SOAK_KEYS, run_soak
 from bench.probes import PROBES, code
 from bench.runner import FEE_KEYS, IN_PROCESS_KEYS, KEYS, REPORT_KEYS, in_process, print_table
 from bench.scale_bench import SCALE_KEYS
+from bench.state_bench import STATE_KEYS
 from bench.workloads import WORKLOADS
 from tests.support.farm import two_worker_farm
 
@@ -77,9 +78,10 @@ async def test_commit_figures_on_two_workers(redis_url: str, key_prefix: str,
     rep = Report(quiet=True)
     with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
         await run_commit_bench(rep, env.settings(), 40)
-    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *SOAK_KEYS, *SCALE_KEYS) == REPORT_KEYS
+    assert (*KEYS, *FEE_KEYS, *COMMIT_KEYS, *STATE_KEYS, *SOAK_KEYS, *SCALE_KEYS) == REPORT_KEYS
     assert set(COMMIT_KEYS) <= set(rep.values), rep.notes
     assert rep.values["commit_digest_match"] is True, rep.notes
+    assert rep.extras["commit_root_exact"] is True  # after 100k more keys, still exact
     assert rep.values["commit_low_conflict_rate"] == 0  # no account in two transfers
     assert 0 < rep.values["commit_high_conflict_rate"] <= 1  # 40 transfers among 20 accounts
     for block in ("low", "high"):
@@ -108,3 +110,16 @@ def test_scale_out_figures_at_the_tiny_scale() -> None:
     assert set(SCALE_KEYS) <= set(rep.values), rep.notes
     assert all(_positive(rep.values[key]) for key in SCALE_KEYS)
     assert 0 < rep.values["worker_share_min"] <= 0.5
+
+
+async def test_realistic_state_figures_on_two_workers(redis_url: str, key_prefix: str,
+                                                      tmp_path: Path) -> None:
+    """Every figure is a positive number, and every transfer ended ok or reverted."""
+    from bench.state_bench import run_state_bench
+
+    rep = Report(quiet=True)
+    with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
+        await run_state_bench(rep, env.settings(), [w.pid for w in env.workers], 500, 100)
+    assert all(_positive(rep.values[key]) for key in STATE_KEYS), rep.values
+    parts = rep.extras["state_cpu_us_per_tx_by_part"]
+    assert set(parts["access"]) == {"redis", "workers", "producer"}

@@ -155,3 +155,28 @@ def test_cli_submit_commit_json_prints_committed_results_and_block_reads_the_rec
     assert "committed block 42: 2/2 txs, 1 re-executed" in text.stdout
     absent = farm.cli("block", "4242")
     assert absent.returncode == 1 and "not committed" in absent.stdout
+
+
+def test_cli_state_root_verifies_and_catches_a_state_changed_behind_its_back(
+    farm: Farm, client: FarmClient
+) -> None:
+    import redis
+
+    from tests.support.state import assert_root_exact
+
+    shown = farm.cli("state-root", "--verify", "--json")
+    assert shown.returncode == 0, shown.stderr
+    out = json.loads(shown.stdout)
+    assert out["stored"] and out["verified"] and out["entries"] > 0
+    record = json.loads(farm.cli("block", "42", "--json").stdout)
+    assert record["state_root"] == out["state_root"]  # nothing committed since block 42
+    sync = redis.Redis.from_url(farm.redis_url)
+    try:
+        assert_root_exact(sync, client.keys)
+        sync.hset(client.keys.state("token"), b"forged", b"\x01" + bytes(8) + b"x")
+        bad = farm.cli("state-root", "--verify")
+        assert bad.returncode == 1 and "MISMATCH" in bad.stdout
+    finally:
+        sync.hdel(client.keys.state("token"), b"forged")
+        sync.close()
+    assert farm.cli("state-root", "--verify").returncode == 0

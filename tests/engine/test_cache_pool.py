@@ -326,3 +326,20 @@ def test_warm_siblings_survive_traps_and_timeouts(settings: Settings) -> None:
     finally:
         chain.close()
         cold_chain.close()
+
+
+def test_an_engine_dropped_without_shutdown_stops_its_ticker_which_frees_it_last(
+    settings: Settings,
+) -> None:
+    """The ticker holds the wasmtime engine, not the other way round: the engine is freed
+    by the ticker thread after its last tick, never under it."""
+    import weakref
+
+    engine = WasmEngine(settings)
+    ticker, native = engine.ticker, weakref.ref(engine.engine)
+    del engine
+    gc.collect()
+    ticker.join(timeout=5)
+    assert not ticker.is_alive()
+    gc.collect()
+    assert native() is None

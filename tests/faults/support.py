@@ -26,29 +26,15 @@ import redis
 from config import Settings, load_settings
 from producer.devfarm import answers, free_port, redis_server_binary
 from tests.support import ROOT
-from tests.support.farm import WorkerProcess, metric, scrape
+from tests.support.farm import WORK_WAT, WorkerProcess, metric, scrape
 from worker.protocol import Keys
 
-# `work`: read key "k" (a state read: it blocks while Redis stalls), loop n times (n =
-# input, u64 LE; ~0.5 ns and 8 fee units an iteration), return the input.
-READ_WORK_WAT = """
-(module
-  (import "wes" "input_read" (func $input_read (param i32)))
-  (import "wes" "return_data" (func $return_data (param i32 i32)))
-  (import "wes" "storage_read" (func $storage_read (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
+# `work`: read key "k" (a state read: it blocks while Redis stalls), then WORK_WAT's loop.
+READ_WORK_WAT = WORK_WAT.replace("(memory", """(import "wes" "storage_read"
+    (func $storage_read (param i32 i32 i32 i32) (result i32)))
   (data (i32.const 64) "k")
-  (func (export "work")
-    (local $n i64)
-    (call $input_read (i32.const 0))
-    (drop (call $storage_read (i32.const 64) (i32.const 1) (i32.const 128) (i32.const 8)))
-    (local.set $n (i64.load (i32.const 0)))
-    (block $done (loop $l
-      (br_if $done (i64.eqz (local.get $n)))
-      (local.set $n (i64.sub (local.get $n) (i64.const 1)))
-      (br $l)))
-    (call $return_data (i32.const 0) (i32.const 8))))
-"""
+  (memory""").replace("(call $input_read (i32.const 0))", """(call $input_read (i32.const 0))
+    (drop (call $storage_read (i32.const 64) (i32.const 1) (i32.const 128) (i32.const 8)))""")
 WORK_FEE_LIMIT = 10**9
 
 

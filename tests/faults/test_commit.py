@@ -14,9 +14,10 @@ import redis
 
 from producer.block import Tx, dump_block
 from producer.client import FarmClient
-from producer.committed_state import redis_state_digest
+from producer.committed_state import redis_state_root
 from tests.faults.support import FaultFarm, until
 from tests.producer.test_commit import TOKEN, token_blocks
+from tests.support.state import assert_root_exact
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 HEIGHT, BLOCK_TIME = 2, 2_000
@@ -79,4 +80,5 @@ async def test_a_commit_killed_midway_and_run_again_stores_the_uninterrupted_rec
         assert want.reexecuted > 1000 and not want.not_committed
         stored = r.get(farm.keys.block(HEIGHT))
         assert stored is not None and stored == r.get(whole.keys.block(HEIGHT))
-        assert redis_state_digest(r, farm.keys) == redis_state_digest(r, whole.keys)
+        assert redis_state_root(r, farm.keys) == redis_state_root(r, whole.keys)
+        assert_root_exact(r, farm.keys)

@@ -17,7 +17,7 @@ import wasmtime
 
 from engine.model import Job
 from producer.client import FarmClient
-from producer.committed_state import memory_state_digest, redis_state_digest
+from producer.committed_state import memory_state_root, redis_state_root
 from tests.faults.support import (
     READ_WORK_WAT,
     WORK_FEE_LIMIT,
@@ -28,6 +28,7 @@ from tests.faults.support import (
     until,
 )
 from tests.producer.test_commit import TOKEN, sequential, token_blocks
+from tests.support.state import assert_root_exact
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -106,10 +107,11 @@ async def test_redis_restarts_mid_block_and_mid_commit_lose_nothing(
           "after the kill")
     with redis.Redis.from_url(farm.redis.url) as r:
         assert_one_result_and_one_fee_entry(r, farm.keys, ids)
-        digest = redis_state_digest(r, farm.keys)
+        digest = redis_state_root(r, farm.keys)
+        assert_root_exact(r, farm.keys)
     state, expected = sequential(settings, genesis, pay, "tok", TOKEN)
     assert report.committed == len(block) and not report.not_committed
-    assert digest == report.state_digest == memory_state_digest(state)
+    assert digest == report.state_root == memory_state_root(state)
     assert [(report.results[j.tx_id].status, report.results[j.tx_id].fee.used) for j in pay] \
         == [(r.status, r.fee.used) for r in expected]
     # Every worker rode it out, the idle one too, and still works.

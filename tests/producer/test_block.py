@@ -99,3 +99,15 @@ def test_wesfarm_submit_rejects_a_bad_block_with_exit_2_and_the_line(tmp_path: P
     assert proc.returncode == 2, proc.stderr
     assert "line 2: 'fee_limit' must be positive, got -5" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_block_line_may_carry_an_access_list_of_hex_keys() -> None:
+    from producer.block import parse_tx
+
+    tx = parse_tx('{"tx_id": "t", "contract": "c", "function": "f", "access": ["6b", "0x00"]}')
+    assert tx.access == (b"k", b"\x00") and tx.job(1, 2, 3).access == (b"k", b"\x00")
+    assert parse_tx(dump_block([tx]).strip()) == tx
+    for bad, message in (('"6b"', "list of hex keys"), ('["zz"]', "not valid hex"),
+                         ('["' + "00" * 257 + '"]', "at most 256")):
+        with pytest.raises(ValueError, match=message):
+            parse_tx('{"tx_id": "t", "contract": "c", "function": "f", "access": ' + bad + "}")

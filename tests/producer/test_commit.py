@@ -20,13 +20,14 @@ from producer.client import FarmClient
 from producer.commit import CommitError
 from producer.committed_state import (
     RedisState,
-    memory_state_digest,
-    redis_state_digest,
-    state_digest,
+    memory_state_root,
+    redis_state_root,
+    state_root_of,
     write_genesis,
 )
 from tests.support import CONTRACTS
 from tests.support.farm import two_worker_farm
+from tests.support.state import assert_root_exact
 from worker.protocol import decode_state, encode_state
 
 TOKEN = (CONTRACTS / "token" / "token.wasm").read_bytes()
@@ -86,7 +87,7 @@ async def test_200_counter_increments_all_conflicting_commit_to_200(farm: FarmCl
     record = unpack(await farm.redis.get(farm.keys.block(1)))
     assert record["reexecuted"] == 199 and record["txs"] == 200
     assert record["fees"]["total"] == sum(r.fee.used for r in report.results.values())
-    assert record["state_digest"] == report.state_digest
+    assert record["state_root"] == report.state_root
     with pytest.raises(CommitError, match="already committed"):
         await farm.commit_block(jobs, results, height=1)
 
@@ -178,7 +179,8 @@ async def test_a_2000_transfer_block_on_two_workers_commits_to_the_sequential_st
             done = await farm.wait([j.tx_id for j in block], timeout=300)
             report = await farm.commit_block(block, done, 2)
             client = redis.Redis.from_url(farm.url)
-            digest = redis_state_digest(client, farm.keys)
+            digest = redis_state_root(client, farm.keys)
+            assert_root_exact(client, farm.keys)  # kept block by block, not rebuilt
             client.close()
             committed = {}
             for key in [b"supply"] + [f"bal:a{i:02d}".encode() for i in range(50)]:
@@ -189,7 +191,7 @@ async def test_a_2000_transfer_block_on_two_workers_commits_to_the_sequential_st
         state, expected = sequential(settings, genesis, block, "tok", TOKEN)
         assert report.committed == 2000 and not report.not_committed
         assert report.reexecuted > 0  # many conflicts
-        assert digest == report.state_digest == memory_state_digest(state)
+        assert digest == report.state_root == memory_state_root(state)
         assert committed == {k: v for k, (v, _ver) in state.data["tok"].items()}
         got = [report.results[j.tx_id] for j in block]
         assert [(r.status, r.return_data, r.fee.used) for r in got] == [
@@ -229,11 +231,12 @@ async def test_commit_reads_versions_of_values_of_every_size(farm: FarmClient, s
     assert await farm.state("c", b"k") == (b"\xcd" * size, version + 1)
 
 
-async def test_the_state_digest_reads_the_registry_and_completes_one_from_before_it(
+async def test_the_state_root_is_built_from_the_registry_once_and_then_kept_exact(
     farm: FarmClient,
 ) -> None:
-    """The digest covers the hashes the registry names, not a SCAN of the keyspace; state
-    written before the registry existed is found (once, by a SCAN) all the same."""
+    """A farm from before roots (and before the registry): the first root is built from
+    the hashes the registry names, completed once by a SCAN; from then on every write
+    moves it, and it stays the root of the whole state."""
     await farm.deploy(TOKEN, "tok")
     mint = farm.make_job("tok", "mint", u64(5) + b"a", caller="a", tx_id="reg-m")
     await farm.commit_block([mint], execute_against_committed(farm, [mint]), height=1)
@@ -241,15 +244,18 @@ async def test_the_state_digest_reads_the_registry_and_completes_one_from_before
     try:
         client.hset(farm.keys.state("old"), b"k", encode_state(b"v", 1))  # from before it
         client.srem(farm.keys.contracts, b"")  # not known to be complete
-        scanned = state_digest(
+        client.delete(farm.keys.root)  # nor the root
+        scanned = state_root_of(
             (name.decode().rsplit(":", 1)[1], bytes(k), decode_state(raw)[0])
             for name in client.scan_iter(match=f"{farm.keys.state('')}*", _type="hash")
             for k, raw in client.hgetall(name).items())
-        assert redis_state_digest(client, farm.keys) == scanned
+        assert redis_state_root(client, farm.keys) == scanned
         assert client.sismember(farm.keys.contracts, b"")
         assert client.sismember(farm.keys.contracts, farm.keys.state("old"))
         write_genesis(client, farm.keys, "new", {b"n": b"1"})
+        write_genesis(client, farm.keys, "old", {b"k": b"w"})  # replaces a value
         assert client.sismember(farm.keys.contracts, farm.keys.state("new"))
-        assert redis_state_digest(client, farm.keys) != scanned
+        assert redis_state_root(client, farm.keys) != scanned
+        assert_root_exact(client, farm.keys)
     finally:
         client.close()

@@ -18,10 +18,11 @@ from redis.asyncio import Redis
 from engine.model import Context, Job
 from producer import commit
 from producer.commit import CommitError, commit_block
-from producer.committed_state import RedisState, redis_state_digest
+from producer.committed_state import RedisState, redis_state_root
 from producer.deploy import bind, validate_and_init
 from producer.local_engine import LocalEngine
 from tests.producer.test_commit import TOKEN, settings_for, u64
+from tests.support.state import assert_root_exact
 from worker.protocol import Keys
 
 
@@ -107,7 +108,8 @@ def test_a_resumed_commit_writes_the_uninterrupted_record(
         got = commit_block(client, cut, local, txs, results, 2)
         assert client.get(cut.block(2)) == client.get(whole.block(2))
         assert got.record() == want.record()
-        assert redis_state_digest(client, cut) == redis_state_digest(client, whole)
+        assert redis_state_root(client, cut) == redis_state_root(client, whole)
+        assert_root_exact(client, cut)  # a resumed commit keeps the root exact too
         assert {t: r.consensus_bytes() for t, r in got.results.items()} == {
             t: r.consensus_bytes() for t, r in want.results.items()}
         with pytest.raises(CommitError, match="already committed"):

@@ -1,11 +1,14 @@
-"""RedisSources: committed-state reads are cached until the next commit bumps the seq."""
+"""RedisSources: committed-state reads are cached until the next commit bumps the seq, and
+keys jobs declare are fetched together."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
+from engine.model import MAX_ACCESS_KEYS
 from worker.protocol import Keys, encode_state
-from worker.sources import RedisSources
+from worker.sources import RedisSources, declared
 
 
 def test_reads_are_cached_until_a_commit_bumps_the_state_seq(
@@ -31,4 +34,39 @@ def test_reads_are_cached_until_a_commit_bumps_the_state_seq(
         assert sources.get("c", b"absent") == (b"now", 4)
     finally:
         client.delete(keys.state("c"), keys.state_seq)
+        client.close()
+
+
+def test_declared_keys_are_read_together_and_served_from_the_prefetch(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Access lists: one pipelined HMGET per contract, before the jobs run; after it the
+    keys come from the prefetch (deleting them in Redis shows it), absent ones too."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}:prefetch")
+    sources = RedisSources(client, keys)
+    jobs = [{"contract": "c", "access": [b"a", b"b"]}, {"contract": "d", "access": [b"x"]},
+            {"contract": "c", "access": "not a list"}, {"contract": "c", "access": [1, b"z"]},
+            {"contract": "c", "access": [b"k"] * (MAX_ACCESS_KEYS + 1)}, "not a map"]
+    try:
+        client.set(keys.state_seq, 1)
+        client.hset(keys.state("c"), b"a", encode_state(b"A", 1))
+        client.hset(keys.state("d"), b"x", encode_state(b"X", 1))
+        sources.begin_request()
+        sources.prefetch(declared(jobs))
+        assert sorted(declared(jobs)) == [("c", b"a"), ("c", b"b"), ("c", b"z"), ("d", b"x")]
+        client.delete(keys.state("c"), keys.state("d"))
+        assert sources.get("c", b"a") == (b"A", 1)
+        assert sources.get("d", b"x") == (b"X", 1)
+        assert sources.get("c", b"b") is None
+        client.hset(keys.state("c"), b"b", b"not a record")
+        sources.prefetch([("c", b"b"), ("c", b"q")])  # already read: not fetched again
+        assert sources.get("c", b"b") is None
+        client.hset(keys.state("c"), b"q", b"not a record")
+        fresh = RedisSources(client, keys)
+        fresh.prefetch([("c", b"q")])  # a bad record is left to the job's own read
+        with pytest.raises(ValueError, match="not a state record"):
+            fresh.get("c", b"q")
+    finally:
+        client.delete(keys.state("c"), keys.state("d"), keys.state_seq)
         client.close()

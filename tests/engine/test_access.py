@@ -1,0 +1,54 @@
+"""Access lists (Job.access): a hint that never changes a result, validated like every
+other field of a job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from config import Settings
+from engine.model import MAX_ACCESS_KEY_BYTES, MAX_ACCESS_KEYS, Job
+from tests.support.contracts import Chain, example, u64
+
+
+@pytest.fixture()
+def chain(settings: Settings) -> Iterator[Chain]:
+    c = Chain.start(settings)
+    c.deploy("token", example("token"))
+    c.state.apply("token", {b"bal:alice": u64(100), b"supply": u64(100)})
+    yield c
+    c.close()
+
+
+def test_the_same_result_with_or_without_an_access_list(chain: Chain) -> None:
+    job = chain.job("token", "transfer", u64(7) + b"bob")
+    plain = chain.engine.execute(job, chain.state, chain.codes)
+    listed = chain.engine.execute(replace(job, access=(b"bal:alice", b"bal:bob", b"x")),
+                                  chain.state, chain.codes)
+    assert plain.status == "ok"
+    assert listed.consensus_bytes() == plain.consensus_bytes()
+
+
+@pytest.mark.parametrize(("access", "message"), [
+    ("bal:alice", "access must be a list"),
+    ([b"k"] * (MAX_ACCESS_KEYS + 1), f"limit {MAX_ACCESS_KEYS}"),
+    ([b"k", "text"], "access keys must be bytes"),
+    ([b"k" * (MAX_ACCESS_KEY_BYTES + 1)], f"at most {MAX_ACCESS_KEY_BYTES}"),
+])
+def test_a_bad_access_list_ends_the_job_invalid_naming_it(chain: Chain, access: object,
+                                                           message: str) -> None:
+    wire = chain.job("token", "transfer", u64(7) + b"bob").to_wire()
+    result = chain.engine.execute_wire({**wire, "access": access}, chain.state, chain.codes)
+    assert result.status == "invalid" and result.fee.used == 0
+    assert message in (result.error or {})["message"]
+
+
+def test_an_access_list_round_trips_on_the_wire(settings: Settings) -> None:
+    job = Job("t", "token", "transfer", access=(b"bal:a", b""))
+    limits = settings.limits
+    back = Job.from_wire(job.to_wire(), limits.max_input_bytes, limits.max_fee_limit,
+                         limits.max_timeout_ms)
+    assert back == job
+    assert "access" not in replace(job, access=()).to_wire()  # unchanged bytes without one
