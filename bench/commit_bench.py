@@ -46,7 +46,7 @@ HIGH_CONFLICT_ACCOUNTS = 20
 COMMIT_KEYS = (
     *(f"commit_{b}_{figure}" for b in BLOCKS
       for figure in ("conflict_rate", "farm_s", "sequential_s", "speedup")),
-    "commit_digest_match",
+    "commit_digest_match", "high_conflict_vs_sequential",
     "commit_s_small_state", "commit_s_plus_100k", "commit_growth_100k",
 )
 GROWTH_BLOCKS, GROWTH_KEYS = 3, 100_000
@@ -234,6 +234,9 @@ async def _one_block(rep: Report, client: FarmClient, engine: Any, state: Memory
             f"submit → results → commit; commit alone {report.seconds:.3f} s")
     rep.set(f"{key}_sequential_s", rounded(sequential_s), "in-process, one engine")
     rep.set(f"{key}_speedup", rounded(sequential_s / farm_s))
+    if block.name == "high":
+        rep.set("high_conflict_vs_sequential", rounded(farm_s / sequential_s),
+                "farm (submit → committed) / sequential in-process")
     return match
 
 

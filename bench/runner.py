@@ -68,6 +68,7 @@ TARGETS: dict[str, tuple[str, Check]] = {
     "worst_case_s": ("≤ 1 (half the default timeout)", lambda v, _: v <= 1),
     "commit_digest_match": ("true (== sequential)", lambda v, _: v is True),
     "commit_growth_100k": ("≤ 1.2", lambda v, _: v <= 1.2),
+    "high_conflict_vs_sequential": ("≤ 3", lambda v, _: v <= 3),
     "redis_cpu_us_per_tx": ("≤ 10", lambda v, _: v <= 10),
     "farm_cpu_us_per_tx": ("≤ 3× engine_exec_us_per_tx",
                            _ratio_of("engine_exec_us_per_tx", 3, at_least=False)),

@@ -32,7 +32,7 @@ from engine.fees import FeeMeter, FeeSchedule, paid_pages
 from engine.host import keccak256_digest, sha256_digest
 from engine.linking import CurrentExecution, HostLinker
 from engine.loader import ContractLoader
-from engine.model import FeeReport, Job, ModuleInfo, Result
+from engine.model import FeeReport, Job, ModuleInfo, Result, access_list
 from engine.pool import CompiledContract, InstancePool, WarmInstance
 from engine.state import CodeSource, StateView
 
@@ -151,6 +151,10 @@ class WasmEngine:
                 f"fee_limit {job.fee_limit} cannot run within a timeout of {timeout_ms} ms "
                 f"(at most {self.limits.max_fee_per_timeout_ms:,} fee units per ms of it)",
                 "fee_limit_outlasts_timeout"), FeeMeter(0))
+        try:
+            access_list(job.access)  # as from_wire checks it: the same job, the same verdict
+        except InvalidJob as exc:
+            return self._failed(job.tx_id, exc, FeeMeter(0))
         try:
             if job.function == "init" and not deploy:
                 raise InvalidJob("init runs only at deploy", "init_at_deploy_only")

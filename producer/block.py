@@ -27,6 +27,7 @@ from engine.model import (
     Job,
     access_list,
 )
+from worker.protocol import BATCH_JOB_PREFIX
 
 FIELDS = ("tx_id", "contract", "function", "input", "fee_limit", "caller", "access")
 MAX_REPORTED = 20
@@ -110,6 +111,8 @@ def parse_tx(text: str, max_fee_limit: int | None = None) -> Tx:
         names = ", ".join(map(repr, unknown))
         raise ValueError(f"unknown field(s) {names}; known: {', '.join(FIELDS)}")
     tx_id = _text(obj, "tx_id", MAX_TX_ID_BYTES, True)
+    if tx_id.startswith(BATCH_JOB_PREFIX):
+        raise ValueError(f"'tx_id' may not start with {BATCH_JOB_PREFIX!r} (batch job ids)")
     contract = _text(obj, "contract", MAX_ADDRESS_BYTES, True)
     function = _text(obj, "function", MAX_FUNCTION_BYTES, True)
     caller = _text(obj, "caller", MAX_ADDRESS_BYTES, False)

@@ -30,10 +30,11 @@ from engine.model import Context, Job, Mode, Result, unpack
 from producer.deploy import Deployment, bind, validate_and_init
 from producer.enqueue import ArqJob, FarmSize, PipelinedEnqueuer, chunks, farm_size, part_size
 from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout
-from producer.fee_watch import FeeWatch, Waiter
+from producer.fee_watch import FeeWatch, Waiter, read_fee_entries
 from producer.local_engine import LocalEngine
 from producer.retrying import retrying
 from worker.protocol import (
+    BATCH_JOB_PREFIX,
     FINISHED,
     FN_BATCH,
     FN_EXECUTE,
@@ -185,7 +186,9 @@ class FarmClient:
         await self._enqueue_checked(arq_jobs, [[j.tx_id] for j in jobs])
 
     async def _enqueue_checked(self, arq_jobs: list[ArqJob], txs: list[list[str]]) -> None:
-        """Enqueue; fail loudly for a job arq will not run again whose txs have no result."""
+        """Enqueue; fail loudly for a job arq will not run again whose txs have no result.
+        A tx id may not look like a batch job id (workers weigh jobs by their ids)."""
+        _refuse_batch_ids(t for group in txs for t in group)
         flags = await self._retry(lambda: self.enqueuer.enqueue(arq_jobs), "enqueue")
         ran = [t for flag, group in zip(flags, txs, strict=True) if flag == FINISHED
                for t in group]
@@ -223,6 +226,7 @@ class FarmClient:
                     or bool(await self.redis.exists(arq_job_keys(job.tx_id)[0]))
                     or bool(await self.redis.exists(self.keys.result(job.tx_id))))
 
+        _refuse_batch_ids([job.tx_id])
         if not await self._retry(enqueue, "call"):
             raise JobIdTaken([job.tx_id], self.settings.key_prefix)
         done = await self.wait([job.tx_id], timeout=timeout)
@@ -377,22 +381,8 @@ class FarmClient:
         page: int = 1_000,
     ) -> list[FeeEntry]:
         """Entries of the `{p}:fees` stream in order (only `tx_ids`' if given)."""
-        wanted = None if tx_ids is None else set(tx_ids)
-        out: list[FeeEntry] = []
-        cursor = start
-        exclusive = False
-        while count is None or len(out) < count:
-            lo = f"({cursor}" if exclusive else cursor
-            entries = await self._retry(partial(
-                self.redis.xrange, self.keys.fees, min=lo, max=end, count=page), "fee_reports")
-            for stream_id, fields in entries:
-                record = FeeEntry.decode(stream_id, fields)
-                if wanted is None or record.tx_id in wanted:
-                    out.append(record)
-            if len(entries) < page:
-                break
-            cursor, exclusive = entries[-1][0].decode(), True
-        return out if count is None else out[:count]
+        return await read_fee_entries(self.redis, self.keys.fees, self._retry, tx_ids, start,
+                                      end, count, page)
 
     async def state(self, address: str, key: bytes) -> tuple[bytes, int] | None:
         """The committed (value, version) of one key, or None when absent."""
@@ -418,3 +408,11 @@ class FarmClient:
         from producer.commit_runner import commit_in_child
 
         return await commit_in_child(self.settings, self.url, jobs, results, height)
+
+
+def _refuse_batch_ids(tx_ids: Iterable[str]) -> None:
+    """A tx id may not look like a batch job id: workers weigh jobs by their ids."""
+    for tx_id in tx_ids:
+        if tx_id.startswith(BATCH_JOB_PREFIX):
+            raise ValueError(f"tx id {tx_id!r}: ids starting {BATCH_JOB_PREFIX!r} are the "
+                             "farm's batch job ids")

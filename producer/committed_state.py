@@ -151,14 +151,24 @@ def rebuilt_state_root(client: redis.Redis, keys: Keys) -> int:
 
 def ensure_state_root(client: redis.Redis, keys: Keys) -> int:
     """The stored root; when it is not known (a farm from before roots, or a script that
-    could not keep it exact), rebuilt from scratch and stored. Call it before writing
-    state: the scripts only move a root that exists."""
-    raw = client.get(keys.root)
-    if raw is not None:
-        return state_root.from_bytes(raw)  # type: ignore[arg-type]
-    root = rebuilt_state_root(client, keys)
-    client.set(keys.root, state_root.to_bytes(root))
-    return root
+    could not keep it exact), rebuilt from scratch and stored -- unless a writer wrote
+    meanwhile (every one moves `{p}:state:seq`), then rebuilt again. Call it before
+    writing state: the scripts only move a root that exists."""
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(keys.root, keys.state_seq)  # type: ignore[no-untyped-call]
+                raw = pipe.get(keys.root)
+                if raw is not None:
+                    pipe.unwatch()  # type: ignore[no-untyped-call]
+                    return state_root.from_bytes(raw)  # type: ignore[arg-type]
+                root = rebuilt_state_root(client, keys)
+                pipe.multi()
+                pipe.set(keys.root, state_root.to_bytes(root))
+                pipe.execute()
+                return root
+            except redis.WatchError:
+                continue
 
 
 def redis_state_root(client: redis.Redis, keys: Keys) -> str:
@@ -171,15 +181,19 @@ def write_genesis(
 ) -> int:
     """Write committed state directly (a genesis step, before any block): one new version,
     the root moved by what the values replace (WATCH: nothing changes in between)."""
-    ensure_state_root(client, keys)
     names = list(values)
     with client.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(keys.state(contract), keys.root, keys.state_seq)  # type: ignore[no-untyped-call]
+                stored = pipe.get(keys.root)
+                if stored is None:  # not known: build it first (a commit may have dropped it)
+                    pipe.unwatch()  # type: ignore[no-untyped-call]
+                    ensure_state_root(client, keys)
+                    continue
                 old: list[Any] = pipe.hmget(  # type: ignore[assignment]
                     keys.state(contract), names) if names else []  # type: ignore[arg-type]
-                root = state_root.from_bytes(pipe.get(keys.root))  # type: ignore[arg-type]
+                root = state_root.from_bytes(stored)  # type: ignore[arg-type]
                 for name, raw in zip(names, old, strict=True):
                     before = None if raw is None else decode_state(raw)[0]
                     root = state_root.add(root, state_root.change(contract, name, before,

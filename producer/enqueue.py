@@ -42,7 +42,7 @@ class FarmSize:
 
 async def farm_size(redis: Redis, keys: Keys) -> FarmSize:
     workers, executors = await redis.eval(  # type: ignore[misc]
-        FARM_LUA, 2, keys.workers, keys.worker_executors, str(timestamp_ms()))
+        FARM_LUA, 2, keys.workers, keys.worker_executors)
     return FarmSize(int(workers), int(executors))
 
 

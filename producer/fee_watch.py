@@ -17,6 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from worker.protocol import FeeEntry
+
 Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 BLOCK_MS = 100
 COUNT = 10_000
@@ -108,3 +110,26 @@ class FeeWatch:
             for group in list(self.waiters.values()):
                 for waiter in group:
                     waiter.event.set()
+
+
+async def read_fee_entries(redis: Redis, stream: str, retry: Retry,
+                           tx_ids: Iterable[str] | None = None, start: str = "-",
+                           end: str = "+", count: int | None = None,
+                           page: int = 1_000) -> list[FeeEntry]:
+    """Entries of the fee stream from `start` to `end` in order (only `tx_ids`' if given)."""
+    wanted = None if tx_ids is None else set(tx_ids)
+    out: list[FeeEntry] = []
+    cursor = start
+    exclusive = False
+    while count is None or len(out) < count:
+        lo = f"({cursor}" if exclusive else cursor
+        entries = await retry(partial(redis.xrange, stream, min=lo, max=end, count=page),
+                              "fee_reports")
+        for stream_id, fields in entries:
+            record = FeeEntry.decode(stream_id, fields)
+            if wanted is None or record.tx_id in wanted:
+                out.append(record)
+        if len(entries) < page:
+            break
+        cursor, exclusive = entries[-1][0].decode(), True
+    return out if count is None else out[:count]

@@ -176,8 +176,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
         self._next_advert = now + ADVERTISE_S
         keys = Keys(self.ctx["settings"].key_prefix)
         await self._script(2)(keys=[keys.workers, keys.worker_executors],
-                              args=[self.ctx["farm"].name, timestamp_ms() + ADVERTISE_TTL_MS,
-                                    executors])
+                              args=[self.ctx["farm"].name, ADVERTISE_TTL_MS, executors])
 
     async def _poll_iteration(self) -> None:
         try:

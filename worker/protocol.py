@@ -124,12 +124,15 @@ def batch_job_id(prefix: str, tx_ids: Sequence[str]) -> str:
 
 def job_tx_count(job_id: str) -> int:
     """How many txs a job id says it carries (a batch's `n`, else 1), clamped to 1..10,000:
-    what a worker weighs a job by before claiming it. An id that lies only moves the job
-    in a worker's claim order; every worker still takes one job per idle executor."""
+    what a worker weighs a job by before claiming it. Producers refuse tx ids that look
+    like batch ids; one enqueued around them that lies about its count changes only how
+    much a worker claims beside it, never whether the poll loop goes on."""
     if not job_id.startswith(BATCH_JOB_PREFIX):
         return 1
     field = job_id.rsplit(":", 2)[-2] if job_id.count(":") >= 3 else ""
-    return min(max(int(field), 1), MAX_JOB_TXS) if field.isascii() and field.isdigit() else 1
+    if not (field.isascii() and field.isdigit()) or len(field) > 18:
+        return 1  # int() of 4,301+ digits raises: never let an id end the poll loop
+    return min(max(int(field), 1), MAX_JOB_TXS)
 
 
 # -- jobs: arq's envelope, msgpack inside ------------------------------------------------------
@@ -304,7 +307,8 @@ def state_write(value: bytes | None) -> bytes:
 # record_version(record or nil) -> the 8-byte version (zeros when absent);
 # apply_write(hash key, field, write, packed version) with `write` from state_write();
 # root_add(root key, delta): add a state-root delta lane by lane (1,024 u16 lanes, little
-# endian; producer/state_root.py); an absent root stays absent, an empty delta is none.
+# endian; producer/state_root.py); an absent root stays absent, an empty delta is none,
+# and a root or delta of the wrong size drops the root (never an error after writes).
 STATE_LUA = """
 local ZERO_VERSION = string.rep('\\0', 8)
 local function record_version(record)
@@ -325,6 +329,10 @@ local function root_add(key, delta)
   if #delta == 0 then return end
   local root = redis.call('GET', key)
   if not root then return end
+  if #root ~= 2048 or #delta ~= 2048 then
+    redis.call('DEL', key)
+    return
+  end
   local r, d, out = {string.byte(root, 1, -1)}, {string.byte(delta, 1, -1)}, {}
   for i = 1, #r, 2 do
     local lane = (r[i] + d[i] + 256 * (r[i + 1] + d[i + 1])) % 65536
@@ -379,25 +387,33 @@ class FeeEntry:
 
 
 # Workers' word on their live executors. KEYS[1] {p}:workers, KEYS[2] {p}:workers:executors;
-# ARGV[1] worker name, ARGV[2] when the word expires (ms), ARGV[3] live executors.
+# ARGV[1] worker name, ARGV[2] how long the word holds (ms), ARGV[3] live executors.
+# Expiry is by Redis's clock (TIME), so the workers' clocks need not agree.
 ADVERTISE_LUA = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local now = redis.call('TIME')
+local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], expires, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 0
 """
-# The farm as its workers last told it: KEYS as ADVERTISE_LUA's; ARGV[1] now (ms). Drops
-# the words that expired; returns {live workers, their live executors}.
+# The farm as its workers last told it: KEYS as ADVERTISE_LUA's. Drops the words that
+# expired; returns {live workers, their live executors} (each count taken as 0..1024).
 FARM_LUA = """
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, name in ipairs(gone) do
   redis.call('ZREM', KEYS[1], name)
   redis.call('HDEL', KEYS[2], name)
 end
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 local executors = 0
-if #live > 0 then
-  for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(live))) do
-    executors = executors + (tonumber(n) or 0)
+for i = 1, #live, 1000 do
+  local names = {}
+  for j = i, math.min(i + 999, #live) do names[#names + 1] = live[j] end
+  for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(names))) do
+    local count = tonumber(n) or 0
+    if count == count and count > 0 then executors = executors + math.min(count, 1024) end
   end
 end
 return {#live, executors}

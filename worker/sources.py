@@ -11,6 +11,7 @@ executor reports the job as retryable instead, so the worker retries it later.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -21,6 +22,9 @@ from worker.protocol import Keys, decode_state
 
 MAX_CACHED_READS = 500_000
 PREFETCH_CHUNK = 1_000  # fields per HMGET
+# Keys prefetched per request at most (declared keys are not charged until read; past
+# this many they are read when asked for, as undeclared ones are).
+MAX_PREFETCH = 2_048
 
 
 def declared(jobs: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
@@ -70,11 +74,12 @@ class RedisSources:
         self._seq = seq  # type: ignore[assignment]
 
     def prefetch(self, slots: Iterable[tuple[str, bytes]]) -> None:
-        """Read the slots a request's jobs declared, not read already: one HMGET per
-        contract (and PREFETCH_CHUNK keys), all in one pipeline. A Redis error (or a
-        record that does not decode) leaves the slot to be read when a job asks for it."""
+        """Read the slots a request's jobs declared (the first MAX_PREFETCH), not read
+        already: one HMGET per contract (and PREFETCH_CHUNK keys), all in one pipeline.
+        A Redis error (or a record that does not decode) leaves the slot to be read when
+        a job asks for it."""
         wanted: dict[str, list[bytes]] = {}
-        for contract, key in dict.fromkeys(slots):
+        for contract, key in itertools.islice(dict.fromkeys(slots), MAX_PREFETCH):
             if (contract, key) not in self._reads:
                 wanted.setdefault(contract, []).append(key)
         asked = [(contract, keys[i : i + PREFETCH_CHUNK]) for contract, keys in wanted.items()

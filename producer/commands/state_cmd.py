@@ -86,6 +86,9 @@ async def _state(args: argparse.Namespace) -> int:
     return EXIT_OK if found is not None else EXIT_FAILED
 
 
+VERIFY_TRIES = 20
+
+
 def run_root(args: argparse.Namespace) -> int:
     import redis
 
@@ -97,8 +100,12 @@ def run_root(args: argparse.Namespace) -> int:
     keys = Keys(settings.key_prefix)
     client = redis.Redis.from_url(url)
     try:
-        raw, version = client.get(keys.root), int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
-        items = redis_state_items(client, keys) if args.verify or raw is None else None
+        for _ in range(VERIFY_TRIES):  # root and entries of one state: no commit in between
+            version = int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
+            raw = client.get(keys.root)
+            items = redis_state_items(client, keys) if args.verify or raw is None else None
+            if int(client.get(keys.state_seq) or 0) == version:  # type: ignore[arg-type]
+                break
     finally:
         client.close()
     stored = None if raw is None else state_root.from_bytes(raw)  # type: ignore[arg-type]

@@ -33,14 +33,15 @@ def test_parts_follow_the_live_executors() -> None:
 async def test_an_expired_word_is_dropped_and_not_counted(redis_url: str, key_prefix: str) -> None:
     keys = Keys(f"{key_prefix}-word")
     sync = redis.Redis.from_url(redis_url)
-    now = int(time.time() * 1000)
     try:
-        sync.eval(ADVERTISE_LUA, 2, keys.workers, keys.worker_executors, "gone", now - 1, 7)
-        sync.eval(ADVERTISE_LUA, 2, keys.workers, keys.worker_executors, "live", now + 60_000, 3)
+        for name, ttl_ms, executors in (("gone", -1_000, 7), ("live", 60_000, 3),
+                                        ("liar", 60_000, "1e400"), ("odd", 60_000, "x")):
+            sync.eval(ADVERTISE_LUA, 2, keys.workers, keys.worker_executors, name, ttl_ms,
+                      executors)
         async with FarmClient(load_settings(redis_url=redis_url, key_prefix=keys.prefix)) as c:
             size = await c.farm_size()
-        assert (size.workers, size.executors) == (1, 3)
-        assert sync.hkeys(keys.worker_executors) == [b"live"]
+        assert (size.workers, size.executors) == (3, 3 + 1024)  # a lie counts 1,024 at most
+        assert sorted(sync.hkeys(keys.worker_executors)) == [b"liar", b"live", b"odd"]
     finally:
         sync.delete(keys.workers, keys.worker_executors)
         sync.close()

@@ -52,3 +52,10 @@ def test_an_access_list_round_trips_on_the_wire(settings: Settings) -> None:
                          limits.max_timeout_ms)
     assert back == job
     assert "access" not in replace(job, access=()).to_wire()  # unchanged bytes without one
+
+
+def test_an_in_process_job_with_a_bad_access_list_gets_the_farms_verdict(chain: Chain) -> None:
+    job = chain.job("token", "transfer", u64(7) + b"bob")
+    result = chain.engine.execute(replace(job, access=(b"k",) * (MAX_ACCESS_KEYS + 1)),
+                                  chain.state, chain.codes)
+    assert result.status == "invalid" and result.fee.used == 0

@@ -111,3 +111,11 @@ def test_a_block_line_may_carry_an_access_list_of_hex_keys() -> None:
                          ('["' + "00" * 257 + '"]', "at most 256")):
         with pytest.raises(ValueError, match=message):
             parse_tx('{"tx_id": "t", "contract": "c", "function": "f", "access": ' + bad + "}")
+
+
+
+def test_a_tx_id_may_not_look_like_a_batch_job_id() -> None:
+    from producer.block import parse_tx
+
+    with pytest.raises(ValueError, match="batch job ids"):
+        parse_tx('{"tx_id": "batch:p:10000:x", "contract": "c", "function": "f"}')

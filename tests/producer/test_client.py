@@ -205,3 +205,14 @@ def test_sync_client_wraps_the_async_one(redis_url: str, key_prefix: str, tmp_pa
         client.close()
         assert farm.wait(["s1"], timeout=5)["s1"].status == "ok"
         assert farm.results(["s1", "s2"])["s2"] is None
+
+
+async def test_a_tx_id_that_looks_like_a_batch_job_id_is_refused(farm: FarmClient) -> None:
+    """Workers weigh a job by its id: a tx could otherwise pass for a block part."""
+    job = farm.make_job("c", "f", tx_id="batch:p:10000:x")
+    for submit in (farm.enqueue([job]), farm.submit_batch([job], batch_size=2)):
+        with pytest.raises(ValueError, match="batch job ids"):
+            await submit
+    with pytest.raises(ValueError, match="batch job ids"):
+        await farm.call("c", "f", tx_id="batch:p:10000:x")
+    assert not await farm.redis.exists(f"arq:job:{job.tx_id}")

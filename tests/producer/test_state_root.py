@@ -72,6 +72,9 @@ def test_lua_adds_a_delta_exactly_as_python_does(redis_url: str, key_prefix: str
             root = state_root.add(root, delta)
             assert got == state_root.to_bytes(root)
         assert client.eval(ADD_LUA, 1, key, b"") == state_root.to_bytes(root)  # no change
+        assert client.eval(ADD_LUA, 1, key, b"\x01" * 7) is None  # a bad delta: root dropped
+        client.set(key, b"short")
+        assert client.eval(ADD_LUA, 1, key, state_root.to_bytes(root)) is None  # a bad root
     finally:
         client.delete(key)
         client.close()

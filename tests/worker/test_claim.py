@@ -71,6 +71,7 @@ def test_a_claim_takes_parts_and_singles_each_within_its_room(
     ("tx-1", 1), ("batch:p:12:ab", 12), ("batch:p:q:3:ab", 3), ("batch:p:0:ab", 1),
     ("batch:p:-5:ab", 1), ("batch:p:x:ab", 1), ("batch:", 1), ("batch:12", 1),
     ("batch:p:99999999999:ab", 10_000), ("batch:p:１２:ab", 1), ("batch:p:²:ab", 1),
+    ("batch:p:" + "9" * 5_000 + ":ab", 1),  # int() of it would raise and end the poll loop
 ])
 def test_a_job_weighs_what_its_id_says_within_bounds(job_id: str, txs: int) -> None:
     assert job_tx_count(job_id) == txs
