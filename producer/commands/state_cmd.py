@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     b.set_defaults(handler=run_block)
     r = sub.add_parser(
         "state-root", help="print the committed state root (--verify: recompute it)",
-        description="The root of the whole committed state (docs/SCALING.md: a lattice "
+        description="The root of the whole committed state (README, Blocks: a lattice "
         "hash every commit moves by what it writes), as stored in `{prefix}:root`. "
         "--verify recomputes it from every committed entry (a read of the whole state) "
         "and compares: exit 1 when they differ.",
