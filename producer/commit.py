@@ -273,6 +273,7 @@ class _Committer:
         self.parked: dict[str, Result] = {}  # re-executed, not committed, decided next
         self.run_delta = state_root.ZERO  # what the run being decided moves the root by
         self.overwrites: dict[str, list[int]] = {}  # per tx of it: versions it overwrites
+        self.replaced: dict[tuple[str, bytes], bytes | None] = {}  # slot -> value before
 
     def run(self, todo: list[tuple[Job, Result]]) -> None:
         """Apply `todo` in order (txs an interrupted run decided are not in it: the
@@ -296,7 +297,7 @@ class _Committer:
         """The next script call's txs from todo[i]: each one current against the view
         (the farm's result, or a re-execution), its writes staged in the view."""
         run: list[tuple[Job, Result]] = []
-        self.run_delta, self.overwrites = state_root.ZERO, {}
+        self.overwrites, self.replaced = {}, {}
         while i + len(run) < len(todo) and len(run) < TXS_PER_SCRIPT:
             at = i + len(run)
             job, result = todo[at]
@@ -320,18 +321,29 @@ class _Committer:
                 self._overwrite(job, result)
                 self.view.seq += 1
                 self.view.stage(job.contract, result.write_set, self.view.seq)
+        self.run_delta = self._run_delta()
         return run
 
     def _overwrite(self, job: Job, result: Result) -> None:
         """What the tx's writes replace, as the view holds it: the version each overwrites
-        (the script checks them) and the root's move (old entries out, new ones in)."""
+        (the script checks them), and for each slot the run writes first, its value then."""
         versions = []
-        for key, value in sorted(result.write_set.items()):
+        for key in sorted(result.write_set):
             old = self.view.get(job.contract, key)
             versions.append(0 if old is None else old[1])
-            self.run_delta = state_root.add(self.run_delta, state_root.change(
-                job.contract, key, None if old is None else old[0], value))
+            self.replaced.setdefault((job.contract, key), None if old is None else old[0])
         self.overwrites[job.tx_id] = versions
+
+    def _run_delta(self) -> int:
+        """The root's move by the whole run: per slot it writes, the value before the run
+        out and the value after it in (the writes between cancel: a hot key written by 50
+        txs of a run costs two hashes, not a hundred)."""
+        delta = state_root.ZERO
+        for (contract, key), before in self.replaced.items():
+            after = self.view.get(contract, key)
+            delta = state_root.add(delta, state_root.change(
+                contract, key, before, None if after is None else after[0]))
+        return delta
 
     def _apply_run(self, run: Sequence[tuple[Job, Result]]) -> int:
         """One script call; the 1-based index of the first stale tx, or 0."""

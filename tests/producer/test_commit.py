@@ -259,3 +259,27 @@ async def test_the_state_root_is_built_from_the_registry_once_and_then_kept_exac
         assert_root_exact(client, farm.keys)
     finally:
         client.close()
+
+
+async def test_the_root_follows_a_run_that_creates_overwrites_deletes_and_recreates(
+    farm: FarmClient,
+) -> None:
+    """One script call's writes to one key cancel out but for the first and the last: the
+    root the commit keeps is still the root of the state it leaves."""
+    client = redis.Redis.from_url(farm.url)
+    try:
+        write_genesis(client, farm.keys, "c", {b"keep": b"1", b"drop": b"2"})
+        fee = FeeReport(10, 1, {}, "wes-fee-test")
+        steps: list[dict[bytes, bytes | None]] = [
+            {b"new": b"a"}, {b"new": b"b", b"drop": None}, {b"new": None},
+            {b"new": b"c", b"keep": b"1"}, {b"drop": b"3"}, {b"gone": None},
+        ]
+        jobs = [farm.make_job("c", "f", tx_id=f"run-{i}") for i in range(len(steps))]
+        results = {j.tx_id: Result(j.tx_id, "ok", fee, write_set=w)
+                   for j, w in zip(jobs, steps, strict=True)}
+        report = await farm.commit_block(jobs, results, height=1)
+        assert report.committed == len(steps) and report.reexecuted == 0
+        assert await farm.state("c", b"new") is not None
+        assert_root_exact(client, farm.keys)
+    finally:
+        client.close()
