@@ -1,9 +1,10 @@
 """The farm's wire contract: what producers and workers both read and write in Redis.
 
 This is the only module of `worker/` that producers import. It holds the Redis key
-layout, the arq job functions' names and the job (de)serializers, batch job ids, the
-committed-state record, the fee-stream entry, and the Lua scripts whose effects the
-other side reads (arq's enqueue, the write-once result + fee record).
+layout, the arq job functions' names and the job (de)serializers (defined in
+worker/envelope.py, exported here), batch job ids, the committed-state record, the
+fee-stream entry, and the Lua scripts whose effects the other side reads (arq's
+enqueue, the write-once result + fee record, the state root, the workers' word).
 
 Redis layout under a key prefix `{p}`:
 
@@ -29,36 +30,32 @@ A state record is a fixed header and the value: one format byte (1), the version
 unsigned 64-bit big-endian integer, then the value bytes. Lua reads the version as
 `string.sub(record, 2, 9)` and compares it as 8 bytes; nobody parses msgpack by hand.
 
-No pickle anywhere on the Redis path: arq's default (pickle) would let anyone who can
-write to Redis run code on every worker. A job payload that cannot be decoded becomes a
-call of `reject_payload`, which writes an `invalid` Result under the job id (or, for a
-farm job refused for its envelope, under the tx ids its job maps name).
+No pickle anywhere on the Redis path (worker/envelope.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import struct
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
 
-FN_EXECUTE = "execute"
-FN_BATCH = "execute_batch"
-FN_REJECT = "reject_payload"
+from worker.envelope import FN_BATCH as FN_BATCH
+from worker.envelope import FN_EXECUTE as FN_EXECUTE
+from worker.envelope import FN_REJECT as FN_REJECT
+from worker.envelope import JOB_TRY as JOB_TRY
+from worker.envelope import MAX_ARG_DEPTH as MAX_ARG_DEPTH
+from worker.envelope import TxMaps as TxMaps
+from worker.envelope import job_bytes as job_bytes
+from worker.envelope import job_deserializer as job_deserializer
+from worker.envelope import job_serializer as job_serializer
+from worker.envelope import result_record as result_record
+
 BATCH_JOB_PREFIX = "batch:"
-# arq writes `t: None` unless given `_job_try`; 1 means the same to arq (the worker takes
-# max(its retry counter, t)), and the deserializer insists on an integer.
-JOB_TRY = 1
-_JOB_FIELDS = ("t", "f", "a", "k", "et")
-MAX_ENQUEUE_MS = 253_402_300_799_999  # 9999-12-31: what arq can turn into a datetime
-MAX_ARG_DEPTH = 8  # a batch is 4 deep (args, list, job map, context)
 MAX_JOB_TXS = 10_000  # config's batch_size bound
 
 
@@ -133,115 +130,6 @@ def job_tx_count(job_id: str) -> int:
     if not (field.isascii() and field.isdigit()) or len(field) > 18:
         return 1  # int() of 4,301+ digits raises: never let an id end the poll loop
     return min(max(int(field), 1), MAX_JOB_TXS)
-
-
-# -- jobs: arq's envelope, msgpack inside ------------------------------------------------------
-
-
-def _default(obj: Any) -> Any:
-    """What msgpack cannot encode natively (arq puts exceptions and datetimes in results)."""
-    if isinstance(obj, BaseException):
-        return {"exception": type(obj).__name__, "message": str(obj)}
-    if isinstance(obj, dt.datetime | dt.date):
-        return obj.isoformat()
-    if isinstance(obj, set | frozenset):
-        return sorted(obj, key=repr)
-    return repr(obj)
-
-
-def job_serializer(obj: dict[str, Any]) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True, default=_default)  # type: ignore[no-any-return]
-
-
-def _rejected(reason: str, tx_ids: Sequence[str] = ()) -> dict[str, Any]:
-    # The tx ids travel as a keyword argument: no payload can forge one (this function
-    # refuses every payload with keyword arguments).
-    kwargs = {"tx_ids": list(tx_ids)} if tx_ids else {}
-    return {"t": 1, "f": FN_REJECT, "a": [reason], "k": kwargs, "et": int(time.time() * 1000)}
-
-
-def _tx_ids(decoded: dict[Any, Any]) -> list[str]:
-    """The tx ids an `execute` / `execute_batch` job's maps name (a job refused for its
-    envelope still ends its txs, so nobody waits on them)."""
-    args, function = decoded.get("a"), decoded.get("f")
-    if not isinstance(args, list | tuple):
-        return []
-    if function == FN_EXECUTE and len(args) == 1:
-        maps = [args[0]]
-    elif function == FN_BATCH and args and isinstance(args[0], list):
-        maps = args[0]  # as execute_batch reads its txs, even called wrongly
-    else:
-        return []
-    return [m["tx_id"] for m in maps
-            if isinstance(m, dict) and isinstance(m.get("tx_id"), str) and m["tx_id"]]
-
-
-def job_deserializer(data: bytes) -> dict[str, Any]:
-    """Decode an arq job or result; an undecodable job becomes a `reject_payload` call."""
-    try:
-        decoded = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:
-        return _rejected(f"job payload is not valid msgpack: {type(exc).__name__}: {exc}"[:500])
-    if not isinstance(decoded, dict):
-        return _rejected(f"job payload must be a map, got {type(decoded).__name__}")
-    refusal = _refusal(decoded)
-    return decoded if refusal is None else _rejected(refusal, _tx_ids(decoded))
-
-
-def _refusal(decoded: dict[Any, Any]) -> str | None:
-    """Why arq cannot run this job map as a job of this farm (None: it can)."""
-    missing = [k for k in _JOB_FIELDS if k not in decoded]
-    if missing:
-        return f"job payload lacks arq fields {missing}"
-    if not isinstance(decoded["f"], str) or not isinstance(decoded["k"], dict):
-        return "job payload has a mistyped function name or kwargs"
-    if not isinstance(decoded["a"], list | tuple):
-        return "job payload arguments are not a list"
-    # arq's own enqueue_job writes t=None (no try yet); producers write 1 (JOB_TRY).
-    if decoded["t"] not in (None, JOB_TRY) or isinstance(decoded["t"], bool):
-        return f"job payload has a mistyped try count {decoded['t']!r:.40} (producers " \
-            f"write {JOB_TRY})"
-    et = decoded["et"]
-    if not isinstance(et, int) or isinstance(et, bool) or not 0 <= et <= MAX_ENQUEUE_MS:
-        return "job payload has a mistyped enqueue time (not a time arq can read)"
-    if decoded["f"] not in (FN_EXECUTE, FN_BATCH, FN_REJECT):
-        return f"job names no function of this farm: {decoded['f'][:64]!r}"
-    if decoded["k"]:
-        return "job payload has keyword arguments (the farm's jobs take none)"
-    if _depth(decoded["a"]) > MAX_ARG_DEPTH:
-        return f"job arguments nest deeper than {MAX_ARG_DEPTH}"
-    return None
-
-
-def result_record(data: bytes) -> dict[str, Any]:
-    """arq's record of a job it finished or failed (serialize_result's map; {} if it is
-    not one). Not job_deserializer: that refuses a try count above 1, which the record
-    of every job delivered more than once carries."""
-    try:
-        record = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception:
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _depth(value: Any) -> int:
-    """How deeply lists and maps nest in `value` (iteratively: the input is hostile)."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, list | tuple | dict):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_ARG_DEPTH:
-                return deepest
-            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def job_bytes(function: str, args: tuple[Any, ...], enqueue_ms: int) -> bytes:
-    """One arq job, exactly as arq 0.28's own enqueue_job serializes it."""
-    return serialize_job(function, args, {}, JOB_TRY, enqueue_ms,  # type: ignore[no-any-return]
-                         serializer=job_serializer)
 
 
 def arq_job_keys(job_id: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import pickle
 import msgpack
 import pytest
 
-from worker.protocol import FN_REJECT, job_deserializer, job_serializer
+from worker.protocol import FN_REJECT, MAX_ARG_DEPTH, job_deserializer, job_serializer
 
 
 def test_round_trip_keeps_bytes_as_bytes() -> None:
@@ -103,3 +103,36 @@ def test_arqs_record_of_a_job_delivered_many_times_is_readable() -> None:
     assert record["r"]["message"] == "max 8 retries exceeded"
     assert job_deserializer(data)["f"] == FN_REJECT
     assert result_record(b"\xc1") == {} and result_record(msgpack.packb([1])) == {}
+
+
+@pytest.mark.parametrize("depth", [1, 2, MAX_ARG_DEPTH - 1, MAX_ARG_DEPTH, MAX_ARG_DEPTH + 1])
+def test_nesting_is_refused_exactly_past_the_limit(depth: int) -> None:
+    """The arguments list counts, lists and maps alike count, scalars beside them do not."""
+    nested: object = [b"leaf", 7]
+    for level in range(depth - 2):
+        nested = {"m": nested, "n": 5} if level % 2 else [nested, b"x"]
+    args = [nested] if depth >= 2 else []
+    job = job_deserializer(msgpack.packb({"t": 1, "f": "execute", "a": args, "k": {}, "et": 0}))
+    refused = job["f"] == FN_REJECT and "nest deeper" in str(job["a"])
+    assert refused == (depth > MAX_ARG_DEPTH)
+
+
+def test_arqs_record_of_a_job_keeps_its_arguments_only_if_it_failed() -> None:
+    """A failed job's record is where its tx ids are found again (worker/jobs.py); a job
+    that succeeded wrote its own Results and its record needs no copy of the batch."""
+    from arq.jobs import serialize_result
+
+    batch = ([{"tx_id": "t1"}, {"tx_id": "t2"}],)
+    for success, kept in ((True, []), (False, [[{"tx_id": "t1"}, {"tx_id": "t2"}]])):
+        data = serialize_result("execute_batch", batch, {}, 1, 1, success, None, 2, 3, "r",
+                                "q", "batch:p:2:x", serializer=job_serializer)
+        assert data is not None
+        assert msgpack.unpackb(data, raw=False)["a"] == kept
+
+
+def test_a_batchs_arguments_have_a_short_repr_and_stay_a_list() -> None:
+    maps = [{"tx_id": f"t{i}", "input": b"x" * 100} for i in range(256)]
+    job = job_deserializer(job_serializer({"t": 1, "f": "execute_batch", "a": [maps], "k": {},
+                                           "et": 1}))
+    assert job["a"][0] == maps and isinstance(job["a"][0], list)
+    assert repr(job["a"]) == "[<256 txs>]"
