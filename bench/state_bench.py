@@ -8,8 +8,9 @@ state read is of a key no earlier tx read. It runs twice on the bench's farm (fr
 ids, the same kind of block): once with each tx's access list (its two balance keys,
 `Job.access`: the executor fetches the keys of a whole request in one HMGET per
 contract) and once without (one Redis round trip per read). Measured around submit →
-every result readable (no commit): Redis's own CPU (INFO cpu, user + sys), the worker
-processes' and their executors' CPU (/proc), and this producer's. Figures per tx: Redis
+every result readable (no commit): Redis's own CPU (INFO cpu, user + sys; per command
+from INFO commandstats as a detail), the worker processes' and their executors' CPU
+(/proc), and this producer's. Figures per tx: Redis
 CPU (`redis_cpu_us_per_tx`), all of it (`farm_cpu_us_per_tx`), against the engine's own
 time per transfer in-process on a MemoryState holding the same accounts
 (`engine_exec_us_per_tx`); `one_redis_ceiling_tx_per_s` = 10^6 / Redis CPU per tx.
@@ -102,6 +103,9 @@ async def run_state_bench(rep: Report, settings: Any, worker_pids: list[int], n_
     rep.extra("state_farm_cpu_vs_engine", rounded(best["farm_us"] / engine_us))
     rep.extra("state_tx_per_s", {"access": rounded(best["tx_per_s"]),
                                  "no_access": rounded(runs[False]["tx_per_s"])})
+    rep.extra("state_redis_us_per_tx_by_command", {
+        "access": {k: rounded(v) for k, v in best["by_command"].items()},
+        "no_access": {k: rounded(v) for k, v in runs[False]["by_command"].items()}})
     rep.extra("state_cpu_us_per_tx_by_part", {
         "access": {k: rounded(v) for k, v in best["parts"].items()},
         "no_access": {k: rounded(v) for k, v in runs[False]["parts"].items()}})
@@ -125,18 +129,30 @@ async def _genesis(client: FarmClient, names: list[str]) -> None:
 
 
 async def _measured(client: FarmClient, jobs: list[Job], pids: list[int]) -> dict[str, Any]:
-    before = await _cpu(client, pids)
+    before, commands = await _cpu(client, pids), await _command_usec(client)
     started = time.perf_counter()
     await client.submit_batch(jobs)
     done = await client.wait([j.tx_id for j in jobs], timeout=600)
     seconds = time.perf_counter() - started
-    after = await _cpu(client, pids)
+    after, spent = await _cpu(client, pids), await _command_usec(client)
     bad = [r for r in done.values() if r.status not in ("ok", "reverted")]
     if bad:
         raise RuntimeError(f"{len(bad)} transfers ended {bad[0].status}: {bad[0].error}")
     parts = {k: (after[k] - before[k]) * 1e6 / len(jobs) for k in after}
+    by_command = {name: (usec - commands.get(name, 0)) / len(jobs)
+                  for name, usec in spent.items()}
     return {"redis_us": parts["redis"], "farm_us": sum(parts.values()), "parts": parts,
-            "tx_per_s": len(jobs) / seconds}
+            "tx_per_s": len(jobs) / seconds,
+            "by_command": dict(sorted(((k, v) for k, v in by_command.items() if v >= 0.05),
+                                      key=lambda kv: -kv[1]))}
+
+
+async def _command_usec(client: FarmClient) -> dict[str, int]:
+    """Redis's own time per command so far (INFO commandstats; scripts count as the
+    EVALSHA that ran them, with the commands they call inside it)."""
+    stats = await client.redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(fields["usec"]) for name, fields in stats.items()
+            if isinstance(fields, dict) and "usec" in fields}
 
 
 async def _cpu(client: FarmClient, pids: list[int]) -> dict[str, float]:
