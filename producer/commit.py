@@ -253,7 +253,7 @@ class _Committer:
     """COMMIT_LUA over a block's undecided txs, TXS_PER_SCRIPT at a time; fills `applied`.
 
     The block's committed state is read once (a BlockView: one pipelined HMGET of every
-    key the farm's results read) and kept exact by the commit's own writes, each under
+    key the farm's results read or write) and kept exact by the commit's own writes, each under
     the version it gets (INCR order: the view predicts it, the script's reply confirms
     it). So a stale tx is found and re-executed in-process with no Redis round trip, and
     a run of TXS_PER_SCRIPT txs, stale ones included, goes in one script call. The

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from producer import state_root
-from worker.protocol import Keys, decode_state, encode_state
+from worker.protocol import Keys, decode_state, encode_state, record_groups
 
-PREFETCH_CHUNK = 1_000  # fields per HMGET
 COMPLETE = b""  # the registry's member saying it names every state hash
 
 if TYPE_CHECKING:
@@ -59,16 +58,11 @@ class BlockView(RedisState):
 
     def prefetch(self, slots: Iterable[tuple[str, bytes]]) -> None:
         """Forget everything; read `slots` and the state version (one pipeline)."""
-        wanted: dict[str, list[bytes]] = {}
-        for contract, key in dict.fromkeys(slots):
-            wanted.setdefault(contract, []).append(key)
+        asked = record_groups(slots)
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.state_seq)
-        asked: list[tuple[str, list[bytes]]] = []
-        for contract, names in wanted.items():
-            for i in range(0, len(names), PREFETCH_CHUNK):
-                asked.append((contract, names[i : i + PREFETCH_CHUNK]))
-                pipe.hmget(self.keys.state(contract), asked[-1][1])  # type: ignore[arg-type]
+        for contract, names in asked:
+            pipe.hmget(self.keys.state(contract), names)  # type: ignore[arg-type]
         replies = pipe.execute()
         self.seq = int(replies[0] or 0)
         self.slots = {}

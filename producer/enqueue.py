@@ -53,7 +53,7 @@ def part_size(txs: int, executors: int, settings: Settings) -> int:
     if executors <= 0:
         return settings.batch_size
     parts = executors * settings.parts_per_executor
-    return max(1, min(settings.batch_size, max(MIN_PART_TXS, -(-txs // parts))))
+    return min(settings.batch_size, max(MIN_PART_TXS, -(-txs // parts)))
 
 
 @dataclass(frozen=True, slots=True)

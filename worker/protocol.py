@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +179,20 @@ def decode_state(record: bytes) -> tuple[bytes, int]:
     if len(record) < HEADER_BYTES or record[:1] != RECORD_FORMAT:
         raise BadStateRecord(f"not a state record: {bytes(record[:16])!r}")
     return bytes(record[HEADER_BYTES:]), _VERSION.unpack_from(record, 1)[0]
+
+
+RECORDS_PER_HMGET = 1_000
+
+
+def record_groups(slots: Iterable[tuple[str, bytes]]) -> list[tuple[str, list[bytes]]]:
+    """(contract, keys) groups to read `slots` (each once) by: one HMGET of
+    `{p}:state:{contract}` per group, RECORDS_PER_HMGET keys at most. Zip the groups with
+    the HMGETs' replies."""
+    wanted: dict[str, list[bytes]] = {}
+    for contract, key in dict.fromkeys(slots):
+        wanted.setdefault(contract, []).append(key)
+    return [(contract, keys[i : i + RECORDS_PER_HMGET]) for contract, keys in wanted.items()
+            for i in range(0, len(keys), RECORDS_PER_HMGET)]
 
 
 def encode_version(version: int) -> bytes:

@@ -17,11 +17,10 @@ from typing import Any
 
 import redis
 
-from engine.model import MAX_ACCESS_KEY_BYTES, MAX_ACCESS_KEYS
-from worker.protocol import Keys, decode_state
+from engine.model import MAX_ACCESS_KEY_BYTES, MAX_ACCESS_KEYS, MAX_ADDRESS_BYTES
+from worker.protocol import Keys, decode_state, record_groups
 
 MAX_CACHED_READS = 500_000
-PREFETCH_CHUNK = 1_000  # fields per HMGET
 # Keys prefetched per request at most (declared keys are not charged until read; past
 # this many they are read when asked for, as undeclared ones are).
 MAX_PREFETCH = 2_048
@@ -31,11 +30,12 @@ def declared(jobs: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
     """The (contract, key)s raw job maps declare in their access lists; what the engine
     would refuse as a bad access list is skipped here (the job ends `invalid` anyway)."""
     for raw in jobs:
-        if not isinstance(raw, dict) or not isinstance(raw.get("contract"), str):
+        contract = raw.get("contract") if isinstance(raw, dict) else None
+        if not isinstance(contract, str) or len(contract) > MAX_ADDRESS_BYTES:
             continue
         keys = raw.get("access")
         if isinstance(keys, list) and len(keys) <= MAX_ACCESS_KEYS:
-            yield from ((raw["contract"], key) for key in keys
+            yield from ((contract, key) for key in keys
                         if isinstance(key, bytes) and len(key) <= MAX_ACCESS_KEY_BYTES)
 
 
@@ -75,15 +75,11 @@ class RedisSources:
 
     def prefetch(self, slots: Iterable[tuple[str, bytes]]) -> None:
         """Read the slots a request's jobs declared (the first MAX_PREFETCH), not read
-        already: one HMGET per contract (and PREFETCH_CHUNK keys), all in one pipeline.
+        already: one HMGET per contract (protocol.record_groups), all in one pipeline.
         A Redis error (or a record that does not decode) leaves the slot to be read when
         a job asks for it."""
-        wanted: dict[str, list[bytes]] = {}
-        for contract, key in itertools.islice(dict.fromkeys(slots), MAX_PREFETCH):
-            if (contract, key) not in self._reads:
-                wanted.setdefault(contract, []).append(key)
-        asked = [(contract, keys[i : i + PREFETCH_CHUNK]) for contract, keys in wanted.items()
-                 for i in range(0, len(keys), PREFETCH_CHUNK)]
+        asked = record_groups(itertools.islice(
+            (slot for slot in slots if slot not in self._reads), MAX_PREFETCH))
         if not asked:
             return
         try:
