@@ -32,6 +32,9 @@ IMPORTS = {
     "fee_left": "(func $fee_left (result i64))",
     "sha256": "(func $sha256 (param i32 i32 i32))",
     "keccak256": "(func $keccak256 (param i32 i32 i32))",
+    "ed25519_verify": "(func $ed25519_verify (param i32 i32 i32 i32) (result i32))",
+    "secp256k1_verify": "(func $secp256k1_verify (param i32 i32 i32 i32) (result i32))",
+    "secp256k1_recover": "(func $secp256k1_recover (param i32 i32 i32 i32) (result i32))",
 }
 
 
@@ -99,6 +102,19 @@ WORKLOADS: dict[str, str] = {
 }
 
 PROBES: dict[str, str] = {
+    # n Ed25519 verifications of the signature, key and `len`-byte message after the
+    # parameters (bench/probes.py signs them); each must hold.
+    "ed25519": _loop("""
+      (if (i32.eqz (call $ed25519_verify (i32.const 8) (i32.const 104) (local.get $len)
+                                         (i32.const 72))) (then unreachable))"""),
+    # n ECDSA verifications of the hash, signature and 65-byte key after the parameters.
+    "secp256k1_verify": _loop("""
+      (if (i32.eqz (call $secp256k1_verify (i32.const 8) (i32.const 40) (i32.const 104)
+                                           (i32.const 65))) (then unreachable))"""),
+    # n recoveries of the key from the hash and signature, with recovery id `len`.
+    "secp256k1_recover": _loop("""
+      (if (i32.eqz (call $secp256k1_recover (i32.const 8) (i32.const 40) (local.get $len)
+                                            (i32.const 0x20000))) (then unreachable))"""),
     # n log lines of `len` bytes (past max_logs they are dropped, still charged)
     "log_spam": _loop("(call $log (i32.const 0x20000) (local.get $len))"),
     # the whole input copied in, n times

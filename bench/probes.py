@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import coincurve
+from nacl.signing import SigningKey
+
 from bench import kernels, shapes
 from bench.kernels import params
 
@@ -77,6 +80,25 @@ def depth_input(depth: int, trap: bool) -> bytes:
     return depth.to_bytes(4, "little") + int(trap).to_bytes(4, "little")
 
 
+# One fixed key of each kind, so every run signs the same bytes.
+_SEED = bytes(range(32))
+
+
+def ed25519_input(n: int, length: int) -> bytes:
+    """The `ed25519` kernel's input: a valid signature, its key and a `length`-byte message."""
+    key, message = SigningKey(_SEED), bytes(length)
+    return params(n, length, key.sign(message).signature + bytes(key.verify_key) + message)
+
+
+def secp256k1_input(n: int, recover: bool) -> bytes:
+    """The secp256k1 kernels' input: a hash, its low-s signature and the 65-byte key; for
+    recovery, `len` is the signature's recovery id."""
+    key, digest = coincurve.PrivateKey(_SEED), bytes(range(100, 132))
+    signed = key.sign_recoverable(digest, hasher=None)  # low s: libsecp256k1 normalizes
+    return params(n, signed[64] if recover else 0,
+                  digest + signed[:64] + key.public_key.format(compressed=False))
+
+
 def _pair(price: str, contract: str, small: tuple[Any, ...], large: tuple[Any, ...],
           **kw: bool) -> Probe:
     """A probe of one contract at two sizes (the args of kernels.params)."""
@@ -108,6 +130,14 @@ PROBES: tuple[Probe, ...] = (
     _pair("event", "event_spam", (32, 16), (256, 16)),
     _pair("hash_byte", "hashing", (200, 64), (200, 16_384)),
     _pair("hash", "hashing", (100, 0), (1_000, 0)),
+    Probe("ed25519_byte", Run("ed25519", ed25519_input(50, 64)),
+          Run("ed25519", ed25519_input(50, 16_384))),
+    Probe("ed25519_verify", Run("ed25519", ed25519_input(20, 0)),
+          Run("ed25519", ed25519_input(200, 0))),
+    Probe("secp256k1_verify", Run("secp256k1_verify", secp256k1_input(20, False)),
+          Run("secp256k1_verify", secp256k1_input(200, False))),
+    Probe("secp256k1_recover", Run("secp256k1_recover", secp256k1_input(20, True)),
+          Run("secp256k1_recover", secp256k1_input(200, True))),
     _pair("memory_page", "pages", (16,), (128,)),
     Probe("execution", Run("noop"), Run("noop")),  # solved on the large run alone
     Probe("module_byte", Run("sized_1000"), Run("sized_400000"), cold=True),

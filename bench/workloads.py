@@ -22,7 +22,7 @@ from typing import Any
 from bench.common import Report, Scale, rounded
 from bench.kernels import params
 from bench.probe_runner import deployed_codes, farm_state, probe_state, time_run
-from bench.probes import Run, depth_input
+from bench.probes import Run, depth_input, ed25519_input, secp256k1_input
 from config import Settings
 from engine import WasmEngine
 
@@ -70,6 +70,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("events", Run("event_spam", params(256, 4_096))),
     Workload("hash_empty", Run("hashing", params(3_000, 0))),
     Workload("hash_16k", Run("hashing", params(200, 16_384))),
+    Workload("ed25519_1k", Run("ed25519", ed25519_input(200, 1_024))),
+    Workload("secp256k1_recover", Run("secp256k1_recover", secp256k1_input(200, True))),
     Workload("memory_grow_touch", Run("pages", params(240))),
     Workload("memory_fill_read", Run("memory_heavy", params(64, 4))),
     Workload("cold_contract", Run("sized_400000"), cold=True),

@@ -80,7 +80,7 @@ class FeePrices(BaseModel):
     Derived by `wesfarm calibrate` so every workload class buys about the same wall
     time per fee unit (docs/FEES.md)."""
 
-    version: str = "wes-fee-5"
+    version: str = "wes-fee-6"
     instruction: int = Field(10, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
     # Fuel the deploy-time instrumentation adds (engine/instrument.py), in fuel units: what a
     # loop iteration, a branch, a call, a load and a divide cost beyond the one fuel wasmtime
@@ -114,6 +114,14 @@ class FeePrices(BaseModel):
     event_byte: int = Field(10, ge=0, le=MAX_PRICE)
     hash: int = Field(421_000, ge=0, le=MAX_PRICE, description="per sha256 / keccak256 call")
     hash_byte: int = Field(328, ge=0, le=MAX_PRICE)
+    ed25519_verify: int = Field(11_300_000, ge=0, le=MAX_PRICE,
+                                description="per ed25519_verify call")
+    ed25519_byte: int = Field(570, ge=0, le=MAX_PRICE,
+                              description="per byte of the message ed25519_verify checks")
+    secp256k1_verify: int = Field(7_500_000, ge=0, le=MAX_PRICE,
+                                  description="per secp256k1_verify call")
+    secp256k1_recover: int = Field(8_500_000, ge=0, le=MAX_PRICE,
+                                   description="per secp256k1_recover call")
     memory_page: int = Field(5_920_000, ge=0, le=MAX_PRICE,
                              description="per 64 KiB page, initial or grown, past the free ones")
     memory_free_pages: int = Field(4, ge=0, le=65_536,

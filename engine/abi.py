@@ -58,8 +58,14 @@ ABI: dict[str, HostFunction] = {f.name: f for f in (
     _fn("fee_left", 0, (I64,), "context"),
     _fn("sha256", 3, (), "crypto", "hash_byte"),
     _fn("keccak256", 3, (), "crypto", "hash_byte"),
+    _fn("ed25519_verify", 4, (I32,), "crypto", "ed25519_verify", "ed25519_byte"),
+    _fn("secp256k1_verify", 4, (I32,), "crypto", "secp256k1_verify"),
+    _fn("secp256k1_recover", 4, (I32,), "crypto", "secp256k1_recover"),
 )}
 ABI_VERSION = "1"
+# ABI 1.1's cross-contract calls: specified (../shared/ABI.md, docs/ABI.md), not yet
+# implemented, so the policy rejects a module importing them like any unknown import.
+PLANNED = ("call", "result_size", "result_read")
 # The engine's own imports, added by the instrumentation (engine/instrument.py) under module
 # "wes_internal": contracts cannot import them (the policy admits only module "wes"). A
 # capability of "" is never denied.

@@ -14,6 +14,7 @@ CATEGORIES = (
     "storage_write",
     "events",
     "hashing",
+    "signatures",
     "memory",
     "table",
     "execution",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from Crypto.Hash import keccak
 
+from engine import signatures
 from engine.abi import ABI, HOOKS
 from engine.errors import ContractTrap, Reverted
 from engine.execution_state import PAGE, ExecutionState
@@ -156,6 +157,45 @@ def keccak256(ex: ExecutionState, ptr: int, length: int, dst: int) -> None:
     _hash(ex, "keccak256", ptr, length, dst, keccak256_digest)
 
 
+def ed25519_verify(ex: ExecutionState, sig_ptr: int, msg_ptr: int, msg_len: int,
+                   pk_ptr: int) -> int:
+    sched = ex.schedule
+    ex.meter.consume(sched.ed25519_verify + msg_len * sched.ed25519_byte, "signatures",
+                     "wes.ed25519_verify")
+    signature = ex.read(sig_ptr, signatures.ED25519_SIGNATURE, "ed25519_verify")
+    message = ex.read(msg_ptr, msg_len, "ed25519_verify")
+    key = ex.read(pk_ptr, signatures.ED25519_KEY, "ed25519_verify")
+    return int(signatures.ed25519_verify(signature, message, key))
+
+
+def _charged_hash_and_sig(ex: ExecutionState, name: str, price: int, hash_ptr: int,
+                          sig_ptr: int) -> tuple[bytes, bytes]:
+    ex.meter.consume(price, "signatures", f"wes.{name}")
+    return (ex.read(hash_ptr, signatures.SECP256K1_HASH, name),
+            ex.read(sig_ptr, signatures.SECP256K1_SIGNATURE, name))
+
+
+def secp256k1_verify(ex: ExecutionState, hash_ptr: int, sig_ptr: int, pk_ptr: int,
+                     pk_len: int) -> int:
+    digest, signature = _charged_hash_and_sig(ex, "secp256k1_verify",
+                                              ex.schedule.secp256k1_verify, hash_ptr, sig_ptr)
+    if pk_len not in signatures.SECP256K1_KEY_LENGTHS:
+        return 0  # no key of that length: nothing more is read
+    key = ex.read(pk_ptr, pk_len, "secp256k1_verify")
+    return int(signatures.secp256k1_verify(digest, signature, key))
+
+
+def secp256k1_recover(ex: ExecutionState, hash_ptr: int, sig_ptr: int, recovery_id: int,
+                      dst: int) -> int:
+    digest, signature = _charged_hash_and_sig(ex, "secp256k1_recover",
+                                              ex.schedule.secp256k1_recover, hash_ptr, sig_ptr)
+    key = signatures.secp256k1_recover(digest, signature, recovery_id)
+    if key is None:
+        return 0
+    ex.write(dst, key, "secp256k1_recover")
+    return 1
+
+
 def memory_grow(ex: ExecutionState, delta: int) -> int:
     """The instrumentation's `memory.grow`: the new pages are charged before they exist."""
     pages = ex.memory_pages()
@@ -169,7 +209,8 @@ IMPLEMENTATIONS: dict[str, Callable[..., int | None]] = {
     fn.__name__: fn
     for fn in (input_size, input_read, return_data, revert, log, emit_event, storage_read,
                storage_write, storage_remove, caller, self_address, block_height, block_time,
-               fee_left, sha256, keccak256, memory_grow)
+               fee_left, sha256, keccak256, ed25519_verify, secp256k1_verify,
+               secp256k1_recover, memory_grow)
 }
 if set(IMPLEMENTATIONS) != set(ABI) | set(HOOKS):
     raise RuntimeError(f"engine/host.py implements {sorted(IMPLEMENTATIONS)}, "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import wasmtime
 
 from config import Settings
-from engine import raw
+from engine import raw, signatures
 from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
 from engine.compiler import build_config, fingerprint
 from engine.counters import EngineCounters
@@ -354,12 +354,15 @@ def _native_host(schedule: FeeSchedule, limits: Any) -> NativeHost:
     prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
               schedule.storage_read, schedule.storage_read_key, schedule.storage_read_byte,
               schedule.storage_write, schedule.storage_write_byte, schedule.event,
-              schedule.event_byte, schedule.hash, schedule.hash_byte, schedule.memory_page,
-              schedule.memory_free_pages)
+              schedule.event_byte, schedule.hash, schedule.hash_byte, schedule.ed25519_verify,
+              schedule.ed25519_byte, schedule.secp256k1_verify, schedule.secp256k1_recover,
+              schedule.memory_page, schedule.memory_free_pages)
     bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
               limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
               limits.max_value_bytes, limits.max_memory_pages, limits.max_read_entries,
               limits.max_write_entries, limits.max_write_bytes)
     assert raw.native is not None
-    host: NativeHost = raw.native.Host(prices, bounds, sha256_digest, keccak256_digest)
+    crypto = (sha256_digest, keccak256_digest, signatures.ed25519_verify,
+              signatures.secp256k1_verify, signatures.secp256k1_recover)
+    host: NativeHost = raw.native.Host(prices, bounds, crypto)
     return host

@@ -26,18 +26,19 @@ static int64_t item(PyObject *seq, Py_ssize_t i, int *failed) {
 }
 
 static int Host_init(Host *self, PyObject *args, PyObject *kwargs) {
-    /* Host(prices: tuple[int, ...15], limits: tuple[int, ...12], sha256, keccak256) */
-    PyObject *prices, *limits, *sha, *keccak;
+    /* Host(prices: tuple[int, ...19], limits: tuple[int, ...12], crypto: tuple[fn, ...5]) */
+    PyObject *prices, *limits, *crypto;
     if (!loaded) {
         PyErr_SetString(PyExc_RuntimeError, "engine._native.load() has not bound wasmtime");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "O!O!OO", &PyTuple_Type, &prices, &PyTuple_Type, &limits, &sha,
-                          &keccak))
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &prices, &PyTuple_Type, &limits,
+                          &PyTuple_Type, &crypto))
         return -1;
     if (PyTuple_GET_SIZE(prices) != sizeof(Prices) / sizeof(int64_t) ||
-        PyTuple_GET_SIZE(limits) != sizeof(Limits) / sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "Host: wrong number of prices or limits");
+        PyTuple_GET_SIZE(limits) != sizeof(Limits) / sizeof(int64_t) ||
+        PyTuple_GET_SIZE(crypto) != NCRYPTO) {
+        PyErr_SetString(PyExc_ValueError, "Host: wrong number of prices, limits or functions");
         return -1;
     }
     int failed = 0;
@@ -52,10 +53,11 @@ static int Host_init(Host *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "Host: the instruction price must be positive");
         return -1;
     }
-    Py_INCREF(sha);
-    Py_XSETREF(self->sha256, sha);
-    Py_INCREF(keccak);
-    Py_XSETREF(self->keccak256, keccak);
+    for (int i = 0; i < NCRYPTO; i++) {
+        PyObject *fn = PyTuple_GET_ITEM(crypto, i);
+        Py_INCREF(fn);
+        Py_XSETREF(self->crypto[i], fn);
+    }
     return 0;
 }
 
@@ -160,14 +162,14 @@ static PyObject *Host_call(Host *self, PyObject *const *args, Py_ssize_t n) {
 }
 
 static int Host_traverse(Host *self, visitproc visit, void *arg) {
-    Py_VISIT(self->sha256);
-    Py_VISIT(self->keccak256);
+    for (int i = 0; i < NCRYPTO; i++)
+        Py_VISIT(self->crypto[i]);
     return 0;
 }
 
 static int Host_clear(Host *self) {
-    Py_CLEAR(self->sha256);
-    Py_CLEAR(self->keccak256);
+    for (int i = 0; i < NCRYPTO; i++)
+        Py_CLEAR(self->crypto[i]);
     return 0;
 }
 
@@ -188,7 +190,7 @@ static PyMethodDef Host_methods[] = {
 PyTypeObject HostType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "engine._native.Host",
-    .tp_doc = "Host(prices, limits, sha256, keccak256): the ABI for one engine",
+    .tp_doc = "Host(prices, limits, crypto): the ABI for one engine",
     .tp_basicsize = sizeof(Host),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -8,7 +8,7 @@
 
 const char *const CATEGORY_NAMES[NCAT] = {
     "instructions", "host_calls", "io_bytes", "storage_read", "storage_write",
-    "events", "hashing", "memory", "table", "execution",
+    "events", "hashing", "signatures", "memory", "table", "execution",
 };
 
 const char *const CAPABILITY_NAMES[NCAP] = {

@@ -16,7 +16,7 @@
 
 /* Fee breakdown categories, in engine/fees.py CATEGORIES order (checked at load). */
 enum { CAT_INSTRUCTIONS, CAT_HOST_CALLS, CAT_IO_BYTES, CAT_STORAGE_READ, CAT_STORAGE_WRITE,
-       CAT_EVENTS, CAT_HASHING, CAT_MEMORY, CAT_TABLE, CAT_EXECUTION, NCAT };
+       CAT_EVENTS, CAT_HASHING, CAT_SIGNATURES, CAT_MEMORY, CAT_TABLE, CAT_EXECUTION, NCAT };
 extern const char *const CATEGORY_NAMES[NCAT];
 
 /* Capabilities, as bits, in engine/abi.py CAPABILITIES order (checked at load). */
@@ -28,7 +28,8 @@ extern const char *const CAPABILITY_NAMES[NCAP];
 typedef struct {
     int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_key,
         storage_read_byte, storage_write, storage_write_byte, event, event_byte, hash, hash_byte,
-        memory_page, memory_free_pages;
+        ed25519_verify, ed25519_byte, secp256k1_verify, secp256k1_recover, memory_page,
+        memory_free_pages;
 } Prices;
 
 typedef struct {
@@ -54,13 +55,18 @@ extern WasmtimeApi wt;
 
 struct Execution;
 
-/* One per WasmEngine: prices, limits, hash functions, the execution in progress.
+/* The Python functions the crypto host functions call (engine/host.py's, in this order):
+ * digests bytes -> bytes; verifiers -> bool; recovery -> bytes or None. */
+enum { CRYPTO_SHA256, CRYPTO_KECCAK256, CRYPTO_ED25519_VERIFY, CRYPTO_SECP256K1_VERIFY,
+       CRYPTO_SECP256K1_RECOVER, NCRYPTO };
+
+/* One per WasmEngine: prices, limits, crypto functions, the execution in progress.
  * The address of this object is the `env` of every host function in the linker. */
 typedef struct {
     PyObject_HEAD
     Prices prices;
     Limits limits;
-    PyObject *sha256, *keccak256; /* bytes -> bytes */
+    PyObject *crypto[NCRYPTO];
     struct Execution *current;    /* borrowed while a call runs */
     PyThreadState *thread;        /* saved while wasm runs without the GIL */
 } Host;
@@ -120,7 +126,10 @@ enum { NO_RESULT, I32_RESULT, I64_RESULT };
     X(block_time, wes_block_time, "->I", CAP_CONTEXT, I64_RESULT)           \
     X(fee_left, wes_fee_left, "->I", CAP_CONTEXT, I64_RESULT)               \
     X(sha256, wes_sha256, "iii->", CAP_CRYPTO, NO_RESULT)                   \
-    X(keccak256, wes_keccak256, "iii->", CAP_CRYPTO, NO_RESULT)                 \
+    X(keccak256, wes_keccak256, "iii->", CAP_CRYPTO, NO_RESULT)             \
+    X(ed25519_verify, wes_ed25519_verify, "iiii->i", CAP_CRYPTO, I32_RESULT) \
+    X(secp256k1_verify, wes_secp256k1_verify, "iiii->i", CAP_CRYPTO, I32_RESULT) \
+    X(secp256k1_recover, wes_secp256k1_recover, "iiii->i", CAP_CRYPTO, I32_RESULT) \
     X(memory_grow, wes_memory_grow, "i->i", 0, I32_RESULT)
 
 /* abi.c: the functions */

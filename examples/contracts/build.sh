@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the example contracts: <name>/<name>.wasm for counter, token, hello_as.
+# Rebuild the example contracts: <name>/<name>.wasm for counter, token, notary, hello_as.
 #
 #   examples/contracts/build.sh            rebuild in place (the checked-in .wasm files)
 #   examples/contracts/build.sh OUTDIR     write OUTDIR/<name>/<name>.wasm instead
@@ -7,7 +7,8 @@
 # Each step is skipped, with a message, when its toolchain is absent:
 #   counter   Python with wasmtime (wasmtime.wat2wasm); $PYTHON, else python3,
 #             else the repo's .venv/bin/python
-#   token     clang + wasm-ld (Debian 12: apt-get install clang lld -> 14.0.6)
+#   token,    clang + wasm-ld (Debian 12: apt-get install clang lld -> 14.0.6);
+#   notary    notary includes sdk/wes.h
 #   hello_as  node + hello_as/node_modules (assemblyscript, pinned in
 #             package.json/package-lock.json). When node_modules is missing and
 #             npm is present, `npm ci` installs it, unless WES_NO_INSTALL=1.
@@ -54,29 +55,31 @@ PY
     say "built counter/counter.wasm (wasmtime $("$py" -c 'import importlib.metadata as m; print(m.version("wasmtime"))'))"
 }
 
-# ---- token: freestanding C -> wasm32 with clang + wasm-ld -------------------
-build_token() {
-    local cc="${CLANG:-clang}"
+# ---- token, notary: freestanding C -> wasm32 with clang + wasm-ld ------------
+build_c() {
+    local name="$1" cc="${CLANG:-clang}"
     if ! command -v "$cc" >/dev/null 2>&1; then
-        say "skip token: clang not found (apt-get install clang lld)"; return 0
+        say "skip $name: clang not found (apt-get install clang lld)"; return 0
     fi
     if ! command -v wasm-ld >/dev/null 2>&1 && ! command -v wasm-ld-14 >/dev/null 2>&1; then
-        say "skip token: wasm-ld not found (apt-get install lld)"; return 0
+        say "skip $name: wasm-ld not found (apt-get install lld)"; return 0
     fi
-    mkdir -p "$OUT/token"
+    mkdir -p "$OUT/$name"
     # -mcpu=mvp: no post-MVP features at all (newer clangs enable
     # reference-types/multivalue/bulk-memory in the default "generic" CPU).
     # Imports are declared with import_module("wes") and there is no
     # --allow-undefined, so any other undefined symbol is a link error.
     # --strip-all drops the name and producers sections (deterministic bytes).
-    (cd "$HERE/token" && "$cc" --target=wasm32 -mcpu=mvp \
+    (cd "$HERE/$name" && "$cc" --target=wasm32 -mcpu=mvp \
         -nostdlib -ffreestanding -fno-builtin -O2 -Wall -Wextra \
         -Wl,--no-entry -Wl,--stack-first -Wl,-z,stack-size=65536 \
         -Wl,--initial-memory=131072 -Wl,--strip-all \
-        -o "$OUT/token/token.wasm" token.c) || return 1
-    chmod 644 "$OUT/token/token.wasm"
-    say "built token/token.wasm ($("$cc" --version | head -n1))"
+        -o "$OUT/$name/$name.wasm" "$name.c") || return 1
+    chmod 644 "$OUT/$name/$name.wasm"
+    say "built $name/$name.wasm ($("$cc" --version | head -n1))"
 }
+build_token() { build_c token; }
+build_notary() { build_c notary; }
 
 # ---- hello_as: AssemblyScript -> wasm with asc ------------------------------
 build_hello_as() {
@@ -99,7 +102,7 @@ build_hello_as() {
     say "built hello_as/hello_as.wasm (assemblyscript $(cd "$dir" && ./node_modules/.bin/asc --version | awk '{print $2}'))"
 }
 
-for step in build_counter build_token build_hello_as; do
+for step in build_counter build_token build_notary build_hello_as; do
     if ! "$step"; then
         say "FAILED: ${step#build_}"
         failed=1

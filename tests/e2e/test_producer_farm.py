@@ -180,3 +180,42 @@ def test_cli_state_root_verifies_and_catches_a_state_changed_behind_its_back(
         sync.hdel(client.keys.state("token"), b"forged")
         sync.close()
     assert farm.cli("state-root", "--verify").returncode == 0
+
+
+def test_signed_posts_through_the_farm_commit_in_block_order(
+    farm: Farm, client: FarmClient, tmp_path: Path
+) -> None:
+    """The notary example (ABI 1.1 signatures) deployed, a block submitted and committed:
+    a replayed signature ran `ok` beside the first post (both read nonce 0), and the
+    commit re-executes it against the first post's write: reverted."""
+    import struct
+
+    import coincurve
+    from Crypto.Hash import keccak
+    from nacl.signing import SigningKey
+
+    deployed = farm.cli("deploy", str(CONTRACTS / "notary" / "notary.wasm"), "--address",
+                        "notary")
+    assert deployed.returncode == 0, deployed.stderr
+    ed = SigningKey(bytes(range(32)))
+    pk = bytes(ed.verify_key)
+    signed = ed.sign(b"notary" + struct.pack("<Q", 0) + b"one").signature
+    eth = coincurve.PrivateKey(bytes(range(1, 33)))
+    digest = keccak.new(digest_bits=256, data=b"notary" + struct.pack("<Q", 0) + b"two")
+    rsv = eth.sign_recoverable(digest.digest(), hasher=None)
+    block = tmp_path / "posts.jsonl"
+    block.write_text(dump_block([
+        Tx(farm.tx_id("post-ed"), "notary", "post_ed25519", pk + signed + b"one", None, "a"),
+        Tx(farm.tx_id("post-eth"), "notary", "post_eth", rsv + struct.pack("<Q", 0) + b"two",
+           None, "b"),
+        Tx(farm.tx_id("replay-ed"), "notary", "post_ed25519", pk + signed + b"one", None, "c"),
+    ]))
+    proc = farm.cli("submit", str(block), "--commit", "--json", "--height", "43")
+    assert proc.returncode == 0, proc.stderr
+    *results, record = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["status"] for r in results] == ["ok", "ok", "reverted"]
+    assert bytes.fromhex(results[2]["return_data"]) == b"bad signature"
+    assert record["reexecuted"] == 1 and record["by_status"] == {"ok": 2, "reverted": 1}
+    key = (b"m:ed:" + pk).hex()
+    state = farm.cli("state", "notary", key, "--json")
+    assert state.returncode == 0 and json.loads(state.stdout)["value"] == b"one".hex()

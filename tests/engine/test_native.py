@@ -26,15 +26,21 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = ROOT / "examples" / "contracts" / "token" / "token.wasm"
 needs_native = pytest.mark.skipif(raw.native is None, reason="engine._native is not built")
 
-# (import name, params, result) in op order; op 16 grows memory, op 17 returns `acc`.
+# (import name, params, result) in op order; the op after them grows memory, the next one
+# returns `acc`.
 CALLS = [
     ("input_size", 0, "i32"), ("input_read", 1, None), ("return_data", 2, None),
     ("revert", 2, None), ("log", 2, None), ("emit_event", 4, None),
     ("storage_read", 4, "i32"), ("storage_write", 4, None), ("storage_remove", 2, None),
     ("caller", 1, "i32"), ("self_address", 1, "i32"), ("block_height", 0, "i64"),
     ("block_time", 0, "i64"), ("fee_left", 0, "i64"), ("sha256", 3, None),
-    ("keccak256", 3, None),
+    ("keccak256", 3, None), ("ed25519_verify", 4, "i32"), ("secp256k1_verify", 4, "i32"),
+    ("secp256k1_recover", 4, "i32"),
 ]
+# Which arguments of a call are pointers (the rest are lengths or numbers); default {0}.
+POINTERS = {"emit_event": {0, 2}, "storage_read": {0, 2}, "storage_write": {0, 2},
+            "sha256": {0, 2}, "keccak256": {0, 2}, "ed25519_verify": {0, 1, 3},
+            "secp256k1_verify": {0, 1, 2}, "secp256k1_recover": {0, 1, 3}}
 ARGS = ("$a", "$b", "$c", "$d")
 PROGRAM_AT = 65_536  # the program is copied to page 1; records are op u8 + 4 × u32 LE
 
@@ -109,7 +115,7 @@ def _program(rng: random.Random) -> bytes:
     out = b""
     for _ in range(rng.randrange(1, 14)):
         op = rng.randrange(0, len(CALLS) + 2)
-        pointers = {0, 2} if op in (5, 6, 7, 14, 15) else {0}
+        pointers = POINTERS.get(CALLS[op][0], {0}) if op < len(CALLS) else {0}
         args = [_pointer(rng) if i in pointers else _length(rng) for i in range(4)]
         out += struct.pack("<BIIII", op, *args)
     return out

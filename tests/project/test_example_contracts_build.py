@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 from wasmtime import _ffi as wasmtime_ffi
+
+from engine.abi import ABI, PLANNED
 
 pytestmark = pytest.mark.integration  # subprocesses
 
@@ -33,6 +36,7 @@ ENTRY_POINTS = {
     "counter": ["init", "incr", "get"],
     "token": ["mint", "transfer", "balance_of", "total_supply"],
     "hello_as": ["greet", "sum_f64"],
+    "notary": ["post_ed25519", "post_secp256k1", "post_eth", "nonce", "message"],
 }
 
 # Toolchain versions the checked-in files were built with; another version may
@@ -41,26 +45,10 @@ PINNED_WASMTIME = "50.0.1"
 PINNED_CLANG = "14.0.6"
 PINNED_ASC = "0.28.20"
 
-I32, I64 = "i32", "i64"
-# ABI 1 host functions: name -> (params, results)
+# The ABI's functions: name -> (params, results), from the engine's one table
 ABI_FUNCTIONS: dict[str, tuple[list[str], list[str]]] = {
-    "input_size": ([], [I32]),
-    "input_read": ([I32], []),
-    "return_data": ([I32, I32], []),
-    "revert": ([I32, I32], []),
-    "log": ([I32, I32], []),
-    "emit_event": ([I32, I32, I32, I32], []),
-    "storage_read": ([I32, I32, I32, I32], [I32]),
-    "storage_write": ([I32, I32, I32, I32], []),
-    "storage_remove": ([I32, I32], []),
-    "caller": ([I32], [I32]),
-    "self_address": ([I32], [I32]),
-    "block_height": ([], [I64]),
-    "block_time": ([], [I64]),
-    "fee_left": ([], [I64]),
-    "sha256": ([I32, I32, I32], []),
-    "keccak256": ([I32, I32, I32], []),
-}
+    name: (list(fn.params), list(fn.results)) for name, fn in ABI.items()}
+SDK = CONTRACTS / "sdk"
 
 DISABLED_FEATURES = (
     "wasm_reference_types",
@@ -132,7 +120,7 @@ def test_checked_in_wasm_fits_abi(engine: wasmtime.Engine, name: str) -> None:
 
     for imp in module.imports:
         assert imp.module == "wes", f"{name}: import {imp.module}.{imp.name} is not from 'wes'"
-        assert imp.name in ABI_FUNCTIONS, f"{name}: wes.{imp.name} is not an ABI 1 function"
+        assert imp.name in ABI_FUNCTIONS, f"{name}: wes.{imp.name} is not an ABI function"
         ty = imp.type
         assert isinstance(ty, wasmtime.FuncType), f"{name}: wes.{imp.name} is not a function"
         params, results = ABI_FUNCTIONS[imp.name]
@@ -152,6 +140,21 @@ def test_checked_in_wasm_fits_abi(engine: wasmtime.Engine, name: str) -> None:
     assert sorted(exports) == sorted([*ENTRY_POINTS[name], "memory"]), (
         f"{name}: unexpected exports {sorted(exports)}"
     )
+
+
+def test_the_sdk_declares_the_whole_abi() -> None:
+    """sdk/wes.h and sdk/wes.ts declare every function of the table (and the planned
+    ones), with as many parameters as the table gives."""
+    want = {name: len(fn.params) for name, fn in ABI.items()}
+    want.update({"call": 7, "result_size": 0, "result_read": 1})
+    assert set(PLANNED) == {"call", "result_size", "result_read"}
+    header = (SDK / "wes.h").read_text()
+    c_decls = re.findall(r"WES_IMPORT\((\w+)\)[^;]*?\(([^()]*)\);", header, re.S)
+    assert {n: 0 if args.strip() == "void" else args.count(",") + 1 for n, args in c_decls} == want
+    module = (SDK / "wes.ts").read_text()
+    ts_decls = re.findall(r'@external\("wes", "(\w+)"\)\s*export declare function \w+'
+                          r"\(([^()]*)\)", module)
+    assert {n: args.count(":") for n, args in ts_decls} == want
 
 
 def test_abi_engine_rejects_reference_types(engine: wasmtime.Engine) -> None:
@@ -178,7 +181,7 @@ def missing_toolchain(name: str) -> str | None:
         if version != PINNED_WASMTIME:
             return f"wasmtime {version} is not the pinned {PINNED_WASMTIME}"
         return None
-    if name == "token":
+    if name in ("token", "notary"):
         if shutil.which("clang") is None:
             return "clang not found (apt-get install clang lld)"
         if shutil.which("wasm-ld") is None:

@@ -35,6 +35,10 @@ ABI_IMPORTS = """
   (import "wes" "fee_left" (func $fee_left (result i64)))
   (import "wes" "sha256" (func $sha256 (param i32 i32 i32)))
   (import "wes" "keccak256" (func $keccak256 (param i32 i32 i32)))
+  (import "wes" "ed25519_verify" (func $ed25519_verify (param i32 i32 i32 i32) (result i32)))
+  (import "wes" "secp256k1_verify" (func $secp256k1_verify (param i32 i32 i32 i32) (result i32)))
+  (import "wes" "secp256k1_recover"
+    (func $secp256k1_recover (param i32 i32 i32 i32) (result i32)))
 """
 
 MEMORY = '(memory (export "memory") 1)'

@@ -16,16 +16,7 @@
 // abort=assembly/index/wesAbort) reverts instead of importing env.abort.
 // See ../build.sh for the exact compiler flags.
 
-@external("wes", "input_size")
-declare function input_size(): i32;
-@external("wes", "input_read")
-declare function input_read(dst: usize): void;
-@external("wes", "return_data")
-declare function return_data(ptr: usize, len: i32): void;
-@external("wes", "revert")
-declare function revert(ptr: usize, len: i32): void;
-@external("wes", "log")
-declare function log(ptr: usize, len: i32): void;
+import { input_read, input_size, log, return_data, revert } from "../../sdk/wes";
 
 // Make sure [0, end) is inside linear memory, growing it if needed.
 function ensureMemory(end: usize): void {
