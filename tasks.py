@@ -41,8 +41,9 @@ def ensure_env() -> None:
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
         venv.create(VENV, with_pip=True)
-    print("installing wesfarm and its dependencies into .venv ...", flush=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]"],
+    print("installing wesfarm and its dependencies into .venv (a minute or two; pip "
+          "shows each package) ...", flush=True)
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-e", f"{ROOT}[dev]"],
                    check=True)
     STAMP.write_text(want)
 

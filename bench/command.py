@@ -1,5 +1,6 @@
-"""`wesfarm bench [--quick] [--json FILE]` and `wesfarm calibrate`: every performance figure
-against same-run baselines, and the fee schedule's calibration (docs/FEES.md)."""
+"""`wesfarm bench [--quick] [--json] [--output FILE]` and `wesfarm calibrate`: every
+performance figure against same-run baselines, and the fee schedule's calibration
+(docs/FEES.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def register(sub: Any) -> None:
         "Redis (or uses localhost:6379 under a private key prefix) and 2 workers, and cleans up.",
     )
     p.add_argument("--quick", action="store_true", help="fewer repetitions (under 2 minutes)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
+    p.add_argument("--json", action="store_true",
+                   help="print the figures as one JSON object at the end")
+    p.add_argument("--output", type=Path, metavar="FILE", help="also write the figures here")
     p.add_argument("--no-farm", action="store_true",
                    help="in-process figures only (end-to-end keys are null)")
     p.add_argument("--scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
@@ -33,9 +36,11 @@ def register(sub: Any) -> None:
         "workload class buys about the same time per fee unit, and check it. See docs/FEES.md.",
     )
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--schedule-version", default="wes-fee-4", metavar="NAME",
+    p.add_argument("--schedule-version", default="wes-fee-next", metavar="NAME",
                    help="version name of the proposed schedule")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the full result here")
+    p.add_argument("--json", action="store_true",
+                   help="print the full result as one JSON object instead of the tables")
+    p.add_argument("--output", type=Path, metavar="FILE", help="also write the full result here")
     p.add_argument("--scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     p.set_defaults(handler=run_calibrate)
 
@@ -45,10 +50,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
     scale = args.scale or ("quick" if args.quick else "full")
     try:
-        run(scale, args.json, farm=not args.no_farm)
+        values = run(scale, args.output, farm=not args.no_farm)
     except KeyboardInterrupt:
         print("wesfarm bench: interrupted", file=sys.stderr)
         return 130
+    if args.json:
+        print(json.dumps(values, sort_keys=True))
     return 0
 
 
@@ -68,6 +75,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(out, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(out))
+        return 0
     current, proposed = out["current"], out["proposed"]
     counted = out.get("counted_prices", {})
     print(f"\n{'price':20} {'ns/unit':>10} {'current':>11} {'proposed':>11} {'counted':>11}")
@@ -96,7 +109,4 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(fees_toml(prices, proposed["version"]))
     print("\n# or environment variables:")
     print(fees_env(prices, proposed["version"]))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0

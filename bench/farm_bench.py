@@ -44,9 +44,10 @@ def noop_worker(claiming: bool = False) -> None:
     from arq.worker import Worker, func
 
     from config import load_settings
-    from worker import ClaimingWorker, worker_kwargs
+    from worker import ClaimingWorker, namespace_arq, worker_kwargs
 
     settings = load_settings()
+    namespace_arq(settings.key_prefix)  # as a farm's worker does in its startup
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     kwargs = worker_kwargs(settings, os.environ["WESFARM_REDIS_URL"])
@@ -118,7 +119,7 @@ async def _noop_rate(rep: Report, farm: Any, scale: Scale, claiming: bool = Fals
     from arq.connections import RedisSettings, create_pool
 
     from producer import ArqJob, PipelinedEnqueuer
-    from worker.protocol import health_check_key, job_deserializer, job_serializer
+    from worker.protocol import Keys, health_check_key, job_deserializer, job_serializer
 
     queue = f"{farm.prefix}:noop-queue" + (":claiming" if claiming else "")
     env = dict(farm.env(), WESFARM_QUEUE_NAME=queue)
@@ -134,11 +135,12 @@ async def _noop_rate(rep: Report, farm: Any, scale: Scale, claiming: bool = Fals
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError("no-op arq workers did not start")
             await asyncio.sleep(0.05)
-        enqueuer = PipelinedEnqueuer(redis, queue)
+        keys = Keys(farm.prefix)
+        enqueuer = PipelinedEnqueuer(redis, queue, keys)
         ids = [f"{queue}:{i}" for i in range(scale.farm_noop)]
         started = time.perf_counter()
         await enqueuer.enqueue([ArqJob(i, NOOP, ()) for i in ids])
-        await _wait_keys(redis, [f"arq:result:{i}" for i in ids], 120)
+        await _wait_keys(redis, [keys.arq("result:") + i for i in ids], 120)
         return len(ids) / (time.perf_counter() - started)
     finally:
         await redis.aclose()

@@ -107,10 +107,11 @@ PROBES: dict[str, str] = {
     "ed25519": _loop("""
       (if (i32.eqz (call $ed25519_verify (i32.const 8) (i32.const 104) (local.get $len)
                                          (i32.const 72))) (then unreachable))"""),
-    # n ECDSA verifications of the hash, signature and 65-byte key after the parameters.
+    # n ECDSA verifications of the hash, signature and 33-byte (compressed: the slower
+    # one to decode) key after the parameters.
     "secp256k1_verify": _loop("""
       (if (i32.eqz (call $secp256k1_verify (i32.const 8) (i32.const 40) (i32.const 104)
-                                           (i32.const 65))) (then unreachable))"""),
+                                           (i32.const 33))) (then unreachable))"""),
     # n recoveries of the key from the hash and signature, with recovery id `len`.
     "secp256k1_recover": _loop("""
       (if (i32.eqz (call $secp256k1_recover (i32.const 8) (i32.const 40) (local.get $len)

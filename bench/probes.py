@@ -91,12 +91,12 @@ def ed25519_input(n: int, length: int) -> bytes:
 
 
 def secp256k1_input(n: int, recover: bool) -> bytes:
-    """The secp256k1 kernels' input: a hash, its low-s signature and the 65-byte key; for
-    recovery, `len` is the signature's recovery id."""
+    """The secp256k1 kernels' input: a hash, its low-s signature and the compressed key;
+    for recovery, `len` is the signature's recovery id."""
     key, digest = coincurve.PrivateKey(_SEED), bytes(range(100, 132))
     signed = key.sign_recoverable(digest, hasher=None)  # low s: libsecp256k1 normalizes
     return params(n, signed[64] if recover else 0,
-                  digest + signed[:64] + key.public_key.format(compressed=False))
+                  digest + signed[:64] + key.public_key.format(compressed=True))
 
 
 def _pair(price: str, contract: str, small: tuple[Any, ...], large: tuple[Any, ...],

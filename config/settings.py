@@ -7,11 +7,14 @@ tables `[limits]` and `[fees]`. Environment variables win over the file.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,10 +23,27 @@ from pydantic_settings import (
 )
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # used when redis_url is unset
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity, within its cgroup's CPU quota (a
+    container's `cpus:` limit), at least 1."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    count = count or os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 class SettingsError(ValueError):
     """Invalid settings: the message names each offending setting."""
+
+    exit_code = 2  # a command that meets one ends as a usage error (producer/exits.py)
 
 
 class PolicyLimits(BaseModel):
@@ -32,6 +52,8 @@ class PolicyLimits(BaseModel):
     All of them are consensus: they join the engine fingerprint. The compile budget (code,
     body, locals, loop depth, segments) is what keeps Cranelift's superlinear cases out;
     docs/FEES.md gives the measurements behind each value."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_module_bytes: int = Field(8 * 1024 * 1024, gt=0)
     max_functions: int = Field(20_000, gt=0)
@@ -80,6 +102,8 @@ class FeePrices(BaseModel):
     Derived by `wesfarm calibrate` so every workload class buys about the same wall
     time per fee unit (docs/FEES.md)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     version: str = "wes-fee-6"
     instruction: int = Field(10, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
     # Fuel the deploy-time instrumentation adds (engine/instrument.py), in fuel units: what a
@@ -118,7 +142,7 @@ class FeePrices(BaseModel):
                                 description="per ed25519_verify call")
     ed25519_byte: int = Field(570, ge=0, le=MAX_PRICE,
                               description="per byte of the message ed25519_verify checks")
-    secp256k1_verify: int = Field(7_500_000, ge=0, le=MAX_PRICE,
+    secp256k1_verify: int = Field(8_600_000, ge=0, le=MAX_PRICE,
                                   description="per secp256k1_verify call")
     secp256k1_recover: int = Field(8_500_000, ge=0, le=MAX_PRICE,
                                    description="per secp256k1_recover call")
@@ -137,13 +161,22 @@ class Settings(BaseSettings):
     # Redis and the queue
     redis_url: str | None = Field(None, description="unset: localhost:6379, else embedded")
     key_prefix: str = Field("wesfarm", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    queue_name: str = Field("wesfarm:queue", min_length=1)
+    queue_name: str = Field("", description="the arq queue; empty: {key_prefix}:queue, so "
+                            "two farms on one Redis never take each other's jobs")
     redis_patience_s: float = Field(60.0, ge=0, description="how long the producer retries "
                                     "Redis through an outage before giving up")
+    result_ttl_s: int = Field(86_400, ge=0, description="how long a tx's Result stays in "
+                              "Redis (0: forever)")
+    fee_stream_max: int = Field(1_000_000, ge=0, description="fee records the fees stream "
+                                "keeps, approximately (0: all)")
 
     # worker
-    executors: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0, le=256)
-    metrics_port: int = Field(9464, ge=0, le=65_535)
+    executors: int = Field(default_factory=lambda: available_cpus(), gt=0, le=256,
+                           description="executor subprocesses per worker (default: the CPUs "
+                           "this process may use)")
+    metrics_port: int = Field(9464, ge=0, le=65_535, description="0: no metrics endpoint")
+    metrics_host: str = Field("0.0.0.0", min_length=1,
+                              description="the address the metrics endpoint binds")
     max_jobs: int = Field(64, gt=0)
     poll_delay_s: float = Field(0.005, gt=0, le=5)
     job_timeout_s: float = Field(120.0, gt=0)
@@ -182,8 +215,18 @@ class Settings(BaseSettings):
     limits: PolicyLimits = Field(default_factory=PolicyLimits)  # type: ignore[arg-type]
     fees: FeePrices = Field(default_factory=FeePrices)  # type: ignore[arg-type]
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(REDIS_SCHEMES):
+            raise ValueError(f"{url!r} has no scheme: write it as redis://{url} (or "
+                             "rediss://, unix://)")
+        return url
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
+        if not self.queue_name:
+            self.queue_name = f"{self.key_prefix}:queue"
         if self.default_timeout_ms > self.limits.max_timeout_ms:
             raise ValueError("default_timeout_ms exceeds limits.max_timeout_ms")
         if self.default_fee_limit > self.limits.max_fee_limit:
@@ -216,15 +259,36 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (and file); raise SettingsError naming each bad setting."""
+    """Settings from the environment (and file); raise SettingsError naming each bad setting
+    (an unknown one with the valid names beside it)."""
     path = os.environ.get("WESFARM_CONFIG_FILE")
     if path and not Path(path).is_file():
         raise SettingsError(f"WESFARM_CONFIG_FILE: no such file: {path}")
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"WESFARM_CONFIG_FILE {path}: not valid TOML: {exc}") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{name}: {err['msg']}")
+            problem = f"{name}: {err['msg'].removeprefix('Value error, ')}"
+            if err["type"] == "extra_forbidden":
+                valid = _siblings(err["loc"])
+                close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                problem = f"{name}: not a setting ({hint}valid: {', '.join(valid)})"
+            problems.append(problem)
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _siblings(loc: tuple[int | str, ...]) -> list[str]:
+    """The settings valid where `loc` names an unknown one."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation if part in model.model_fields \
+            else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)

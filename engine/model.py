@@ -7,6 +7,7 @@ equal bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +45,13 @@ class Job:
     mode: Mode = "call"
     timeout_ms: int | None = None
     access: tuple[bytes, ...] = ()  # keys its contract will read: fetched at once
+
+    def digest(self) -> str:
+        """What makes this transaction itself, whatever block it runs in: a tx id already
+        used for another one is refused (a Result carries its job's digest)."""
+        fields = [self.contract, self.function, self.input, self.fee_limit,
+                  self.context.caller, self.mode, self.timeout_ms]
+        return hashlib.sha256(pack(fields)).hexdigest()[:32]
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -172,6 +180,7 @@ class Result:
     write_set: dict[bytes, bytes | None] = field(default_factory=dict)
     worker: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    job: str = ""  # the digest of the job it is the result of (Job.digest); not consensus
 
     def consensus_wire(self) -> dict[str, Any]:
         """Everything two workers must agree on (no worker name, no timings)."""
@@ -191,6 +200,8 @@ class Result:
         wire = self.consensus_wire()
         wire["worker"] = self.worker
         wire["timings"] = self.timings
+        if self.job:
+            wire["job"] = self.job
         return wire
 
     def consensus_bytes(self) -> bytes:
@@ -211,6 +222,7 @@ class Result:
             write_set=dict(raw["write_set"]),
             worker=raw.get("worker", ""),
             timings=dict(raw.get("timings", {})),
+            job=raw.get("job", "") if isinstance(raw.get("job", ""), str) else "",
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -170,6 +170,7 @@ class WasmEngine:
                                   FeeMeter(job.fee_limit))
         elapsed = time.perf_counter() - started
         result.timings["exec_us"] = round(elapsed * 1e6, 1)
+        result.job = job.digest()
         self.metrics.record(result.status, elapsed)
         return result
 

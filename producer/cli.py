@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from producer.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, err
 
 COMMANDS = {
     "run": "producer.commands.run",
@@ -23,6 +26,8 @@ COMMANDS = {
     "state": "producer.commands.state_cmd",
     "block": "producer.commands.state_cmd",
     "state-root": "producer.commands.state_cmd",
+    "status": "producer.commands.operate",
+    "clean": "producer.commands.operate",
     "demo": "producer.commands.demo",
     "bench": "bench.command",
     "calibrate": "bench.command",
@@ -31,7 +36,11 @@ COMMANDS = {
 
 def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     """The whole CLI, or (with `wanted`) that command in full and the others as names."""
-    parser = argparse.ArgumentParser(prog="wesfarm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="wesfarm", description=__doc__.splitlines()[0],
+                                     epilog="--version prints the release; --debug, anywhere "
+                                     "on the line, shows a traceback where an error would "
+                                     "print one line")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     registered: set[str] = set()
     for name, module_name in COMMANDS.items():
@@ -51,11 +60,47 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """`wesfarm --version`: the shipped fee schedule's line (engine/version.py)."""
+    from config import FeePrices
+    from engine.version import version_line
+
+    return version_line(str(FeePrices.model_fields["version"].default))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every command ends in its exit code (producer/exits.py) and at most one line of
+    error, never a traceback (`--debug`, anywhere on the line, shows it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if argv[:1] == ["--version"]:
+        print(version())
+        return EXIT_OK
+    from config.environment import unknown_variables
+
+    for name in unknown_variables(os.environ):
+        err(f"warning: {name} is not a wesfarm setting (ignored; `wesfarm config` shows them)")
     wanted = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(wanted).parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `wesfarm ... | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        if debug:
+            raise
+        exit_code = getattr(exc, "exit_code", None)
+        if isinstance(exit_code, int):
+            err(str(exc))
+            return exit_code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err(f"{type(exc).__name__}: {first} (`--debug` shows where)")
+        return EXIT_FAILED
     return code
 
 

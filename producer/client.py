@@ -29,7 +29,7 @@ from engine.errors import ExecutionError
 from engine.model import Context, Job, Mode, Result, unpack
 from producer.deploy import Deployment, bind, validate_and_init
 from producer.enqueue import ArqJob, FarmSize, PipelinedEnqueuer, chunks, farm_size, part_size
-from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout
+from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout, refuse_reused
 from producer.fee_watch import FeeWatch, Waiter, read_fee_entries
 from producer.local_engine import LocalEngine
 from producer.retrying import retrying
@@ -38,10 +38,8 @@ from worker.protocol import (
     FINISHED,
     FN_BATCH,
     FN_EXECUTE,
-    JOB_TRY,
     FeeEntry,
     Keys,
-    arq_job_keys,
     batch_job_id,
     decode_state,
     health_check_key,
@@ -88,7 +86,7 @@ class FarmClient:
                 job_deserializer=job_deserializer,
                 default_queue_name=self.queue,
             ), "connect")
-            self._enqueuer = PipelinedEnqueuer(self._redis, self.queue)
+            self._enqueuer = PipelinedEnqueuer(self._redis, self.queue, self.keys)
         return self
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
@@ -167,6 +165,7 @@ class FarmClient:
         block_height: int = 0,
         block_time: int = 0,
         access: Sequence[bytes] = (),
+        timeout_ms: int | None = None,
     ) -> Job:
         """A Job; `access`: keys of the contract it will read (fetched together)."""
         return Job(
@@ -177,6 +176,7 @@ class FarmClient:
             fee_limit=self.settings.default_fee_limit if fee_limit is None else fee_limit,
             context=Context(caller=caller, block_height=block_height, block_time=block_time),
             mode=mode,
+            timeout_ms=timeout_ms,
             access=tuple(access),
         )
 
@@ -198,38 +198,14 @@ class FarmClient:
             if lost:
                 raise JobIdTaken(lost, self.settings.key_prefix)
 
-    async def call(
-        self,
-        address: str,
-        function: str,
-        input: bytes = b"",
-        fee_limit: int | None = None,
-        mode: Mode = "call",
-        caller: str = "",
-        tx_id: str | None = None,
-        block_height: int = 0,
-        block_time: int = 0,
-        timeout: float | None = None,
-    ) -> Result:
-        """Run one tx on the farm and wait for its Result (WaitTimeout if none comes)."""
-        job = self.make_job(
-            address, function, input, fee_limit, mode, caller, tx_id, block_height, block_time
-        )
-
-        async def enqueue() -> bool:
-            """Whether the job is queued, running or done (False: the id is taken)."""
-            queued = await self.redis.enqueue_job(
-                FN_EXECUTE, job.to_wire(), _job_id=job.tx_id, _queue_name=self.queue,
-                _job_try=JOB_TRY,
-            )
-            return (queued is not None
-                    or bool(await self.redis.exists(arq_job_keys(job.tx_id)[0]))
-                    or bool(await self.redis.exists(self.keys.result(job.tx_id))))
-
-        _refuse_batch_ids([job.tx_id])
-        if not await self._retry(enqueue, "call"):
-            raise JobIdTaken([job.tx_id], self.settings.key_prefix)
+    async def call(self, address: str, function: str, input: bytes = b"", *,
+                   timeout: float | None = None, **fields: Any) -> Result:
+        """Run one tx on the farm and wait for its Result (WaitTimeout if none comes);
+        `fields`: make_job's."""
+        job = self.make_job(address, function, input, **fields)
+        await self.enqueue([job])
         done = await self.wait([job.tx_id], timeout=timeout)
+        refuse_reused([job], done)
         return done[job.tx_id]
 
     async def submit_batch(
@@ -393,6 +369,11 @@ class FarmClient:
 
         raw = await self._retry(hget, "state")
         return None if raw is None else decode_state(raw)
+
+    async def next_height(self) -> int:
+        """The height after the highest committed block (0 before any)."""
+        raw = await self._retry(lambda: self.redis.get(self.keys.height), "next_height")
+        return 0 if raw is None else int(raw) + 1
 
     async def block_record(self, height: int) -> dict[str, Any] | None:
         """A committed block's record (CommitReport.record()), or None if not committed."""

@@ -31,6 +31,7 @@ import redis
 from engine.model import Job, Result, pack, unpack
 from producer import state_root
 from producer.committed_state import BlockView, ensure_state_root, redis_state_root
+from producer.errors import refuse_reused
 from producer.local_engine import LocalEngine
 from worker.protocol import STATE_LUA, Keys, encode_version, state_write
 
@@ -178,6 +179,17 @@ def _tx_args(tx_id: str, result: Result, reexecuted: bool,
     return args
 
 
+# The highest committed height only grows. KEYS[1] {p}:height; ARGV[1] a committed height.
+RAISE_HEIGHT_LUA = """
+local now = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > now then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+"""
+# A commit's applied-hash outlives its record by this much: long enough for a committer
+# whose reply was lost to resume, then it goes (retention).
+APPLIED_KEPT_S = 3_600
+
+
 def commit_block(
     client: redis.Redis, keys: Keys, engine: LocalEngine, jobs: Sequence[Job],
     results: Mapping[str, Result], height: int, resume: bool = False,
@@ -187,6 +199,7 @@ def commit_block(
     With `resume` (a retry of a commit whose reply was lost), a block already committed
     is not an error: its report is rebuilt from what the commit stored."""
     started = time.perf_counter()
+    refuse_reused(jobs, results)  # never commit another transaction's result
     stored = client.get(keys.block(height))
     if stored is not None and not resume:
         raise CommitError(f"block {height} is already committed ({keys.block(height)})")
@@ -208,6 +221,8 @@ def commit_block(
         report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
         report.state_root = redis_state_root(client, keys)
         client.set(keys.block(height), pack(report.record()))
+        client.eval(RAISE_HEIGHT_LUA, 1, keys.height, str(height))
+        client.expire(keys.block_applied(height), APPLIED_KEPT_S)
     report.seconds = time.perf_counter() - started
     return report
 

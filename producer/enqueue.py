@@ -42,7 +42,7 @@ class FarmSize:
 
 async def farm_size(redis: Redis, keys: Keys) -> FarmSize:
     workers, executors = await redis.eval(  # type: ignore[misc]
-        FARM_LUA, 2, keys.workers, keys.worker_executors)
+        FARM_LUA, 3, keys.workers, keys.worker_executors, keys.worker_versions)
     return FarmSize(int(workers), int(executors))
 
 
@@ -66,9 +66,10 @@ class ArqJob:
 class PipelinedEnqueuer:
     """Enqueue many arq jobs at once; returns, per job, whether it was new."""
 
-    def __init__(self, redis: Redis, queue_name: str) -> None:
+    def __init__(self, redis: Redis, queue_name: str, keys: Keys) -> None:
         self.redis = redis
         self.queue_name = queue_name
+        self.keys = keys
         self.script = redis.register_script(ENQUEUE_LUA)
 
     async def enqueue(self, jobs: Sequence[ArqJob]) -> list[int]:
@@ -88,7 +89,7 @@ class PipelinedEnqueuer:
                     keys: list[str] = [self.queue_name]
                     argv: list[Any] = [expires_extra_ms, now_ms]
                     for job in chunk:
-                        keys += arq_job_keys(job.job_id)
+                        keys += arq_job_keys(self.keys, job.job_id)
                         argv += [job.job_id, job_bytes(job.function, job.args, now_ms)]
                     pipe.evalsha(self.script.sha, len(keys), *keys, *argv)
                 replies = await pipe.execute()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from engine.model import Result
+from engine.model import Job, Result
+from producer.exits import EXIT_FAILED, EXIT_USAGE
 
 
 class DeployError(Exception):
@@ -26,9 +27,35 @@ class WaitTimeout(TimeoutError):
         self.missing = missing
 
 
+class TxIdReused(ValueError):
+    """A tx id already ran as another transaction: its Result is not this job's."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, tx_ids: list[str]) -> None:
+        shown = ", ".join(tx_ids[:5]) + (" ..." if len(tx_ids) > 5 else "")
+        super().__init__(f"{len(tx_ids)} tx id(s) already ran with a different job (contract, "
+                         f"function, input, fee limit, caller, mode or timeout): {shown}; "
+                         "a tx id names one transaction, use fresh ones")
+        self.tx_ids = tx_ids
+
+    def __reduce__(self) -> tuple[type[TxIdReused], tuple[list[str]]]:
+        return (TxIdReused, (self.tx_ids,))  # raised again in the parent of a commit child
+
+
+def refuse_reused(jobs: Iterable[Job], results: Mapping[str, Result]) -> None:
+    """Raise TxIdReused for the jobs whose Result is another job's."""
+    reused = [job.tx_id for job in jobs
+              if (r := results.get(job.tx_id)) is not None and r.job and r.job != job.digest()]
+    if reused:
+        raise TxIdReused(reused)
+
+
 class JobIdTaken(RuntimeError):
     """arq already ran a job with this id (it keeps results for an hour) but no result
     exists under our key prefix: the tx id was used by another farm on this Redis."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, tx_ids: list[str], prefix: str) -> None:
         shown = ", ".join(tx_ids[:5]) + (" ..." if len(tx_ids) > 5 else "")
@@ -41,6 +68,8 @@ class JobIdTaken(RuntimeError):
 
 class FarmUnavailable(RuntimeError):
     """Redis stayed unreachable for the client's whole patience (`redis_patience_s`)."""
+
+    exit_code = EXIT_FAILED  # a command that meets it ends with this one line
 
     def __init__(self, url: str, waited_s: float, cause: BaseException) -> None:
         super().__init__(f"redis at {url} unavailable for {waited_s:.0f} s: {cause}")

@@ -90,8 +90,8 @@ class SyncFarmClient:
         timeout: float | None = None,
     ) -> Result:
         return self._run(self.farm.call(
-            address, function, input, fee_limit, mode, caller, tx_id, block_height,
-            block_time, timeout,
+            address, function, input, fee_limit=fee_limit, mode=mode, caller=caller,
+            tx_id=tx_id, block_height=block_height, block_time=block_time, timeout=timeout,
         ))
 
     def submit_batch(

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from worker.arq_config import worker_kwargs
+    from worker.arq_keys import namespace_arq
     from worker.claim import ClaimingWorker
     from worker.main import run_worker
     from worker.sources import RedisSources
 
 _EXPORTS = {"ClaimingWorker": "worker.claim", "worker_kwargs": "worker.arq_config",
-            "run_worker": "worker.main", "RedisSources": "worker.sources"}
-__all__ = ["ClaimingWorker", "RedisSources", "run_worker", "worker_kwargs"]
+            "run_worker": "worker.main", "RedisSources": "worker.sources",
+            "namespace_arq": "worker.arq_keys"}
+__all__ = ["ClaimingWorker", "RedisSources", "namespace_arq", "run_worker", "worker_kwargs"]
 
 
 def __getattr__(name: str) -> Any:

@@ -41,11 +41,11 @@ import logging
 import time
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from worker.arq_keys import in_progress_prefix
 from worker.jobs import results_for_failed_job
 from worker.protocol import ADVERTISE_LUA, Keys, job_tx_count
 
@@ -149,7 +149,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
         weighted = [x for job_id in runnable for x in (job_id, job_tx_count(job_id))]
         reply = await self._script(0)(
             keys=[self.queue_name],
-            args=[timestamp_ms(), self.lease_ms, in_progress_key_prefix, free, part_room,
+            args=[timestamp_ms(), self.lease_ms, in_progress_prefix(), free, part_room,
                   single_room, *weighted])
         for i in range(0, len(reply), 2):
             job_id, score = reply[i].decode(), int(float(reply[i + 1]))
@@ -166,7 +166,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
         self._next_renewal = now + self.lease_ms / 3000
         running = [job_id for job_id, task in self.tasks.items() if not task.done()]
         if running:
-            await self._script(1)(args=[self.lease_ms, in_progress_key_prefix, *running])
+            await self._script(1)(args=[self.lease_ms, in_progress_prefix(), *running])
 
     async def _advertise(self) -> None:
         now = time.monotonic()
@@ -175,8 +175,10 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             return
         self._next_advert = now + ADVERTISE_S
         keys = Keys(self.ctx["settings"].key_prefix)
-        await self._script(2)(keys=[keys.workers, keys.worker_executors],
-                              args=[self.ctx["farm"].name, ADVERTISE_TTL_MS, executors])
+        await self._script(2)(keys=[keys.workers, keys.worker_executors, keys.worker_versions],
+                              args=[self.ctx["farm"].name, ADVERTISE_TTL_MS, executors,
+                                    self.ctx["farm"].version])
+        self.ctx["farm"].metrics.queue_depth.set(await self.pool.zcard(self.queue_name))
 
     async def _poll_iteration(self) -> None:
         try:

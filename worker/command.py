@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from config import DEFAULT_REDIS_URL, SettingsError, load_settings
+from config.environment import masked_url
 
 
 def register(sub: Any) -> None:
@@ -53,22 +54,16 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"wesfarm worker: {exc}", file=sys.stderr)
         return 2
-    url = settings.redis_url
-    if not url:
-        if not _answers(DEFAULT_REDIS_URL):
-            print(
-                "wesfarm worker: no Redis: set WESFARM_REDIS_URL "
-                f"(nothing answers on {DEFAULT_REDIS_URL})",
-                file=sys.stderr,
-            )
-            return 2
-        url = DEFAULT_REDIS_URL
-    from worker.main import run_worker
+    url = settings.redis_url or DEFAULT_REDIS_URL
+    if not _answers(url):  # at once, not after arq's minutes of retries
+        hint = "" if settings.redis_url else " (set WESFARM_REDIS_URL to the farm's Redis)"
+        print(f"wesfarm worker: cannot reach Redis at {masked_url(url)}{hint}", file=sys.stderr)
+        return 1
+    from worker.main import StartupError, run_worker
 
     try:
         return run_worker(settings, url, burst=args.burst)
-    except Exception as exc:
-        logging.getLogger("wesfarm.worker").exception("worker failed")
+    except StartupError as exc:
         print(f"wesfarm worker: {exc}", file=sys.stderr)
         return 1
 

@@ -24,6 +24,8 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from engine.model import MAX_TX_ID_BYTES
+from engine.version import version_line
+from worker.arq_keys import namespace_arq
 from worker.executor_pool import ExecutorPool
 from worker.metrics import FarmMetrics
 from worker.outcomes import failure, tx_id_of
@@ -54,6 +56,7 @@ class Farm:
     writer: ResultWriter
     metrics: FarmMetrics
     name: str
+    version: str
 
 
 def retry_defer_s(ctx: Ctx) -> float:
@@ -66,12 +69,15 @@ def worker_name() -> str:
 
 async def startup(ctx: Ctx) -> None:
     settings: Settings = ctx["settings"]
+    namespace_arq(settings.key_prefix)
     metrics: FarmMetrics = ctx.get("metrics") or FarmMetrics()
     name = worker_name()
     pool = ExecutorPool(settings, ctx["redis_url"], metrics=metrics, worker_name=name)
     await pool.start()
-    writer = ResultWriter(ctx["redis"], Keys(settings.key_prefix))
-    ctx["farm"] = Farm(settings, pool, writer, metrics, name)
+    writer = ResultWriter(ctx["redis"], Keys(settings.key_prefix), settings.result_ttl_s,
+                          settings.fee_stream_max)
+    ctx["farm"] = Farm(settings, pool, writer, metrics, name,
+                       version_line(settings.fees.version))
     log.info("worker %s ready: %d executors, queue %s", name, len(pool.pids()), settings.queue_name)
 
 
@@ -84,6 +90,7 @@ async def shutdown(ctx: Ctx) -> None:
         try:  # producers stop counting its executors now, not when its word expires
             await ctx["redis"].zrem(keys.workers, farm.name)
             await ctx["redis"].hdel(keys.worker_executors, farm.name)
+            await ctx["redis"].hdel(keys.worker_versions, farm.name)
         except (RedisError, OSError):
             pass
 

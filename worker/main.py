@@ -14,6 +14,10 @@ from worker.metrics import FarmMetrics
 log = logging.getLogger("wesfarm.worker")
 
 
+class StartupError(Exception):
+    """The worker cannot start; the message says why and what to change."""
+
+
 def run_worker(settings: Settings, redis_url: str, burst: bool = False) -> int:
     """Blocks until the worker stops (SIGTERM/SIGINT drain, or an empty queue in burst mode)."""
     import uvloop
@@ -25,9 +29,15 @@ def run_worker(settings: Settings, redis_url: str, burst: bool = False) -> int:
     asyncio.set_event_loop(loop)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every series
     metrics = FarmMetrics()
-    metrics.serve(settings.metrics_port)
+    try:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror or exc} (another worker there? set --metrics-port, 0 for none)"
+        ) from None
     if settings.metrics_port:
-        log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     worker = ClaimingWorker(**worker_kwargs(settings, redis_url, burst, ctx={"metrics": metrics}))
     worker.lease_ms = settings.lease_ms
     try:

@@ -99,10 +99,12 @@ class FarmMetrics:
             "wesfarm_inflight_txs", "Transactions inside executors now", registry=r
         )
         self.executors = Gauge("wesfarm_executors_alive", "Executors ready or busy", registry=r)
+        self.queue_depth = Gauge("wesfarm_queue_depth", "Jobs waiting on the queue (each "
+                                 "worker's last look, once a second)", registry=r)
         self._targets: dict[str, tuple[Any, ...]] = {}
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        """Serve /metrics on `port` (0: not at all)."""
+    def serve(self, port: int, addr: str) -> None:
+        """Serve /metrics on `addr`:`port` (port 0: not at all)."""
         if port:
             start_http_server(port, addr=addr, registry=self.registry)
 

@@ -22,9 +22,15 @@ Redis layout under a key prefix `{p}`:
     {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack), status}
     {p}:block:{height}       msgpack commit record of a block
     {p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
-                             block commit resumable
+                             block commit resumable (expires an hour after the record)
+    {p}:height               the highest committed block height
+    {p}:arq:...              arq's own keys (job:, result:, in-progress:, retry:, abort):
+                             arq 0.28 names them by module constants, which every worker
+                             process points here (worker/arq_config.py); producers build
+                             them from Keys
     {p}:workers              sorted set: worker name, scored by when its word expires (ms)
     {p}:workers:executors    hash: worker name -> its live executors (FARM_LUA reads both)
+    {p}:workers:versions     hash: worker name -> what it runs (`wesfarm status` shows it)
 
 A state record is a fixed header and the value: one format byte (1), the version as an
 unsigned 64-bit big-endian integer, then the value bytes. Lua reads the version as
@@ -42,7 +48,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from arq.constants import job_key_prefix, result_key_prefix
 
 from worker.envelope import FN_BATCH as FN_BATCH
 from worker.envelope import FN_EXECUTE as FN_EXECUTE
@@ -94,6 +99,10 @@ class Keys:
     def worker_executors(self) -> str:
         return f"{self.prefix}:workers:executors"
 
+    @property
+    def worker_versions(self) -> str:
+        return f"{self.prefix}:workers:versions"
+
     def result(self, tx_id: str) -> str:
         return f"{self.prefix}:result:{tx_id}"
 
@@ -106,6 +115,15 @@ class Keys:
 
     def block_applied(self, height: int) -> str:
         return f"{self.prefix}:block:{height}:applied"
+
+    @property
+    def height(self) -> str:
+        return f"{self.prefix}:height"
+
+    def arq(self, kind: str) -> str:
+        """arq's key prefix of `kind` (job:, result:, in-progress:, retry:) or its abort
+        set (abort), under this farm's prefix."""
+        return f"{self.prefix}:arq:{kind}"
 
 
 def health_check_key(queue_name: str) -> str:
@@ -132,9 +150,9 @@ def job_tx_count(job_id: str) -> int:
     return min(max(int(field), 1), MAX_JOB_TXS)
 
 
-def arq_job_keys(job_id: str) -> tuple[str, str]:
+def arq_job_keys(keys: Keys, job_id: str) -> tuple[str, str]:
     """arq's job key and result key of a job id (ENQUEUE_LUA's KEYS per job)."""
-    return job_key_prefix + job_id, result_key_prefix + job_id
+    return keys.arq("job:") + job_id, keys.arq("result:") + job_id
 
 
 # arq 0.28's enqueue_job, for many jobs in one atomic call: per job, skip it if its job
@@ -252,15 +270,27 @@ end
 # charged twice and every tx id has exactly one stream entry.
 # KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] the results as one msgpack array
 # of [tx id, result bytes, fee bytes, status] (raw strings: Redis's cmsgpack reads no bin
-# type). Returns per result 1 when this call wrote it, else the first result's bytes. The
-# result keys are built here, not passed in KEYS: fine outside Redis Cluster, which arq
-# does not support either.
+# type); ARGV[3] how long a result stays (s; 0: forever); ARGV[4] the fee records the
+# stream keeps, approximately (0: all). Returns per result 1 when this call wrote it, else
+# the first result's bytes. The result keys are built here, not passed in KEYS: fine
+# outside Redis Cluster, which arq does not support either.
 WRITE_ONCE_LUA = """
-local out = {}
+local out, ttl, kept = {}, tonumber(ARGV[3]), tonumber(ARGV[4])
 for i, row in ipairs(cmsgpack.unpack(ARGV[2])) do
   local key = ARGV[1] .. row[1]
-  if redis.call('SET', key, row[2], 'NX') then
-    redis.call('XADD', KEYS[1], '*', 'tx_id', row[1], 'fee', row[3], 'status', row[4])
+  local set
+  if ttl > 0 then
+    set = redis.call('SET', key, row[2], 'NX', 'EX', ttl)
+  else
+    set = redis.call('SET', key, row[2], 'NX')
+  end
+  if set then
+    if kept > 0 then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', kept, '*', 'tx_id', row[1], 'fee', row[3],
+                 'status', row[4])
+    else
+      redis.call('XADD', KEYS[1], '*', 'tx_id', row[1], 'fee', row[3], 'status', row[4])
+    end
     out[i] = 1
   else
     out[i] = redis.call('GET', key)
@@ -288,14 +318,16 @@ class FeeEntry:
                    fields.get(b"status", b"").decode())
 
 
-# Workers' word on their live executors. KEYS[1] {p}:workers, KEYS[2] {p}:workers:executors;
-# ARGV[1] worker name, ARGV[2] how long the word holds (ms), ARGV[3] live executors.
+# Workers' word on their live executors. KEYS[1] {p}:workers, KEYS[2] {p}:workers:executors,
+# KEYS[3] {p}:workers:versions; ARGV[1] worker name, ARGV[2] how long the word holds (ms),
+# ARGV[3] live executors, ARGV[4] what the worker runs (its version line).
 # Expiry is by Redis's clock (TIME), so the workers' clocks need not agree.
 ADVERTISE_LUA = """
 local now = redis.call('TIME')
 local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expires, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 return 0
 """
 # The farm as its workers last told it: KEYS as ADVERTISE_LUA's. Drops the words that
@@ -307,6 +339,7 @@ local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, name in ipairs(gone) do
   redis.call('ZREM', KEYS[1], name)
   redis.call('HDEL', KEYS[2], name)
+  redis.call('HDEL', KEYS[3], name)
 end
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 local executors = 0

@@ -32,9 +32,12 @@ class Written:
 
 
 class ResultWriter:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int = 0, fees_kept: int = 0) -> None:
+        """`ttl_s`: how long a result stays (0: forever); `fees_kept`: fee records the
+        stream keeps, approximately (0: all)."""
         self.redis = redis
         self.keys = keys
+        self.retention = (ttl_s, fees_kept)
         self.script = redis.register_script(WRITE_ONCE_LUA)
         self._queued: list[Queued] = []
         self._flushing: set[asyncio.Task[None]] = set()
@@ -102,5 +105,6 @@ class ResultWriter:
     async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
         rows = _pack_raw([[r.tx_id, r.data, r.fee, r.status] for r in chunk])
         replies: list[Any] = await self.script(keys=[self.keys.fees],
-                                               args=[self.keys.result(""), rows])
+                                               args=[self.keys.result(""), rows,
+                                                     *self.retention])
         return replies

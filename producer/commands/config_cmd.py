@@ -1,4 +1,5 @@
-"""`wesfarm config`: print the effective settings (environment + optional TOML file)."""
+"""`wesfarm config`: print the effective settings (environment + optional TOML file),
+secrets masked."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import sys
 from typing import Any
 
 from config import SettingsError, load_settings
+from config.environment import shown
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("config", help="print the effective settings")
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
     p.set_defaults(handler=run)
 
 
@@ -21,8 +23,5 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"wesfarm config: {exc}", file=sys.stderr)
         return 2
-    shown = settings.model_dump(mode="json")
-    if shown.get("cache_secret"):
-        shown["cache_secret"] = "(set)"
-    print(json.dumps(shown, indent=2))
+    print(json.dumps(shown(settings), indent=2))
     return 0

@@ -19,7 +19,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from config.environment import masked_url
 from producer.cliutil import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from producer.exits import EXIT_INTERRUPTED
 
 TOKEN = Path(__file__).resolve().parents[2] / "examples" / "contracts" / "token" / "token.wasm"
 TOKEN_ADDRESS = "token"
@@ -79,7 +81,7 @@ def make_blocks(
 
 def run(args: argparse.Namespace) -> int:
     from config import SettingsError, load_settings
-    from producer.devfarm import FarmStartError, LocalFarm
+    from producer.devfarm import FarmStartError, LocalFarm, answers
 
     if args.txs <= 0 or args.workers <= 0 or args.accounts < 2:
         err("--txs and --workers must be positive, --accounts at least 2")
@@ -92,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         err(str(exc))
         return EXIT_USAGE
+    if base.redis_url and not args.embedded_redis and not answers(base.redis_url, timeout=1.0):
+        err(f"cannot reach Redis at {masked_url(base.redis_url)} (WESFARM_REDIS_URL); unset "
+            "it, or pass --embedded-redis, to run the demo on an embedded redis-server")
+        return EXIT_FAILED
     executors = args.executors or max(1, (os.cpu_count() or 1) // args.workers)
     farm = LocalFarm(args.workers, executors, base.redis_url, embedded=args.embedded_redis)
     say("starting: Redis and workers ...")
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     say("demo OK" if ok else "demo FAILED")
     return EXIT_OK if ok else EXIT_FAILED
 

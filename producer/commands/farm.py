@@ -13,6 +13,8 @@ from producer.cliutil import (
     EXIT_FAILED,
     EXIT_OK,
     CliError,
+    check_job_args,
+    cli_settings,
     err,
     parse_hex,
     read_code,
@@ -25,10 +27,11 @@ def register(sub: Any) -> None:
     deploy = sub.add_parser(
         "deploy", help="validate a contract and store it at an address",
         description="Validate FILE (.wasm, or .wat converted with wat2wasm) against the "
-        "ABI 1 policy, store it by sha256 and bind ADDR to it (once: code is immutable).",
+        "ABI policy, store it by sha256 and bind ADDR to it (once: code is immutable).",
     )
-    deploy.add_argument("file", type=Path, metavar="FILE")
-    deploy.add_argument("--address", required=True, metavar="ADDR")
+    deploy.add_argument("file", type=Path, metavar="FILE", help="a .wasm or .wat file")
+    deploy.add_argument("--address", required=True, metavar="ADDR",
+                        help="the address to bind the code to")
     deploy.add_argument("--precompile", action="store_true",
                         help="also compile into this host's artifact cache (workers on this host)")
     deploy.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -39,18 +42,22 @@ def register(sub: Any) -> None:
         description="Enqueue one job, wait for its result and print it "
         "(--json: exactly as `wesfarm run --json`). Exit 0 whenever a result was produced.",
     )
-    call.add_argument("address", metavar="ADDR")
-    call.add_argument("function", metavar="FUNCTION")
-    call.add_argument("--input-hex", default="", metavar="HEX")
-    call.add_argument("--fee-limit", type=int, default=None, metavar="N")
-    call.add_argument("--mode", choices=("call", "view"), default="call")
-    call.add_argument("--caller", default="", metavar="C")
+    call.add_argument("address", metavar="ADDR", help="the deployed contract's address")
+    call.add_argument("function", metavar="FUNCTION", help="the entry point to call")
+    call.add_argument("--input-hex", default="", metavar="HEX", help="call input as hex")
+    call.add_argument("--fee-limit", type=int, default=None, metavar="N",
+                      help="fee units (default: settings' default_fee_limit)")
+    call.add_argument("--mode", choices=("call", "view"), default="call",
+                      help="view: may not write state or emit events")
+    call.add_argument("--caller", default="", metavar="C", help="the caller's address")
     call.add_argument("--tx-id", default=None, help="default: a fresh unique id")
     call.add_argument("--height", type=int, default=0, help="block height in the context")
     call.add_argument("--time", type=int, default=0, metavar="MS", help="block time (Unix ms)")
-    call.add_argument("--timeout", type=float, default=None, metavar="S",
+    call.add_argument("--timeout-ms", type=int, default=None, metavar="MS",
+                      help="the job's wall-clock timeout (default: settings)")
+    call.add_argument("--wait", type=float, default=None, metavar="S",
                       help="give up waiting after S seconds (default: job timeout + 30 s)")
-    call.add_argument("--json", action="store_true")
+    call.add_argument("--json", action="store_true", help="print exactly one JSON object")
     call.set_defaults(handler=run_call)
 
 
@@ -93,15 +100,18 @@ async def _call(args: argparse.Namespace) -> int:
     from producer.report import describe_result
 
     data = parse_hex(args.input_hex, "--input-hex")
-    settings, url = settings_and_url()
-    timeout = args.timeout if args.timeout is not None else settings.job_timeout_s + 30
+    settings = cli_settings()
+    check_job_args(settings, fee_limit=args.fee_limit, height=args.height,
+                   block_time=args.time, timeout_ms=args.timeout_ms)
+    settings, url = settings_and_url(settings)
+    timeout = args.wait if args.wait is not None else settings.job_timeout_s + 30
     async with FarmClient(settings, url) as farm:
         if await farm.code_hash(args.address) is None:
             err(f"warning: nothing is deployed at {args.address!r}; the result will be `invalid`")
         task = asyncio.create_task(farm.call(
             args.address, args.function, data, fee_limit=args.fee_limit, mode=args.mode,
             caller=args.caller, tx_id=args.tx_id, block_height=args.height,
-            block_time=args.time, timeout=timeout,
+            block_time=args.time, timeout_ms=args.timeout_ms, timeout=timeout,
         ))
         warned = False
         while not task.done():

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from config import SettingsError, load_settings
+from engine import MemoryState, Result
+from producer.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError, err
+from producer.inputs import parse_hex, read_code
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="execute a contract in-process against a state file")
-    p.add_argument("contract", type=Path, help="a .wasm or .wat file")
-    p.add_argument("--function", required=True, help="the entry point to call")
+    p = sub.add_parser("run", help="execute a contract in-process against a state file",
+                       description="Execute FUNCTION of a .wasm/.wat file in this process "
+                       "(no Redis). Exit 0 whenever a Result was produced.")
+    p.add_argument("contract", type=Path, metavar="FILE", help="a .wasm or .wat file")
+    p.add_argument("function", nargs="?", metavar="FUNCTION", help="the entry point to call")
+    p.add_argument("--function", dest="function_option", help=argparse.SUPPRESS)  # before 0.2
     data = p.add_mutually_exclusive_group()
     data.add_argument("--input-hex", default="", help="call input as hex")
     data.add_argument("--input-file", type=Path, help="call input from a file (raw bytes)")
     p.add_argument("--fee-limit", type=int, default=None, help="fee units (default: settings)")
-    p.add_argument("--mode", choices=("call", "view"), default="call")
+    p.add_argument("--mode", choices=("call", "view"), default="call",
+                   help="view: may not write state or emit events")
     p.add_argument("--state", type=Path, help="state JSON; written back after an ok call")
-    p.add_argument("--timeout-ms", type=int, default=None)
+    p.add_argument("--timeout-ms", type=int, default=None, metavar="MS",
+                   help="the job's wall-clock timeout (default: settings)")
     p.add_argument("--caller", default="cli", help="the caller's address")
     p.add_argument("--address", default=None, help="the contract's address (default: file stem)")
     p.add_argument("--height", type=int, default=0, help="block height")
@@ -30,50 +41,93 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def load_code(path: Path) -> bytes:
-    """Module bytes from a .wasm file, or a .wat file converted to binary."""
-    if path.suffix == ".wat":
-        import wasmtime
+def _state(path: Path | None) -> MemoryState:
+    state = MemoryState()
+    if path is not None and path.exists():
+        try:
+            state.load_json(path)
+        except OSError as exc:
+            raise CliError(f"--state {path}: {exc.strerror or exc}") from None
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise CliError(f"--state {path}: not a wesfarm state file ({exc}); "
+                           "delete it or point --state elsewhere") from None
+    return state
 
-        return bytes(wasmtime.wat2wasm(path.read_text()))
-    return path.read_bytes()
+
+def _interruptible(execute: Callable[[], Result]) -> Result:
+    """Run `execute` on a thread so that Ctrl-C ends the command at once: Python handles
+    signals only on the main thread, and only between bytecodes, never inside wasm."""
+    done: list[Result] = []
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            done.append(execute())
+        except BaseException as exc:  # re-raised on the main thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=target, name="wesfarm-run", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.05)
+    except KeyboardInterrupt:
+        err("interrupted (nothing written)")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)  # the wasm thread cannot be stopped from here
+    if failed:
+        raise failed[0]
+    return done[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine import Context, Job, MemoryCode, MemoryState, WasmEngine
+    from engine import Context, Job, MemoryCode, WasmEngine
 
+    # Every argument is checked before the engine starts.
+    function = args.function or args.function_option
+    if not function:
+        raise CliError("name the entry point: wesfarm run FILE FUNCTION")
     try:
         settings = load_settings()
-        code = load_code(args.contract)
-        data = args.input_file.read_bytes() if args.input_file else bytes.fromhex(args.input_hex)
-    except (SettingsError, OSError, ValueError) as exc:
-        print(f"wesfarm run: {exc}", file=sys.stderr)
-        return 2
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    code = read_code(args.contract)
+    if args.input_file:
+        try:
+            data = args.input_file.read_bytes()
+        except OSError as exc:
+            raise CliError(f"--input-file {args.input_file}: {exc.strerror or exc}") from None
+    else:
+        data = parse_hex(args.input_hex, "--input-hex")
     address = args.address or args.contract.stem
-    state = MemoryState()
-    if args.state and args.state.exists():
-        state.load_json(args.state)
+    state = _state(args.state)
     codes = MemoryCode()
     codes.deploy(address, code)
     engine = WasmEngine(settings)
     try:
         raw_job = Job(
-            tx_id="run", contract=address, function=args.function, input=data,
+            tx_id="run", contract=address, function=function, input=data,
             fee_limit=args.fee_limit if args.fee_limit is not None else settings.default_fee_limit,
             context=Context(args.caller, args.height, args.time), mode=args.mode,
             timeout_ms=args.timeout_ms,
         ).to_wire()
-        result = engine.execute_wire(raw_job, state, codes)
+        result = _interruptible(lambda: engine.execute_wire(raw_job, state, codes))
     finally:
         engine.shutdown()
+    unsaved = None
     if args.state and result.status == "ok" and args.mode == "call" and result.write_set:
         state.apply(address, result.write_set)
-        state.save_json(args.state)
+        try:
+            state.save_json(args.state)
+        except OSError as exc:  # the Result is printed all the same, then the error
+            unsaved = f"--state {args.state}: not written: {exc.strerror or exc}"
     if args.json:
         print(result.to_json_text())
     else:
         print_summary(result.to_json())
-    return 0
+    if unsaved:
+        raise CliError(unsaved, EXIT_FAILED)
+    return EXIT_OK
 
 
 def print_summary(r: dict[str, Any]) -> None:

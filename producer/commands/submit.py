@@ -13,6 +13,7 @@ from producer.cliutil import (
     EXIT_FAILED,
     EXIT_OK,
     CliError,
+    check_job_args,
     cli_settings,
     err,
     run_async,
@@ -30,12 +31,13 @@ def register(sub: Any) -> None:
         "then the commit record as one JSON object).",
     )
     p.add_argument("block", type=Path, metavar="BLOCK.jsonl")
-    p.add_argument("--height", type=int, default=0, metavar="H", help="block height")
+    p.add_argument("--height", type=int, default=None, metavar="H",
+                   help="block height (default: the one after the last committed block)")
     p.add_argument("--time", type=int, default=None, metavar="MS",
                    help="block time, Unix ms (default: now)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="txs per worker job (default: WESFARM_BATCH_SIZE; 1: one job per tx)")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
+    p.add_argument("--wait", type=float, default=None, metavar="S",
                    help="stop waiting after S seconds (default: wait until done)")
     p.add_argument("--json", action="store_true", help="one Result per line, in block order")
     p.add_argument("--commit", action="store_true",
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 async def _submit(args: argparse.Namespace) -> int:
     from producer.block import BlockError, load_block
     from producer.client import FarmClient, WaitTimeout
+    from producer.errors import refuse_reused
     from producer.report import ProgressBar, render_record, render_summary, summarize
 
     if args.batch_size is not None and args.batch_size <= 0:
@@ -60,18 +63,20 @@ async def _submit(args: argparse.Namespace) -> int:
         txs = load_block(args.block, settings.limits.max_fee_limit)
     except BlockError as exc:
         raise CliError(str(exc)) from None
+    check_job_args(settings, height=args.height, block_time=args.time)
     settings, url = settings_and_url(settings)
     block_time = args.time if args.time is not None else int(time.time() * 1000)
-    jobs = [tx.job(args.height, block_time, settings.default_fee_limit) for tx in txs]
-    tx_ids = [job.tx_id for job in jobs]
     seen: dict[str, float] = {}
     async with FarmClient(settings, url) as farm:
+        height = args.height if args.height is not None else await farm.next_height()
+        jobs = [tx.job(height, block_time, settings.default_fee_limit) for tx in txs]
+        tx_ids = [job.tx_id for job in jobs]
         started = time.monotonic()
         await farm.submit_batch(jobs, args.batch_size)
         bar = None if args.quiet else ProgressBar(len(jobs))
         watchdog = asyncio.create_task(_warn_without_workers(farm))
         try:
-            results = await farm.wait(tx_ids, timeout=args.timeout, progress_cb=bar, seen=seen)
+            results = await farm.wait(tx_ids, timeout=args.wait, progress_cb=bar, seen=seen)
             missing: list[str] = []
         except WaitTimeout as exc:
             results, missing = exc.done, exc.missing
@@ -80,13 +85,14 @@ async def _submit(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.finish()
         elapsed = time.monotonic() - started
+        refuse_reused(jobs, results)
         if args.json and not (args.commit and not missing):
             _print_results(tx_ids, results)
         elif not args.json:
             latencies = [seen[t] - started for t in tx_ids if t in seen]
             print(render_summary(summarize(tx_ids, results, elapsed, latencies)))
         if missing:
-            err(f"{len(missing)} tx(s) had no result after {args.timeout:g} s "
+            err(f"{len(missing)} tx(s) had no result after {args.wait:g} s "
                 f"(first: {missing[0]}); they may still run")
             if args.commit:
                 err("not committing an incomplete block")
@@ -95,7 +101,7 @@ async def _submit(args: argparse.Namespace) -> int:
             from producer.commit import CommitError
 
             try:
-                report = await farm.commit_block(jobs, results, args.height)
+                report = await farm.commit_block(jobs, results, height)
             except CommitError as exc:
                 raise CliError(f"commit failed: {exc}", EXIT_FAILED) from None
             if args.json:

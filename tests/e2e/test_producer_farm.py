@@ -12,6 +12,7 @@ import pytest
 
 from producer.block import Tx, dump_block
 from producer.client import FarmClient
+from producer.errors import TxIdReused
 from tests.support import CONTRACTS
 from tests.support.farm import Farm, two_worker_farm
 
@@ -53,9 +54,15 @@ async def test_deploy_call_result_and_exactly_one_fee_report(
     view = await client.call("token", "balance_of", b"alice", mode="view",
                              tx_id=farm.tx_id("view-1"), timeout=60)
     assert (view.status, view.return_data) == ("ok", u64(0))
-    # the same tx id again: the first result, no second fee report
-    again = await client.call("token", "mint", u64(999) + b"alice", tx_id=tx, timeout=60)
-    assert again.return_data == u64(500)
+    # the same tx again (a retry): the first result, no second fee report
+    again = await client.call("token", "mint", u64(500) + b"alice", fee_limit=1_000_000,
+                              caller="alice", tx_id=tx, timeout=60)
+    assert again.return_data == u64(500) and again.job == result.job
+    assert len(await client.fee_reports([tx])) == 1
+    # the same tx id for another transaction: refused, naming it
+    with pytest.raises(TxIdReused, match=f"different job.*{tx}"):
+        await client.call("token", "mint", u64(999) + b"alice", fee_limit=1_000_000,
+                          caller="alice", tx_id=tx, timeout=60)
     assert len(await client.fee_reports([tx])) == 1
 
 
@@ -219,3 +226,49 @@ def test_signed_posts_through_the_farm_commit_in_block_order(
     key = (b"m:ed:" + pk).hex()
     state = farm.cli("state", "notary", key, "--json")
     assert state.returncode == 0 and json.loads(state.stdout)["value"] == b"one".hex()
+
+
+def test_status_shows_workers_queue_last_minute_and_last_block(farm: Farm,
+                                                             client: FarmClient) -> None:
+    proc = farm.cli("status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert len(status["workers"]) == 2 and status["executors"] == 4
+    assert all(w["version"].startswith("wesfarm ") and "wes-fee-" in w["version"]
+               for w in status["workers"])
+    assert status["queue"] == f"{farm.prefix}:queue" and status["queue_depth"] == 0
+    assert status["last_minute"]["txs"] > 0 and "ok" in status["last_minute"]["by_status"]
+    block = status["last_block"]
+    assert block["height"] == 43 and block["state_root"] == json.loads(
+        farm.cli("block", "43", "--json").stdout)["state_root"]
+    text = farm.cli("status").stdout
+    assert "2 alive, 4 executors" in text and "last block   43" in text
+
+
+def test_every_key_of_the_farm_arqs_included_is_under_its_prefix(farm: Farm) -> None:
+    import redis
+
+    with redis.Redis.from_url(farm.redis_url) as sync:
+        assert list(sync.scan_iter(match=f"{farm.prefix}:arq:*"))  # arq's keys are here
+        assert not list(sync.scan_iter(match=f"arq:*{farm.prefix}*"))  # and nowhere else
+
+
+def test_clean_counts_refuses_without_yes_and_deletes_only_its_prefix(farm: Farm) -> None:
+    import redis
+
+    other = f"{farm.prefix}x"  # another farm whose prefix starts like ours
+    env_other = {"WESFARM_KEY_PREFIX": other, "WESFARM_QUEUE_NAME": f"{other}:queue"}
+    with redis.Redis.from_url(farm.redis_url) as sync:
+        sync.set(f"{other}:result:t1", b"r")
+        sync.hset(f"{other}:state:c", b"k", b"v")
+        sync.zadd(f"{other}:queue", {"job": 1})
+        before = sum(1 for _ in sync.scan_iter(match=f"{farm.prefix}:*"))
+        dry = farm.cli("clean", "--dry-run", "--json", env=env_other)
+        assert json.loads(dry.stdout) == {"prefix": other, "keys": 3, "deleted": 0,
+                                          "by_kind": {"queue": 1, "result": 1, "state": 1}}
+        refused = farm.cli("clean", env=env_other)
+        assert refused.returncode == 2 and "pass --yes" in refused.stderr
+        done = farm.cli("clean", "--yes", env=env_other)
+        assert done.returncode == 0 and "deleted: 3 keys" in done.stdout
+        assert not list(sync.scan_iter(match=f"{other}:*"))
+        assert sum(1 for _ in sync.scan_iter(match=f"{farm.prefix}:*")) == before

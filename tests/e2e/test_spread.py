@@ -36,14 +36,15 @@ async def test_an_expired_word_is_dropped_and_not_counted(redis_url: str, key_pr
     try:
         for name, ttl_ms, executors in (("gone", -1_000, 7), ("live", 60_000, 3),
                                         ("liar", 60_000, "1e400"), ("odd", 60_000, "x")):
-            sync.eval(ADVERTISE_LUA, 2, keys.workers, keys.worker_executors, name, ttl_ms,
-                      executors)
+            sync.eval(ADVERTISE_LUA, 3, keys.workers, keys.worker_executors,
+                      keys.worker_versions, name, ttl_ms, executors, "v1")
         async with FarmClient(load_settings(redis_url=redis_url, key_prefix=keys.prefix)) as c:
             size = await c.farm_size()
         assert (size.workers, size.executors) == (3, 3 + 1024)  # a lie counts 1,024 at most
         assert sorted(sync.hkeys(keys.worker_executors)) == [b"liar", b"live", b"odd"]
+        assert sorted(sync.hkeys(keys.worker_versions)) == [b"liar", b"live", b"odd"]
     finally:
-        sync.delete(keys.workers, keys.worker_executors)
+        sync.delete(keys.workers, keys.worker_executors, keys.worker_versions)
         sync.close()
 
 

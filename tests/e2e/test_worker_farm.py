@@ -68,7 +68,7 @@ def farm(
 
 
 def run(farm: Farm, job: object, tx_id: str) -> dict:
-    enqueue(farm.client, farm.queue, "execute", [job], tx_id)
+    enqueue(farm.client, farm.prefix, farm.queue, "execute", [job], tx_id)
     return wait_results(farm.client, farm.prefix, [tx_id])[tx_id]
 
 
@@ -93,11 +93,11 @@ def test_batch_results_in_order_and_duplicate_delivery_is_not_charged_twice(farm
     duplicates = farm.value("wesfarm_duplicate_deliveries_total")
     txs = [farm.tx(f"b{i}") for i in range(30)]
     jobs = [job_map(t, "hello", "hello") for t in txs]
-    enqueue(farm.client, farm.queue, "execute_batch", [jobs], f"batch:{farm.prefix}-1")
+    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch", [jobs], f"batch:{farm.prefix}-1")
     first = wait_results(farm.client, farm.prefix, txs)
     # deliver the same txs again: as one batch, and one of them as a single job
-    enqueue(farm.client, farm.queue, "execute_batch", [jobs], f"batch:{farm.prefix}-2")
-    enqueue(farm.client, farm.queue, "execute", [jobs[0]], f"{txs[0]}-again")
+    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch", [jobs], f"batch:{farm.prefix}-2")
+    enqueue(farm.client, farm.prefix, farm.queue, "execute", [jobs[0]], f"{txs[0]}-again")
     wait_metric(farm, "wesfarm_jobs_total", batches + 2, function="execute_batch", status="ok")
     wait_metric(farm, "wesfarm_duplicate_deliveries_total", duplicates + 31)
     assert wait_results(farm.client, farm.prefix, txs) == first
@@ -143,10 +143,10 @@ def test_bad_job_maps_become_invalid_results(farm: Farm, case: str) -> None:
 
 def test_malformed_arq_payloads_become_invalid_results(farm: Farm) -> None:
     garbage, pickled, wrong_args = farm.tx("garbage"), farm.tx("pickled"), farm.tx("args")
-    enqueue_raw(farm.client, farm.queue, garbage, b"\xc1 definitely not msgpack")
-    enqueue_raw(farm.client, farm.queue, pickled, b"\x80\x04\x95 pickle-ish")
+    enqueue_raw(farm.client, farm.prefix, farm.queue, garbage, b"\xc1 definitely not msgpack")
+    enqueue_raw(farm.client, farm.prefix, farm.queue, pickled, b"\x80\x04\x95 pickle-ish")
     payload = msgpack.packb({"t": 1, "f": "execute", "a": [1, 2], "k": {}, "et": 0})
-    enqueue_raw(farm.client, farm.queue, wrong_args, payload)
+    enqueue_raw(farm.client, farm.prefix, farm.queue, wrong_args, payload)
     results = wait_results(farm.client, farm.prefix, [garbage, pickled, wrong_args])
     assert {r["status"] for r in results.values()} == {"invalid"}
     assert results[garbage]["error"]["kind"] == "malformed_payload"
@@ -160,7 +160,7 @@ def test_executor_killed_mid_job_gives_error_then_work_goes_on(farm: Farm) -> No
     restarts = farm.value("wesfarm_executor_restarts_total", reason="died")
     inflight = farm.tx("spin")
     spin = job_map(inflight, "hello", "spin", fee_limit=10_000_000_000, timeout_ms=30_000)
-    enqueue(farm.client, farm.queue, "execute", [spin], inflight)
+    enqueue(farm.client, farm.prefix, farm.queue, "execute", [spin], inflight)
     wait_metric(farm, "wesfarm_inflight_txs", 1)
     for pid in farm.worker.executor_pids():
         os.kill(pid, signal.SIGKILL)
@@ -171,7 +171,7 @@ def test_executor_killed_mid_job_gives_error_then_work_goes_on(farm: Farm) -> No
     wait_metric(farm, "wesfarm_executors_alive", 2)
     later = [farm.tx(f"later{i}") for i in range(4)]
     for t in later:
-        enqueue(farm.client, farm.queue, "execute", [job_map(t, "hello", "hello")], t)
+        enqueue(farm.client, farm.prefix, farm.queue, "execute", [job_map(t, "hello", "hello")], t)
     assert {r["status"] for r in wait_results(farm.client, farm.prefix, later).values()} == {"ok"}
 
 
@@ -184,7 +184,7 @@ def test_a_stuck_executor_is_replaced_and_its_tx_runs_again(farm: Farm) -> None:
     timeouts = farm.value("wesfarm_executor_timeouts_total")
     tx, stall = farm.tx("hang"), f"{farm.prefix}:stall"
     farm.client.set(stall, 1)
-    enqueue(farm.client, farm.queue, "execute",
+    enqueue(farm.client, farm.prefix, farm.queue, "execute",
             [job_map(tx, "hello", "hello", timeout_ms=50, _test_hang_while=stall)], tx)
     wait_metric(farm, "wesfarm_executor_restarts_total", restarts + 1, reason="timeout")
     assert farm.value("wesfarm_executor_timeouts_total") >= timeouts + 1
@@ -215,7 +215,7 @@ def test_metrics_endpoint_counts_across_executors(farm: Farm) -> None:
     txs = [farm.tx(f"m{i}") for i in range(20)]
     bad = farm.tx("m-bad")
     jobs = [job_map(t, "hello", "hello") for t in txs] + [job_map(bad, "nowhere", "hello")]
-    enqueue(farm.client, farm.queue, "execute_batch", [jobs], f"batch:{bad}")
+    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch", [jobs], f"batch:{bad}")
     results = wait_results(farm.client, farm.prefix, [*txs, bad])
     # counters move just after the results are written: wait for the job to finish
     wait_until_grew = 1.0
@@ -247,7 +247,7 @@ def test_sigterm_drains_the_running_job_then_exits_cleanly(
         tx = f"{prefix}-long"
         # runs until the engine's own 1.5 s deadline: a `timeout` the engine reports
         job = job_map(tx, "hello", "spin", fee_limit=10_000_000_000, timeout_ms=1_500)
-        enqueue(client, f"{prefix}:queue", "execute", [job], tx)
+        enqueue(client, prefix, f"{prefix}:queue", "execute", [job], tx)
         deadline = time.monotonic() + 60
         while metric(scrape(worker.metrics_port), "wesfarm_inflight_txs") < 1:
             assert time.monotonic() < deadline

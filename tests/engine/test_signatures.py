@@ -16,9 +16,10 @@ import coincurve
 import pytest
 from Crypto.Hash import keccak
 
-from engine import WasmEngine
+from engine import WasmEngine, signatures
 from engine.signatures import (
     SECP256K1_ORDER,
+    check_known_answers,
     ed25519_verify,
     secp256k1_recover,
     secp256k1_verify,
@@ -106,6 +107,19 @@ def _verdict(chain: Chain, function: str, data: bytes, **kw: Any) -> int:
 
 def _compressed(key: bytes) -> bytes:
     return bytes((2 + key[64] % 2,)) + key[1:33]
+
+
+def test_a_library_that_judges_a_known_case_otherwise_stops_the_engine_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    check_known_answers()  # the pinned wheels pass
+    monkeypatch.setattr(signatures, "ed25519_verify", lambda sig, msg, key: True)
+    with pytest.raises(RuntimeError, match="ed25519 case 1"):
+        check_known_answers()
+    monkeypatch.undo()
+    monkeypatch.setattr(signatures, "secp256k1_verify", lambda digest, sig, key: True)
+    with pytest.raises(RuntimeError, match="high-s twin"):
+        check_known_answers()
 
 
 def test_the_vectors_hold_what_the_suite_relies_on() -> None:

@@ -3,11 +3,12 @@ timeout, invalid and error (rejected: test_engine_policy.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from engine import STATUSES, Job, Result, WasmEngine, unpack
+from engine import STATUSES, Context, Job, Result, WasmEngine, pack, unpack
 from tests.support import TEST_ENV
 from tests.support.contracts import PROBE, TRAPS, Chain, check_fee, example, u64
 
@@ -254,3 +255,17 @@ def test_execute_rejects_an_impossible_fee_limit(chain: Chain, fee_limit: int) -
     r = chain.engine.execute(job, chain.state, chain.codes)
     assert r.status == "invalid"
     check_fee(r)
+
+
+def test_a_result_names_its_job_by_what_the_tx_is_not_where_it_ran(chain: Chain) -> None:
+    job = Job("t1", "c", "f", b"in", 5, Context("alice", 3, 4))
+    same_tx_elsewhere = replace(job, tx_id="t2", context=Context("alice", 9, 99),
+                                access=(b"k",))
+    assert job.digest() == same_tx_elsewhere.digest()
+    for other in (replace(job, input=b"other"), replace(job, fee_limit=6),
+                  replace(job, context=Context("bob", 3, 4)), replace(job, mode="view"),
+                  replace(job, function="g"), replace(job, timeout_ms=7)):
+        assert other.digest() != job.digest()
+    r = chain.run("token", "mint", u64(5))
+    assert r.job == chain.job("token", "mint", u64(5)).digest()
+    assert Result.from_wire(unpack(pack(r.to_wire()))).job == r.job

@@ -129,7 +129,7 @@ def test_whatever_is_enqueued_every_tx_id_ends_with_exactly_one_result(
         for member in members:
             r.zadd(farm.queue, {member: int(time.time() * 1000)})
         for job_id, payload in jobs:
-            enqueue_raw(r, farm.queue, job_id, payload)
+            enqueue_raw(r, farm.prefix, farm.queue, job_id, payload)
         wait_results(r, farm.prefix, expected, timeout_s=20)
         counts = fee_counts(r, farm.keys)
         assert {t: counts[t] for t in expected} == dict.fromkeys(expected, 1)
@@ -141,7 +141,7 @@ def test_whatever_is_enqueued_every_tx_id_ends_with_exactly_one_result(
         assert every, "no example named a tx id"
         # The worker is whole: a plain job still runs.
         last = fresh()
-        enqueue(r, farm.queue, FN_EXECUTE, [job_map(last, "hello", "hello")], last)
+        enqueue(r, farm.prefix, farm.queue, FN_EXECUTE, [job_map(last, "hello", "hello")], last)
         assert wait_results(r, farm.prefix, [last])[last]["status"] == "ok"
         assert_no_tracebacks([worker])
     finally:

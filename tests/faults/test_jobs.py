@@ -79,11 +79,11 @@ def test_malformed_jobs_end_with_results_and_the_worker_goes_on(farm: FaultFarm)
         bad_member = b"\xff\xfe not utf-8"
         r.zadd(farm.queue, {bad_member: int(time.time() * 1000)})
         for name, payload in singles.items():
-            enqueue_raw(r, farm.queue, tx(name), payload)
+            enqueue_raw(r, farm.prefix, farm.queue, tx(name), payload)
         batch_payload = envelope(FN_BATCH, [[job_map(t, "hello", "hello") for t in batch_txs]],
                                  k={"x": 1})
-        enqueue_raw(r, farm.queue, f"batch:{farm.prefix}:kw", batch_payload)
-        enqueue(r, farm.queue, FN_EXECUTE, [job("same-poll")], tx("same-poll"))
+        enqueue_raw(r, farm.prefix, farm.queue, f"batch:{farm.prefix}:kw", batch_payload)
+        enqueue(r, farm.prefix, farm.queue, FN_EXECUTE, [job("same-poll")], tx("same-poll"))
 
         bad = [tx(name) for name in singles] + batch_txs
         got = wait_results(r, farm.prefix, bad, timeout_s=60)
@@ -94,7 +94,7 @@ def test_malformed_jobs_end_with_results_and_the_worker_goes_on(farm: FaultFarm)
         assert wait_results(r, farm.prefix, [tx("same-poll")])[tx("same-poll")]["status"] == "ok"
         until(lambda: r.zscore(farm.queue, bad_member) is None, "the bad member is removed")
         # The worker carried on: a job enqueued after all of them runs.
-        enqueue(r, farm.queue, FN_EXECUTE, [job("after")], tx("after"))
+        enqueue(r, farm.prefix, farm.queue, FN_EXECUTE, [job("after")], tx("after"))
         assert wait_results(r, farm.prefix, [tx("after")])[tx("after")]["status"] == "ok"
         assert_one_result_and_one_fee_entry(r, farm.keys, [*bad, tx("same-poll"), tx("after")])
         assert worker.proc.poll() is None
@@ -134,9 +134,10 @@ def test_claiming_worker_through_arqs_own_entry_points_keeps_its_settings(
                                                 MAX_TRIES, True)
         assert made.on_startup is kwargs["on_startup"] and made.ctx["settings"] is settings
         txs = [f"{farm.prefix}-arq-{i}" for i in range(3)]
-        enqueue(r, farm.queue, FN_EXECUTE, [job_map(txs[0], "hello", "hello")], txs[0])
-        enqueue(r, farm.queue, FN_BATCH, [[job_map(t, "hello", "hello") for t in txs[1:]]],
-                f"batch:{farm.prefix}:arq")
+        enqueue(r, farm.prefix, farm.queue, FN_EXECUTE, [job_map(txs[0], "hello", "hello")],
+                txs[0])
+        enqueue(r, farm.prefix, farm.queue, FN_BATCH,
+                [[job_map(t, "hello", "hello") for t in txs[1:]]], f"batch:{farm.prefix}:arq")
         ran = arq.worker.run_worker(kwargs, handle_signals=False)  # burst: until the queue is empty
         assert isinstance(ran, ClaimingWorker) and ran._scripts is not None  # claimed by Lua
         assert (ran.jobs_complete, ran.jobs_failed) == (2, 0)

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import redis
 import wasmtime
-from arq.constants import retry_key_prefix
 
 from engine.model import Job, Result
 from producer.client import FarmClient
@@ -30,7 +29,7 @@ from tests.faults.support import (
 )
 from tests.support.farm import WorkerProcess
 from worker.jobs import MAX_TRIES
-from worker.protocol import batch_job_id
+from worker.protocol import Keys, batch_job_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -114,7 +113,7 @@ async def test_a_batch_whose_worker_keeps_dying_still_ends_with_a_result_for_eve
     # ~0.2 s of wasm a tx: every delivery is still running when its worker is killed.
     jobs = work_jobs(client, farm, "doomed", 8, 400_000_000, fee_limit=5 * 10**9)
     ids = [j.tx_id for j in jobs]
-    retry_key = retry_key_prefix + batch_job_id(farm.prefix, ids)
+    retry_key = Keys(farm.prefix).arq("retry:") + batch_job_id(farm.prefix, ids)
     farm.start_worker()
     await client.submit_batch(jobs, batch_size=len(jobs))
     with redis.Redis.from_url(farm.redis.url) as r:

@@ -123,7 +123,8 @@ async def test_pipelined_batches_are_arq_jobs_the_worker_can_decode(farm: FarmCl
         batch_job_id(farm.settings.key_prefix, group) for group in ids
     )
     for group in ids:
-        raw = await farm.redis.get("arq:job:" + batch_job_id(farm.settings.key_prefix, group))
+        raw = await farm.redis.get(farm.keys.arq("job:")
+                                   + batch_job_id(farm.settings.key_prefix, group))
         decoded = job_deserializer(raw)
         assert decoded["f"] == FN_BATCH and decoded["k"] == {}
         assert [m["tx_id"] for m in decoded["a"][0]] == group
@@ -137,14 +138,15 @@ async def test_single_tx_jobs_use_the_tx_id_as_job_id(farm: FarmClient) -> None:
     jobs = [farm.make_job("c", "f", tx_id=f"{farm.queue}-s{i}") for i in range(3)]
     await farm.submit_batch(jobs, batch_size=1)
     for job in jobs:
-        decoded = msgpack.unpackb(await farm.redis.get(f"arq:job:{job.tx_id}"), raw=False)
+        raw = await farm.redis.get(farm.keys.arq("job:") + job.tx_id)
+        decoded = msgpack.unpackb(raw, raw=False)
         assert decoded["f"] == FN_EXECUTE and decoded["a"] == [job.to_wire()]
         assert decoded["t"] == 1
 
 
 async def test_a_tx_id_arq_already_finished_elsewhere_is_reported(farm: FarmClient) -> None:
     tx_id = f"{farm.queue}-used"
-    await farm.redis.set(f"arq:result:{tx_id}", b"x", ex=60)  # ran under another prefix
+    await farm.redis.set(farm.keys.arq("result:") + tx_id, b"x", ex=60)  # arq kept it
     with pytest.raises(JobIdTaken, match="use fresh tx ids"):
         await farm.submit_batch([farm.make_job("c", "f", tx_id=tx_id)], batch_size=1)
     await store(farm, result(tx_id))  # ... but with our own result present it is fine
@@ -215,4 +217,4 @@ async def test_a_tx_id_that_looks_like_a_batch_job_id_is_refused(farm: FarmClien
             await submit
     with pytest.raises(ValueError, match="batch job ids"):
         await farm.call("c", "f", tx_id="batch:p:10000:x")
-    assert not await farm.redis.exists(f"arq:job:{job.tx_id}")
+    assert not await farm.redis.exists(farm.keys.arq("job:") + job.tx_id)

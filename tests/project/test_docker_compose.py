@@ -63,12 +63,25 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def test_services_and_redis_keeps_an_append_only_file(compose: dict[str, Any]) -> None:
+def _substituted(value: str) -> str:
+    """A compose value with `${VAR:?message}` / `${VAR}` replaced as compose would."""
+    return re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: f"<{m[1]}>", value)
+
+
+def test_redis_keeps_an_append_only_file_behind_a_password_on_the_network_only(
+    compose: dict[str, Any],
+) -> None:
     services = compose["services"]
-    assert {"redis", "worker", "prometheus"} <= set(services)
-    command = services["redis"]["command"]
+    assert {"redis", "worker", "tools", "prometheus"} <= set(services)
+    redis = services["redis"]
+    command = redis["command"]
     assert command[0] == "redis-server" and "--appendonly" in command
     assert command[command.index("--appendonly") + 1] == "yes"
+    # a password with no default: compose refuses to start without one
+    assert command[command.index("--requirepass") + 1].startswith(
+        "${WESFARM_REDIS_PASSWORD:?")
+    assert "ports" not in redis  # reachable only on the compose network
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${WESFARM_REDIS_PASSWORD:?")
 
 
 def test_worker_runs_a_real_wesfarm_command_and_scales(compose: dict[str, Any]) -> None:
@@ -81,17 +94,50 @@ def test_worker_runs_a_real_wesfarm_command_and_scales(compose: dict[str, Any]) 
     assert "ports" not in worker
     assert str(args.metrics_port) in [str(p) for p in worker.get("expose", [])]
     assert "build" in worker
-    env = worker["environment"]
-    assert env["WESFARM_REDIS_URL"] == "redis://redis:6379/0"
+    env = {k: _substituted(v) for k, v in worker["environment"].items()}
+    assert env["WESFARM_REDIS_URL"] == "redis://:<WESFARM_REDIS_PASSWORD>@redis:6379/0"
+    assert "WESFARM_EXECUTORS" not in env and float(worker["cpus"]) >= 1  # from the quota
     check_settings_env(env)
+    # its health is its metrics endpoint answering
+    probe = " ".join(worker["healthcheck"]["test"])
+    assert f"127.0.0.1:{args.metrics_port}/metrics" in probe
 
 
-def test_dockerfile_builds_the_package_and_runs_the_same_command(
+def test_workers_and_tools_share_one_artifact_volume(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    cache = services["worker"]["environment"]["WESFARM_CACHE_DIR"]
+    for name in ("worker", "tools"):
+        assert f"artifacts:{cache}" in services[name]["volumes"], name
+        assert services[name]["environment"]["WESFARM_CACHE_DIR"] == cache
+    assert "artifacts" in compose["volumes"]
+    assert services["tools"]["profiles"] == ["tools"]  # not started by `up`
+    parse_wesfarm(services["tools"]["command"])
+
+
+def test_the_walkthrough_in_the_comments_runs_real_commands_on_real_files() -> None:
+    from producer.block import load_block
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    joined = re.sub(r"\\\n#\s+", " ", text)
+    commands = re.findall(r"docker compose run --rm tools (wesfarm [^#\n]*)", joined)
+    assert len(commands) >= 3
+    for line in commands:
+        argv = shlex.split(line)
+        parse_wesfarm(argv)
+        for arg in argv:
+            if arg.startswith("examples/"):
+                assert (ROOT / arg).is_file(), arg
+    txs = load_block(ROOT / "examples" / "blocks" / "token.jsonl", 10**9)
+    assert len(txs) == 16 and {t.contract for t in txs} == {"token"}
+
+
+def test_dockerfile_builds_the_package_in_place_with_the_examples(
     compose: dict[str, Any],
 ) -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert re.search(r"^\s+(&& )?pip install \. ", text, re.M)  # in the RUN that has gcc
+    assert re.search(r"^\s+(&& )?pip install -e \. ", text, re.M)  # in the RUN that has gcc
+    assert re.search(r"^COPY examples \./examples$", text, re.M)  # demo and bench need them
     [cmd] = re.findall(r"^CMD (\[.*\])$", text, re.M)
     assert json.loads(cmd) == compose["services"]["worker"]["command"]
     parse_wesfarm(json.loads(cmd))
@@ -99,6 +145,12 @@ def test_dockerfile_builds_the_package_and_runs_the_same_command(
     check_settings_env(envs)
     scripts = (ROOT / "pyproject.toml").read_text()
     assert 'wesfarm = "producer.cli:main"' in scripts  # the `wesfarm` the image calls
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "**/node_modules" in ignored and ".venv" in ignored
+
+
+def test_prometheus_listens_on_loopback_only(compose: dict[str, Any]) -> None:
+    assert compose["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
 
 
 def test_prometheus_scrapes_every_worker_replica(compose: dict[str, Any]) -> None:

@@ -78,17 +78,20 @@ def arq_payload(function: str, args: list[Any], serializer: Any = job_serializer
     return bytes(serializer({"t": 1, "f": function, "a": args, "k": {}, "et": now}))
 
 
-def enqueue_raw(client: redis.Redis, queue: str, job_id: str, payload: bytes) -> None:
-    """Put a job on an arq queue exactly as ArqRedis.enqueue_job does (payload as given)."""
+def enqueue_raw(client: redis.Redis, prefix: str, queue: str, job_id: str,
+                payload: bytes) -> None:
+    """Put a job on an arq queue exactly as ArqRedis.enqueue_job does (payload as given),
+    under the farm's arq keys."""
     now = int(time.time() * 1000)
     pipe = client.pipeline(transaction=True)
-    pipe.psetex(f"arq:job:{job_id}", 86_400_000, payload)
+    pipe.psetex(Keys(prefix).arq("job:") + job_id, 86_400_000, payload)
     pipe.zadd(queue, {job_id: now})
     pipe.execute()
 
 
-def enqueue(client: redis.Redis, queue: str, function: str, args: list[Any], job_id: str) -> None:
-    enqueue_raw(client, queue, job_id, arq_payload(function, args))
+def enqueue(client: redis.Redis, prefix: str, queue: str, function: str, args: list[Any],
+            job_id: str) -> None:
+    enqueue_raw(client, prefix, queue, job_id, arq_payload(function, args))
 
 
 def result(client: redis.Redis, prefix: str, tx_id: str) -> dict[str, Any] | None:
@@ -278,10 +281,12 @@ class Farm:
         """Tx ids carry the prefix: arq's job keys (job id = tx id) get cleaned up with it."""
         return f"{self.prefix}-{name}"
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "producer.cli", *args], cwd=ROOT, env=self.env(),
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "producer.cli", *args], cwd=ROOT,
+            env={**self.env(), **(env or {})}, capture_output=True, text=True,
+            timeout=timeout,
         )
 
 

@@ -73,3 +73,25 @@ async def test_existing_reports_absent_and_unkeyed_txs_as_none(writer: ResultWri
     found = await writer.existing(["tx-here", "tx-absent", None])
     assert found[0] is not None and found[0].tx_id == "tx-here"
     assert found[1:] == [None, None]
+
+
+async def test_results_expire_and_the_fee_stream_stays_bounded(
+    redis_url: str, key_prefix: str
+) -> None:
+    client = Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}-ret-{uuid.uuid4().hex[:8]}")
+    try:
+        forever = ResultWriter(client, keys)
+        await forever.write([_result("kept")])
+        assert await client.ttl(keys.result("kept")) == -1  # 0: no expiry
+        bounded = ResultWriter(client, keys, ttl_s=600, fees_kept=100)
+        await bounded.write([_result(f"tx-{i}") for i in range(3_000)])
+        assert 0 < await client.ttl(keys.result("tx-0")) <= 600
+        # MAXLEN ~ trims whole stream nodes: about 100 kept, far below 3,001
+        assert 100 <= await client.xlen(keys.fees) <= 300
+        [again] = await bounded.write([_result("tx-2999", data=b"other")])
+        assert not again.created  # write-once holds while the result lives
+    finally:
+        await client.delete(keys.fees, keys.result("kept"),
+                            *(keys.result(f"tx-{i}") for i in range(3_000)))
+        await client.aclose()
