@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much the worker logs (DEBUG: every job, as arq does)"
     )
     parser.set_defaults(handler=run)
 

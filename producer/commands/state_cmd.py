@@ -17,9 +17,9 @@ def register(sub: Any) -> None:
         description="Read key KEY_HEX of contract ADDR from the committed state "
         "(`{prefix}:state:{ADDR}`). Exit 1 when the key is absent.",
     )
-    p.add_argument("address", metavar="ADDR")
+    p.add_argument("address", metavar="ADDR", help="the contract's address")
     p.add_argument("key", metavar="KEY_HEX", help="the key as hex (e.g. 737570706c79 = 'supply')")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(handler=run)
     b = sub.add_parser(
         "block", help="print a committed block's record",
@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
         "re-executions, what was not committed and why, fees by sender and status, the "
         "state version and digest after it. Exit 1 when block H is not committed.",
     )
-    b.add_argument("height", type=int, metavar="H")
+    b.add_argument("height", type=int, metavar="H", help="the block's height")
     b.add_argument("--json", action="store_true", help="the record as one JSON object")
     b.set_defaults(handler=run_block)
     r = sub.add_parser(
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
         "and compares: exit 1 when they differ.",
     )
     r.add_argument("--verify", action="store_true", help="recompute from scratch and compare")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print exactly one JSON object")
     r.set_defaults(handler=run_root)
 
 

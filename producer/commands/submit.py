@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
         "--commit: each tx's committed Result, re-executed where its reads went stale, "
         "then the commit record as one JSON object).",
     )
-    p.add_argument("block", type=Path, metavar="BLOCK.jsonl")
+    p.add_argument("block", type=Path, metavar="BLOCK.jsonl",
+                   help="the block: one tx per line (examples/blocks/token.jsonl)")
     p.add_argument("--height", type=int, default=None, metavar="H",
                    help="block height (default: the one after the last committed block)")
     p.add_argument("--time", type=int, default=None, metavar="MS",

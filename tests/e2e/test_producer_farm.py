@@ -245,6 +245,18 @@ def test_status_shows_workers_queue_last_minute_and_last_block(farm: Farm,
     assert "2 alive, 4 executors" in text and "last block   43" in text
 
 
+def test_submit_commits_the_height_after_the_last_committed_block(farm: Farm,
+                                                                  tmp_path: Path) -> None:
+    block = tmp_path / "next.jsonl"
+    block.write_text(dump_block([Tx(farm.tx_id("next-mint"), "token", "mint",
+                                    u64(1) + b"zed", None, "z")]))
+    proc = farm.cli("submit", str(block), "--commit", "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout.splitlines()[-1])
+    assert record["height"] == 44  # block 43 was the last one committed
+    assert json.loads(farm.cli("status", "--json").stdout)["last_block"]["height"] == 44
+
+
 def test_every_key_of_the_farm_arqs_included_is_under_its_prefix(farm: Farm) -> None:
     import redis
 

@@ -261,3 +261,12 @@ def test_sigterm_drains_the_running_job_then_exits_cleanly(
     res = wait_results(client, prefix, [tx], timeout_s=1)[tx]
     assert res["status"] == "timeout" and res["error"]["kind"] != "executor_timeout"
     client.close()
+
+
+def test_queue_depth_gauge_counts_waiting_jobs(farm: Farm) -> None:
+    later = {f"{farm.prefix}-later-{i}": 4_000_000_000_000 for i in range(3)}  # not due
+    farm.client.zadd(farm.queue, later)
+    try:
+        wait_metric(farm, "wesfarm_queue_depth", 3)
+    finally:
+        farm.client.zrem(farm.queue, *later)

@@ -144,3 +144,20 @@ def test_ctrl_c_during_run_is_interrupted_not_a_traceback(tmp_path: Path) -> Non
     done = subprocess.CompletedProcess(proc.args, proc.returncode, out, errors)
     one_line(done, EXIT_INTERRUPTED, "interrupted")
     assert out == ""  # no Result: the run did not finish
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    from producer.cli import COMMANDS, build_parser
+
+    missing = []
+    for name in COMMANDS:
+        [sub] = [a for a in build_parser(name)._actions
+                 if isinstance(a, argparse._SubParsersAction)]
+        for action in sub.choices[name]._actions:
+            if action.help is None and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{name} {action.option_strings or action.dest}")
+            if "--json" in action.option_strings:  # a flag everywhere (files: --output)
+                assert action.nargs == 0, name
+    assert missing == []
