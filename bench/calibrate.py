@@ -27,9 +27,11 @@ from bench import instructions, probe_runner, workloads
 from bench.common import Report, bench_settings, rounded
 from config import FeePrices, Settings
 
-# What callgrind cannot count at all (waiting, the kernel, signals, the pooling allocator)
-# or misreads (valgrind counts `rep movsb` once per byte): no counted price for these.
-UNCOUNTED = ("storage_read_key", "memory_page", "execution", "module_byte", "trap",
+# What callgrind cannot count at all (waiting, the kernel, signals, the pooling allocator:
+# a call instantiates its callee) or misreads (valgrind counts `rep movsb` once per byte):
+# no counted price for these.
+UNCOUNTED = ("storage_read_key", "memory_page", "execution", "module_byte", "trap", "call",
+             "call_byte",
              "trap_frame", "byte_in", "byte_out", "storage_read_byte", "storage_write_byte",
              "event_byte", "hash_byte")
 PAGE = 65_536

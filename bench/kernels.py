@@ -35,6 +35,7 @@ IMPORTS = {
     "ed25519_verify": "(func $ed25519_verify (param i32 i32 i32 i32) (result i32))",
     "secp256k1_verify": "(func $secp256k1_verify (param i32 i32 i32 i32) (result i32))",
     "secp256k1_recover": "(func $secp256k1_recover (param i32 i32 i32 i32) (result i32))",
+    "call": "(func $call (param i32 i32 i32 i32 i32 i32 i64) (result i32))",
 }
 
 
@@ -102,6 +103,13 @@ WORKLOADS: dict[str, str] = {
 }
 
 PROBES: dict[str, str] = {
+    # n calls of the `noop` contract's `run` with `len` bytes of input (ABI 1.1)
+    "calls_out": """
+    (i32.store (i32.const 0x20100) (i32.const 0x706f6f6e))
+    (i32.store (i32.const 0x20108) (i32.const 0x006e7572))""" + _loop("""
+      (if (call $call (i32.const 0x20100) (i32.const 4) (i32.const 0x20108) (i32.const 3)
+                      (i32.const 0x20200) (local.get $len) (i64.const 0))
+        (then unreachable))"""),
     # n Ed25519 verifications of the signature, key and `len`-byte message after the
     # parameters (bench/probes.py signs them); each must hold.
     "ed25519": _loop("""

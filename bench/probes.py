@@ -144,6 +144,9 @@ PROBES: tuple[Probe, ...] = (
     Probe("trap", Run("noop"), Run("trap", params(0), expect="trap")),
     Probe("trap_frame", Run("recursion", depth_input(100, True), expect="trap"),
           Run("recursion", depth_input(5_000, True), expect="trap")),
+    # a call's own price: what a call costs beyond the callee's execution (priced above)
+    _pair("call_byte", "calls_out", (100, 64), (100, 60_000)),
+    _pair("call", "calls_out", (20, 0), (200, 0)),
 )
 # What the probes' state holds: a small key and a 16 KiB value.
 STATE = {"storage_reads": {b"k": (b"v", 1), b"big": (b"\x5a" * 16_384, 1)}}

@@ -91,6 +91,8 @@ class PolicyLimits(BaseModel):
     # miss every cache) spends a fee limit in half its timeout (docs/FEES.md).
     max_fee_per_timeout_ms: int = Field(100_000, gt=0)
     max_timeout_ms: int = Field(30_000, gt=0)
+    max_call_depth: int = Field(8, ge=1, le=8, description="frames on a transaction's "
+                                "stack, its own included (1: every wes.call is DENIED)")
 
 
 MAX_PRICE = 10**9  # fee arithmetic is int64 in engine._native: n (< 2^33) × price fits
@@ -146,6 +148,10 @@ class FeePrices(BaseModel):
                                   description="per secp256k1_verify call")
     secp256k1_recover: int = Field(8_500_000, ge=0, le=MAX_PRICE,
                                    description="per secp256k1_recover call")
+    call: int = Field(9_000_000, ge=0, le=MAX_PRICE, description="per wes.call, before the "
+                      "callee's own execution (priced as any) is charged")
+    call_byte: int = Field(43, ge=0, le=MAX_PRICE,
+                           description="per byte of a call's address, function and input")
     memory_page: int = Field(5_920_000, ge=0, le=MAX_PRICE,
                              description="per 64 KiB page, initial or grown, past the free ones")
     memory_free_pages: int = Field(4, ge=0, le=65_536,

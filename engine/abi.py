@@ -14,7 +14,8 @@ I32: ValType = "i32"
 I64: ValType = "i64"
 
 # Capabilities in bit order (the native host's denied mask: bit i is CAPABILITIES[i]).
-CAPABILITIES = ("io", "state-read", "state-write", "events", "context", "crypto", "debug")
+CAPABILITIES = ("io", "state-read", "state-write", "events", "context", "crypto", "debug",
+                "calls")
 VIEW_DENIED = frozenset({"state-write", "events"})
 NOTHING_DENIED: frozenset[str] = frozenset()
 
@@ -61,11 +62,13 @@ ABI: dict[str, HostFunction] = {f.name: f for f in (
     _fn("ed25519_verify", 4, (I32,), "crypto", "ed25519_verify", "ed25519_byte"),
     _fn("secp256k1_verify", 4, (I32,), "crypto", "secp256k1_verify"),
     _fn("secp256k1_recover", 4, (I32,), "crypto", "secp256k1_recover"),
+    _fn("call", (I32, I32, I32, I32, I32, I32, I64), (I32,), "calls", "call", "call_byte"),
+    _fn("result_size", 0, (I32,), "calls"),
+    _fn("result_read", 1, (), "calls", "byte_in"),
 )}
-ABI_VERSION = "1"
-# ABI 1.1's cross-contract calls: specified (../shared/ABI.md, docs/ABI.md), not yet
-# implemented, so the policy rejects a module importing them like any unknown import.
-PLANNED = ("call", "result_size", "result_read")
+ABI_VERSION = "1.1"
+# Call statuses (wes.call's result).
+CALL_OK, CALL_REVERTED, CALL_OUT_OF_FEE, CALL_TRAPPED, CALL_NOT_FOUND, CALL_DENIED = range(6)
 # The engine's own imports, added by the instrumentation (engine/instrument.py) under module
 # "wes_internal": contracts cannot import them (the policy admits only module "wes"). A
 # capability of "" is never denied.

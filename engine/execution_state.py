@@ -43,10 +43,10 @@ class ExecutionState:
     """Everything host functions see; lives for exactly one call of one instance."""
 
     __slots__ = (
-        "address", "caller", "ctx", "denied", "events", "fee_price", "fuel_cell", "fuel_granted",
-        "fuel_ref", "input", "job", "limits", "logs", "max_pages", "mem_base", "mem_ref",
-        "mem_size", "memory", "meter", "pages_charged", "pending", "read_set", "return_data",
-        "schedule", "state", "write_bytes", "writes",
+        "address", "caller", "calls", "ctx", "denied", "events", "fee_price", "fuel_cell",
+        "fuel_granted", "fuel_ref", "input", "job", "last_result", "limits", "logs",
+        "max_pages", "mem_base", "mem_ref", "mem_size", "memory", "meter", "pages_charged",
+        "pending", "read_set", "return_data", "schedule", "state", "write_bytes", "writes",
     )
 
     def __init__(
@@ -85,6 +85,8 @@ class ExecutionState:
         self.read_set: dict[bytes, int] = {}
         self.writes: dict[bytes, bytes | None] = {}
         self.write_bytes = 0  # keys + values buffered (max_write_bytes)
+        self.calls: Any = None  # the transaction's engine.calls.Calls
+        self.last_result = b""  # what wes.result_read copies: the last call's result
 
     def attach(self, warm: WarmInstance, pages: int, max_pages: int) -> None:
         """Bind to a warm instance whose `pages` initial pages are paid for and whose
@@ -148,6 +150,19 @@ class ExecutionState:
         self.fuel_granted = (meter.limit - meter.used) // self.fee_price
         if _set_fuel(self.ctx, c_uint64(self.fuel_granted)):
             raise InternalError("wasmtime refused set_fuel")
+
+    def cap_fuel(self) -> None:
+        """After a call the callee's fee is charged here: wasm may not run past what is
+        left (its fuel was granted before)."""
+        if _get_fuel(self.ctx, self.fuel_ref):
+            raise InternalError("wasmtime refused get_fuel")
+        cap = (self.meter.limit - self.meter.used) // self.fee_price
+        left = self.fuel_cell.value
+        if left > cap:
+            if _set_fuel(self.ctx, c_uint64(cap)):
+                raise InternalError("wasmtime refused set_fuel")
+            left = cap
+        self.fuel_granted = left
 
     def settle(self) -> None:
         """Charge the instructions and pages used since the last look (on return, and on

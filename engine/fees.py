@@ -15,6 +15,7 @@ CATEGORIES = (
     "events",
     "hashing",
     "signatures",
+    "calls",
     "memory",
     "table",
     "execution",

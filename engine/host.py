@@ -19,6 +19,7 @@ from engine import signatures
 from engine.abi import ABI, HOOKS
 from engine.errors import ContractTrap, Reverted
 from engine.execution_state import PAGE, ExecutionState
+from engine.model import MAX_ADDRESS_BYTES, MAX_FUNCTION_BYTES
 
 
 def _out(ex: ExecutionState, n: int, name: str) -> None:
@@ -196,6 +197,32 @@ def secp256k1_recover(ex: ExecutionState, hash_ptr: int, sig_ptr: int, recovery_
     return 1
 
 
+def call(ex: ExecutionState, addr_ptr: int, addr_len: int, fn_ptr: int, fn_len: int,
+         in_ptr: int, in_len: int, fee: int) -> int:
+    _check_len(addr_len, MAX_ADDRESS_BYTES, "wes.call: address")
+    _check_len(fn_len, MAX_FUNCTION_BYTES, "wes.call: function name")
+    _check_len(in_len, ex.limits.max_input_bytes, "wes.call: input")
+    sched = ex.schedule
+    ex.meter.consume(sched.call + (addr_len + fn_len + in_len) * sched.call_byte, "calls",
+                     "wes.call")
+    address = ex.read(addr_ptr, addr_len, "call")
+    function = ex.read(fn_ptr, fn_len, "call")
+    data = ex.read(in_ptr, in_len, "call")
+    signed_fee = fee - (1 << 64) if fee >= 1 << 63 else fee
+    status, ex.last_result = ex.calls.call(ex, address, function, data, signed_fee)
+    ex.cap_fuel()
+    return int(status)
+
+
+def result_size(ex: ExecutionState) -> int:
+    return len(ex.last_result)
+
+
+def result_read(ex: ExecutionState, dst: int) -> None:
+    _in(ex, len(ex.last_result), "result_read")
+    ex.write(dst, ex.last_result, "result_read")
+
+
 def memory_grow(ex: ExecutionState, delta: int) -> int:
     """The instrumentation's `memory.grow`: the new pages are charged before they exist."""
     pages = ex.memory_pages()
@@ -210,7 +237,7 @@ IMPLEMENTATIONS: dict[str, Callable[..., int | None]] = {
     for fn in (input_size, input_read, return_data, revert, log, emit_event, storage_read,
                storage_write, storage_remove, caller, self_address, block_height, block_time,
                fee_left, sha256, keccak256, ed25519_verify, secp256k1_verify,
-               secp256k1_recover, memory_grow)
+               secp256k1_recover, call, result_size, result_read, memory_grow)
 }
 if set(IMPLEMENTATIONS) != set(ABI) | set(HOOKS):
     raise RuntimeError(f"engine/host.py implements {sorted(IMPLEMENTATIONS)}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -181,6 +182,22 @@ class Result:
     worker: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     job: str = ""  # the digest of the job it is the result of (Job.digest); not consensus
+    # What its cross-contract calls (ABI 1.1) touched, per callee contract: the reads
+    # (always), the writes and events (on ok). Absent from the wire when empty, so an ABI 1
+    # transaction's Result is what it always was.
+    call_read_sets: dict[str, dict[bytes, int]] = field(default_factory=dict)
+    call_write_sets: dict[str, dict[bytes, bytes | None]] = field(default_factory=dict)
+    call_events: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+
+    def reads_by_contract(self, contract: str) -> dict[str, dict[bytes, int]]:
+        """Every read of the transaction, by contract (`contract`: its own)."""
+        own = {contract: self.read_set} if self.read_set else {}
+        return {**own, **self.call_read_sets}
+
+    def writes_by_contract(self, contract: str) -> dict[str, dict[bytes, bytes | None]]:
+        """Every write of the transaction, by contract (`contract`: its own)."""
+        own = {contract: self.write_set} if self.write_set else {}
+        return {**own, **self.call_write_sets}
 
     def consensus_wire(self) -> dict[str, Any]:
         """Everything two workers must agree on (no worker name, no timings)."""
@@ -194,7 +211,21 @@ class Result:
             "logs": self.logs,
             "read_set": dict(sorted(self.read_set.items())),
             "write_set": dict(sorted(self.write_set.items())),
+            **self._calls_wire(lambda b: b),
         }
+
+    def _calls_wire(self, data: Callable[[bytes], Any]) -> dict[str, Any]:
+        """The call sets as the wire (`data` = bytes as they are) or JSON (hex) has them."""
+        if not (self.call_read_sets or self.call_write_sets or self.call_events):
+            return {}
+        return {"calls": {
+            "read_sets": {c: {data(k): v for k, v in sorted(s.items())}
+                          for c, s in sorted(self.call_read_sets.items())},
+            "write_sets": {c: {data(k): None if v is None else data(v)
+                               for k, v in sorted(s.items())}
+                           for c, s in sorted(self.call_write_sets.items())},
+            "events": [[c, data(t), data(d)] for c, t, d in self.call_events],
+        }}
 
     def to_wire(self) -> dict[str, Any]:
         wire = self.consensus_wire()
@@ -223,6 +254,7 @@ class Result:
             worker=raw.get("worker", ""),
             timings=dict(raw.get("timings", {})),
             job=raw.get("job", "") if isinstance(raw.get("job", ""), str) else "",
+            **_calls_from_wire(raw.get("calls")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -239,12 +271,21 @@ class Result:
             "write_set": {
                 k.hex(): (None if v is None else v.hex()) for k, v in sorted(self.write_set.items())
             },
+            **self._calls_wire(bytes.hex),
             "worker": self.worker,
             "timings": self.timings,
         }
 
     def to_json_text(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+def _calls_from_wire(calls: Any) -> dict[str, Any]:
+    if not calls:
+        return {}
+    return {"call_read_sets": {c: dict(s) for c, s in calls["read_sets"].items()},
+            "call_write_sets": {c: dict(s) for c, s in calls["write_sets"].items()},
+            "call_events": [(c, t, d) for c, t, d in calls["events"]]}
 
 
 @dataclass(frozen=True, slots=True)

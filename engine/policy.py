@@ -10,7 +10,7 @@ rule is `rejected`.
 from __future__ import annotations
 
 from config import PolicyLimits
-from engine.abi import ABI, PLANNED
+from engine.abi import ABI
 from engine.errors import InvalidJob, Rejected
 from engine.instrument import RESERVED_PREFIX
 from engine.model import ModuleInfo
@@ -99,9 +99,6 @@ def _imports(s: Reader, m: _Module) -> None:
                            "module 'wes'", "import")
         type_index = s.u32()
         spec = ABI.get(field)
-        if spec is None and field in PLANNED:
-            raise Rejected(f"import wes.{field} is ABI 1.1's cross-contract call, which this "
-                           "engine does not implement yet", "import")
         if spec is None:
             raise Rejected(f"import wes.{field} is not a host function of the ABI", "import")
         if type_index >= len(m.types) or m.types[type_index] != (spec.params, spec.results):

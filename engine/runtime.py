@@ -9,6 +9,7 @@ import math
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
@@ -16,6 +17,7 @@ import wasmtime
 from config import Settings
 from engine import raw, signatures
 from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
+from engine.calls import Calls
 from engine.compiler import build_config, fingerprint
 from engine.counters import EngineCounters
 from engine.errors import (
@@ -24,6 +26,7 @@ from engine.errors import (
     InternalError,
     InvalidJob,
     OutOfFee,
+    Rejected,
     Timeout,
     trap_cause,
 )
@@ -88,7 +91,8 @@ class WasmEngine:
         if raw_calls and raw.native is None:
             log.warning("engine._native is not built (no C compiler at install): host "
                         "functions run on the public-API path (much slower: see the README)")
-        self.host = (_native_host(self.schedule, self.limits)
+        self._calls: Calls | None = None  # the running transaction's call stack
+        self.host = (_native_host(self.schedule, self.limits, self._native_call)
                      if raw_calls and raw.native is not None else None)
         self.linker = HostLinker(self.engine, self.slot, self.host, self.schedule.host_call)
         self.raw_calls = self.host is not None
@@ -162,7 +166,13 @@ class WasmEngine:
             if job.function not in contract.info.entry_points:
                 raise InvalidJob(f"contract {job.contract!r} has no entry point "
                                  f"{job.function!r}", "unknown_function")
-            result = self._run(job, contract, state)
+            self._calls = Calls(job, state, self.limits, timeout_ms,
+                                lambda callee, view: self._run_callee(callee, view, codes))
+            try:
+                result = self._run(job, contract, state)
+            finally:
+                calls, self._calls = self._calls, None
+            _join_calls(result, calls, self.limits.max_logs)
         except ExecutionError as exc:
             result = self._failed(job.tx_id, exc, FeeMeter(job.fee_limit))
         except Exception as exc:  # a bug: still a result, never a crash
@@ -206,8 +216,27 @@ class WasmEngine:
                 mask = self._masks[(job.contract, job.mode)] = capability_mask(
                     self._denied_set(job))
             return self.host.execution(job, state, mask)
-        return ExecutionState(job, state, self.schedule, self.limits, self._denied_set(job),
-                         self._fuel_cell)
+        ex = ExecutionState(job, state, self.schedule, self.limits, self._denied_set(job),
+                            self._fuel_cell)
+        ex.calls = self._calls
+        return ex
+
+    def _run_callee(self, job: Job, state: StateView, codes: CodeSource) -> Result | None:
+        """A call's frame (engine/calls.py), or None: no contract there, or no such entry
+        point (the call is NOT_FOUND, and nothing beyond its price is charged)."""
+        try:
+            contract = self.loader.contract(job.contract, codes)
+        except (InvalidJob, Rejected):
+            return None
+        if job.function not in contract.info.entry_points:
+            return None
+        return self._run(job, contract, state)
+
+    def _native_call(self, ex: Any, address: bytes, function: bytes, data: bytes,
+                     fee: int) -> tuple[int, bytes]:
+        """wes.call on the C host path (engine/native/abi.c calls it)."""
+        assert self._calls is not None
+        return self._calls.call(ex, address, function, data, fee)
 
     def _denied_set(self, job: Job) -> frozenset[str]:
         denied = self._denied.get(job.contract, NOTHING_DENIED)
@@ -231,11 +260,11 @@ class WasmEngine:
                 raise InvalidJob(f"no entry point {job.function!r}", "unknown_function")
             ex.grant_fuel()
             warm.store.set_epoch_deadline(ticks)
-            self.slot.current = ex
+            caller, self.slot.current = self.slot.current, ex  # a call's frame nests
             try:
                 self._public_call(ex, warm, func, job.timeout_ms)
             finally:
-                self.slot.current = None
+                self.slot.current = caller
         ex.settle()
 
     def _ticks(self, timeout_ms: int | None) -> int:
@@ -335,6 +364,17 @@ class WasmEngine:
         self.loader.clear()
 
 
+def _join_calls(result: Result, calls: Calls, max_logs: int) -> None:
+    """What the transaction's calls joined, into its Result: reads always, writes and
+    events when it ends ok."""
+    joined = calls.joined
+    result.call_read_sets = {c: reads for c, reads in joined.reads.items() if reads}
+    result.logs = result.logs + joined.logs[: max(0, max_logs - len(result.logs))]
+    if result.status == "ok":
+        result.call_write_sets = {c: w for c, w in joined.writes.items() if w}
+        result.call_events = joined.events
+
+
 def _taken(ex: AnyExecution) -> ExecutionError:
     """The host function's failure, taken off the execution: left there, it would make a
     cycle through its traceback that keeps the instance (a pooling slot) alive until the
@@ -350,20 +390,22 @@ def _as_execution_error(exc: BaseException) -> ExecutionError:
     return InternalError(f"host function failed: {type(exc).__name__}: {exc}")
 
 
-def _native_host(schedule: FeeSchedule, limits: Any) -> NativeHost:
+def _native_host(schedule: FeeSchedule, limits: Any,
+                 call: Callable[..., tuple[int, bytes]]) -> NativeHost:
     """The C host functions with this engine's prices and limits (native.h's order)."""
     prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
               schedule.storage_read, schedule.storage_read_key, schedule.storage_read_byte,
               schedule.storage_write, schedule.storage_write_byte, schedule.event,
               schedule.event_byte, schedule.hash, schedule.hash_byte, schedule.ed25519_verify,
               schedule.ed25519_byte, schedule.secp256k1_verify, schedule.secp256k1_recover,
-              schedule.memory_page, schedule.memory_free_pages)
+              schedule.call, schedule.call_byte, schedule.memory_page,
+              schedule.memory_free_pages)
     bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
               limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
               limits.max_value_bytes, limits.max_memory_pages, limits.max_read_entries,
-              limits.max_write_entries, limits.max_write_bytes)
+              limits.max_write_entries, limits.max_write_bytes, limits.max_input_bytes)
     assert raw.native is not None
-    crypto = (sha256_digest, keccak256_digest, signatures.ed25519_verify,
-              signatures.secp256k1_verify, signatures.secp256k1_recover)
-    host: NativeHost = raw.native.Host(prices, bounds, crypto)
+    callbacks = (sha256_digest, keccak256_digest, signatures.ed25519_verify,
+                 signatures.secp256k1_verify, signatures.secp256k1_recover, call)
+    host: NativeHost = raw.native.Host(prices, bounds, callbacks)
     return host

@@ -13,5 +13,5 @@ def version_line(fee_schedule: str) -> str:
         release = version("wesfarm")
     except PackageNotFoundError:  # run from a source tree that was never installed
         release = "(source)"
-    return (f"wesfarm {release} (ABI {ABI_VERSION} + 1.1 signatures, wasmtime "
+    return (f"wesfarm {release} (ABI {ABI_VERSION}, wasmtime "
             f"{version('wasmtime')}, fee schedule {fee_schedule})")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from producer.block import Tx
     from producer.client import FarmClient
-    from producer.commit import CommitReport
+    from producer.commit_record import CommitReport
     from producer.committed_state import (
         memory_state_root,
         redis_state_items,
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from producer.sync_client import SyncFarmClient
 
 _EXPORTS = {
-    "Tx": "producer.block", "FarmClient": "producer.client", "CommitReport": "producer.commit",
+    "Tx": "producer.block", "FarmClient": "producer.client",
+    "CommitReport": "producer.commit_record",
     "memory_state_root": "producer.committed_state",
     "redis_state_items": "producer.committed_state",
     "redis_state_root": "producer.committed_state",

@@ -48,7 +48,7 @@ from worker.protocol import (
 )
 
 if TYPE_CHECKING:
-    from producer.commit import CommitReport
+    from producer.commit_record import CommitReport
 
 __all__ = [
     "DeployError", "Deployment", "FarmClient", "FarmUnavailable", "FeeEntry", "JobIdTaken",

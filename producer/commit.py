@@ -23,13 +23,13 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from engine.model import Job, Result, pack, unpack
 from producer import state_root
+from producer.commit_record import Applied, CommitReport
 from producer.committed_state import BlockView, ensure_state_root, redis_state_root
 from producer.errors import refuse_reused
 from producer.local_engine import LocalEngine
@@ -43,11 +43,13 @@ TXS_PER_SCRIPT = 64  # a call holds Redis ~20 µs per tx: ~1.5 ms, not the 5+ ms
 MAX_REEXECUTIONS = 16
 
 # KEYS[1] seq, KEYS[2] applied hash, KEYS[3] the state hashes' registry (Keys.contracts),
-# KEYS[4] the state root, KEYS[4+i] state hash of tx i.
-# ARGV[1] what the run's writes add to the root (state_root.to_bytes; "" when nothing);
-# then per tx: tx_id, apply (1/0), decision, n_reads, n_writes, (key, 8-byte version)*,
-# (key, write, 8-byte version it overwrites)* with writes as protocol.state_write gives
-# them. A read or an overwritten version that is not the one given makes the tx stale.
+# KEYS[4] the state root. ARGV[1] what the run's writes add to the root
+# (state_root.to_bytes; "" when nothing); then per tx: tx_id, apply (1/0), decision,
+# n_reads, n_writes, (state hash, key, 8-byte version)*, (state hash, key, write, 8-byte
+# version it overwrites)* with writes as protocol.state_write gives them: a tx's calls
+# (ABI 1.1) read and write several contracts' hashes. A read or an overwritten version that
+# is not the one given makes the tx stale. The state hashes go in ARGV: fine outside Redis
+# Cluster, which arq does not support either.
 # Returns {stale index or 0, applied entry of tx 1, of tx 2, ...}: an entry is the 8-byte
 # version its writes got (0: none) then its decision; a tx already applied keeps its own.
 # The root moves by ARGV[1] only when the whole run is applied as given; otherwise (a
@@ -56,8 +58,9 @@ MAX_REEXECUTIONS = 16
 COMMIT_LUA = STATE_LUA + """
 local out = {0}
 local a = 2
-for i = 1, #KEYS - 4 do
-  local state_key = KEYS[4 + i]
+local i = 0
+while a <= #ARGV do
+  i = i + 1
   local tx_id, apply, decision = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local nr, nw = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   a = a + 5
@@ -67,12 +70,16 @@ for i = 1, #KEYS - 4 do
     redis.call('DEL', KEYS[4])
   else
     local checks = {}
-    for r = 0, nr - 1 do checks[#checks + 1] = {ARGV[a + 2 * r], ARGV[a + 2 * r + 1]} end
+    for r = 0, nr - 1 do
+      local at = a + 3 * r
+      checks[#checks + 1] = {ARGV[at], ARGV[at + 1], ARGV[at + 2]}
+    end
     for w = 0, nw - 1 do
-      checks[#checks + 1] = {ARGV[a + 2 * nr + 3 * w], ARGV[a + 2 * nr + 3 * w + 2]}
+      local at = a + 3 * nr + 4 * w
+      checks[#checks + 1] = {ARGV[at], ARGV[at + 1], ARGV[at + 3]}
     end
     for _, check in ipairs(checks) do
-      if record_version(redis.call('HGET', state_key, check[1])) ~= check[2] then
+      if record_version(redis.call('HGET', check[1], check[2])) ~= check[3] then
         out[1] = i
         redis.call('DEL', KEYS[4])
         return out
@@ -81,16 +88,17 @@ for i = 1, #KEYS - 4 do
     local packed = pack_version(0)
     if apply == '1' and nw > 0 then
       packed = pack_version(redis.call('INCR', KEYS[1]))
-      redis.call('SADD', KEYS[3], state_key)
       for w = 0, nw - 1 do
-        apply_write(state_key, ARGV[a + 2 * nr + 3 * w], ARGV[a + 2 * nr + 3 * w + 1], packed)
+        local at = a + 3 * nr + 4 * w
+        redis.call('SADD', KEYS[3], ARGV[at])
+        apply_write(ARGV[at], ARGV[at + 1], ARGV[at + 2], packed)
       end
     end
     local entry = packed .. decision
     redis.call('HSET', KEYS[2], tx_id, entry)
     out[i + 1] = entry
   end
-  a = a + 2 * nr + 3 * nw
+  a = a + 3 * nr + 4 * nw
 end
 root_add(KEYS[4], ARGV[1])
 return out
@@ -101,81 +109,22 @@ class CommitError(RuntimeError):
     """A block that cannot be committed (already committed, a tx that keeps going stale)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What the commit decided for one tx, as `{p}:block:{height}:applied` holds it."""
-
-    version: int  # of its writes; 0: it wrote nothing (or was not committed)
-    status: str
-    fee_used: int
-    result: Result | None = None  # the re-executed result; None: the farm's stands
-
-    def decision(self) -> bytes:
-        wire = None if self.result is None else self.result.to_wire()
-        return bytes(pack([self.status, self.fee_used, wire]))
-
-    def entry(self) -> bytes:
-        return encode_version(self.version) + self.decision()
-
-    @classmethod
-    def decode(cls, entry: bytes) -> Applied:
-        status, fee_used, wire = unpack(entry[8:])
-        result = None if wire is None else Result.from_wire(wire)
-        return cls(int.from_bytes(entry[:8], "big"), status, fee_used, result)
-
-    @classmethod
-    def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
-        return cls(version, result.status, result.fee.used, result if reexecuted else None)
+def _slot_items(by_contract: Mapping[str, Mapping[bytes, Any]]) -> list[tuple[str, bytes, Any]]:
+    """(contract, key, item) of every contract's set, in (contract, key) order."""
+    return sorted((c, k, v) for c, items in by_contract.items() for k, v in items.items())
 
 
-@dataclass(slots=True)
-class CommitReport:
-    height: int
-    txs: int
-    committed: int = 0
-    reexecuted: int = 0
-    not_committed: dict[str, str] = field(default_factory=dict)  # tx id -> status / "missing"
-    by_status: dict[str, int] = field(default_factory=dict)
-    fee_total: int = 0
-    fee_by_sender: dict[str, int] = field(default_factory=dict)
-    fee_by_status: dict[str, int] = field(default_factory=dict)
-    state_root: str = ""  # the root's checksum after the block (producer/state_root.py)
-    version: int = 0
-    # Of this run only, so not in the record: a resumed commit's differ.
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    results: dict[str, Result] = field(default_factory=dict)  # final (re-executed) results
-
-    def record(self) -> dict[str, Any]:
-        """The commit record stored at `{p}:block:{height}` (and printed with --json)."""
-        return {
-            "height": self.height,
-            "txs": self.txs,
-            "committed": self.committed,
-            "reexecuted": self.reexecuted,
-            "not_committed": dict(sorted(self.not_committed.items())),
-            "by_status": dict(sorted(self.by_status.items())),
-            "fees": {
-                "total": self.fee_total,
-                "by_sender": dict(sorted(self.fee_by_sender.items())),
-                "by_status": dict(sorted(self.fee_by_status.items())),
-            },
-            "state_root": self.state_root,
-            "version": self.version,
-        }
-
-
-def _tx_args(tx_id: str, result: Result, reexecuted: bool,
+def _tx_args(keys: Keys, job: Job, result: Result, reexecuted: bool,
              overwrites: Sequence[int]) -> list[Any]:
     apply = result.status == "ok"
-    writes = sorted(result.write_set.items()) if apply else []
-    reads = sorted(result.read_set.items())
-    args: list[Any] = [tx_id, "1" if apply else "0", Applied.of(result, reexecuted).decision(),
-                       len(reads), len(writes)]
-    for key, version in reads:
-        args += [key, encode_version(version)]
-    for (key, value), version in zip(writes, overwrites, strict=True):
-        args += [key, state_write(value), encode_version(version)]
+    writes = _slot_items(result.writes_by_contract(job.contract)) if apply else []
+    reads = _slot_items(result.reads_by_contract(job.contract))
+    args: list[Any] = [job.tx_id, "1" if apply else "0",
+                       Applied.of(result, reexecuted).decision(), len(reads), len(writes)]
+    for contract, key, version in reads:
+        args += [keys.state(contract), key, encode_version(version)]
+    for (contract, key, value), version in zip(writes, overwrites, strict=True):
+        args += [keys.state(contract), key, state_write(value), encode_version(version)]
     return args
 
 
@@ -260,8 +209,10 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
 def _slots(todo: Sequence[tuple[Job, Result]]) -> list[tuple[str, bytes]]:
     """Every (contract, key) the farm's results of `todo` read or write (what a write
     replaces moves the state root)."""
-    return [(job.contract, key) for job, result in todo
-            for key in (*result.read_set, *result.write_set)]
+    return [(contract, key) for job, result in todo
+            for by_contract in (result.reads_by_contract(job.contract),
+                                result.writes_by_contract(job.contract))
+            for contract, keys in by_contract.items() for key in keys]
 
 
 class _Committer:
@@ -317,8 +268,9 @@ class _Committer:
             at = i + len(run)
             job, result = todo[at]
             fresh = self.parked.pop(job.tx_id, None)
-            if fresh is None and (job.tx_id in self.forced
-                                  or not self.view.current(job.contract, result.read_set)):
+            if fresh is None and (job.tx_id in self.forced or not all(
+                    self.view.current(c, reads)
+                    for c, reads in result.reads_by_contract(job.contract).items())):
                 self.forced.discard(job.tx_id)
                 fresh = self._reexecute(job)
             if fresh is not None:
@@ -332,22 +284,25 @@ class _Committer:
                 todo[at] = (job, fresh)
                 result = fresh
             run.append((job, result))
-            if result.status == "ok" and result.write_set:
-                self._overwrite(job, result)
+            writes = result.writes_by_contract(job.contract)
+            if result.status == "ok" and writes:
+                self._overwrite(writes, job.tx_id)
                 self.view.seq += 1
-                self.view.stage(job.contract, result.write_set, self.view.seq)
+                for contract, written in writes.items():
+                    self.view.stage(contract, written, self.view.seq)
         self.run_delta = self._run_delta()
         return run
 
-    def _overwrite(self, job: Job, result: Result) -> None:
+    def _overwrite(self, writes: Mapping[str, Mapping[bytes, bytes | None]],
+                   tx_id: str) -> None:
         """What the tx's writes replace, as the view holds it: the version each overwrites
         (the script checks them), and for each slot the run writes first, its value then."""
         versions = []
-        for key in sorted(result.write_set):
-            old = self.view.get(job.contract, key)
+        for contract, key, _ in _slot_items(writes):
+            old = self.view.get(contract, key)
             versions.append(0 if old is None else old[1])
-            self.replaced.setdefault((job.contract, key), None if old is None else old[0])
-        self.overwrites[job.tx_id] = versions
+            self.replaced.setdefault((contract, key), None if old is None else old[0])
+        self.overwrites[tx_id] = versions
 
     def _run_delta(self) -> int:
         """The root's move by the whole run: per slot it writes, the value before the run
@@ -367,16 +322,16 @@ class _Committer:
         moved = self.run_delta != state_root.ZERO
         args: list[Any] = [state_root.to_bytes(self.run_delta) if moved else b""]
         for job, result in run:
-            script_keys.append(self.keys.state(job.contract))
-            args += _tx_args(job.tx_id, result, self.reexecutions[job.tx_id] > 0,
+            args += _tx_args(self.keys, job, result, self.reexecutions[job.tx_id] > 0,
                              self.overwrites.get(job.tx_id, ()))
         reply = self.script(keys=script_keys, args=args, client=self.client)
         for (job, result), entry in zip(run, reply[1:], strict=False):
             decided = Applied.decode(bytes(entry))
             self.applied[job.tx_id] = decided
             if decided.version:  # the version its writes got (as predicted, or not)
-                self.view.stage(job.contract, (decided.result or result).write_set,
-                                decided.version)
+                final = (decided.result or result).writes_by_contract(job.contract)
+                for contract, written in final.items():
+                    self.view.stage(contract, written, decided.version)
                 self.view.seq = max(self.view.seq, decided.version)
         return int(reply[0])
 

@@ -38,7 +38,7 @@ from engine.model import Job, Result
 
 if TYPE_CHECKING:
     from config import Settings
-    from producer.commit import CommitReport
+    from producer.commit_record import CommitReport
     from producer.local_engine import LocalEngine
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from engine.model import Job, Mode, Result
 from producer.client import Deployment, FarmClient, FeeEntry, ProgressCallback
 
 if TYPE_CHECKING:
-    from producer.commit import CommitReport
+    from producer.commit_record import CommitReport
 
 T = TypeVar("T")
 

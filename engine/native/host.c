@@ -26,18 +26,18 @@ static int64_t item(PyObject *seq, Py_ssize_t i, int *failed) {
 }
 
 static int Host_init(Host *self, PyObject *args, PyObject *kwargs) {
-    /* Host(prices: tuple[int, ...19], limits: tuple[int, ...12], crypto: tuple[fn, ...5]) */
-    PyObject *prices, *limits, *crypto;
+    /* Host(prices: tuple[int, ...21], limits: tuple[int, ...13], callbacks: tuple[fn, ...6]) */
+    PyObject *prices, *limits, *callbacks;
     if (!loaded) {
         PyErr_SetString(PyExc_RuntimeError, "engine._native.load() has not bound wasmtime");
         return -1;
     }
     if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &prices, &PyTuple_Type, &limits,
-                          &PyTuple_Type, &crypto))
+                          &PyTuple_Type, &callbacks))
         return -1;
     if (PyTuple_GET_SIZE(prices) != sizeof(Prices) / sizeof(int64_t) ||
         PyTuple_GET_SIZE(limits) != sizeof(Limits) / sizeof(int64_t) ||
-        PyTuple_GET_SIZE(crypto) != NCRYPTO) {
+        PyTuple_GET_SIZE(callbacks) != NCALLBACKS) {
         PyErr_SetString(PyExc_ValueError, "Host: wrong number of prices, limits or functions");
         return -1;
     }
@@ -53,10 +53,10 @@ static int Host_init(Host *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "Host: the instruction price must be positive");
         return -1;
     }
-    for (int i = 0; i < NCRYPTO; i++) {
-        PyObject *fn = PyTuple_GET_ITEM(crypto, i);
+    for (int i = 0; i < NCALLBACKS; i++) {
+        PyObject *fn = PyTuple_GET_ITEM(callbacks, i);
         Py_INCREF(fn);
-        Py_XSETREF(self->crypto[i], fn);
+        Py_XSETREF(self->callbacks[i], fn);
     }
     return 0;
 }
@@ -104,7 +104,8 @@ static PyObject *Host_execution(Host *self, PyObject *const *args, Py_ssize_t n)
         ((ex->limit = PyLong_AsLongLong(fee)) == -1 && PyErr_Occurred()) ||
         (ex->return_data = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
         (ex->events = PyList_New(0)) == NULL || (ex->logs = PyList_New(0)) == NULL ||
-        (ex->read_set = PyDict_New()) == NULL || (ex->writes = PyDict_New()) == NULL) {
+        (ex->read_set = PyDict_New()) == NULL || (ex->writes = PyDict_New()) == NULL ||
+        (ex->last_result = PyBytes_FromStringAndSize(NULL, 0)) == NULL) {
         Py_XDECREF(context);
         Py_XDECREF(caller);
         Py_XDECREF(fee);
@@ -127,8 +128,6 @@ static PyObject *Host_call(Host *self, PyObject *const *args, Py_ssize_t n) {
      * such entry point) or (trap_addr, error_addr), both owned by the caller now. */
     if (n != 4 || Py_TYPE(args[0]) != &ExecutionType || !PyBytes_Check(args[2]))
         return PyErr_Format(PyExc_TypeError, "call(execution, instance, entry, ticks)");
-    if (self->current != NULL)
-        return PyErr_Format(PyExc_RuntimeError, "an execution is already running");
     Execution *ex = (Execution *)args[0];
     void *instance = PyLong_AsVoidPtr(args[1]);
     unsigned long long ticks = PyLong_AsUnsignedLongLong(args[3]);
@@ -150,26 +149,30 @@ static PyObject *Host_call(Host *self, PyObject *const *args, Py_ssize_t n) {
     wt.set_epoch_deadline(ex->ctx, ticks);
     uint8_t results[16] = {0};
     void *trap = NULL;
+    /* A cross-contract call's frame runs inside its caller's host call: the caller is put
+     * back when it returns. */
+    Execution *caller = self->current;
+    PyThreadState *caller_thread = self->thread;
     self->current = ex;
     self->thread = PyEval_SaveThread(); /* the epoch ticker needs the GIL meanwhile */
     err = wt.func_call_unchecked(ex->ctx, entry.of, results, 1, &trap);
     PyEval_RestoreThread(self->thread);
-    self->thread = NULL;
-    self->current = NULL;
+    self->thread = caller_thread;
+    self->current = caller;
     if (trap == NULL && err == NULL)
         Py_RETURN_NONE;
     return Py_BuildValue("(NN)", PyLong_FromVoidPtr(trap), PyLong_FromVoidPtr(err));
 }
 
 static int Host_traverse(Host *self, visitproc visit, void *arg) {
-    for (int i = 0; i < NCRYPTO; i++)
-        Py_VISIT(self->crypto[i]);
+    for (int i = 0; i < NCALLBACKS; i++)
+        Py_VISIT(self->callbacks[i]);
     return 0;
 }
 
 static int Host_clear(Host *self) {
-    for (int i = 0; i < NCRYPTO; i++)
-        Py_CLEAR(self->crypto[i]);
+    for (int i = 0; i < NCALLBACKS; i++)
+        Py_CLEAR(self->callbacks[i]);
     return 0;
 }
 
@@ -190,7 +193,7 @@ static PyMethodDef Host_methods[] = {
 PyTypeObject HostType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "engine._native.Host",
-    .tp_doc = "Host(prices, limits, crypto): the ABI for one engine",
+    .tp_doc = "Host(prices, limits, callbacks): the ABI for one engine",
     .tp_basicsize = sizeof(Host),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -8,11 +8,11 @@
 
 const char *const CATEGORY_NAMES[NCAT] = {
     "instructions", "host_calls", "io_bytes", "storage_read", "storage_write",
-    "events", "hashing", "signatures", "memory", "table", "execution",
+    "events", "hashing", "signatures", "calls", "memory", "table", "execution",
 };
 
 const char *const CAPABILITY_NAMES[NCAP] = {
-    "io", "state-read", "state-write", "events", "context", "crypto", "debug",
+    "io", "state-read", "state-write", "events", "context", "crypto", "debug", "calls",
 };
 
 #define PAGE 65536u
@@ -239,6 +239,7 @@ static int Execution_traverse(Execution *ex, visitproc visit, void *arg) {
     Py_VISIT(ex->read_set);
     Py_VISIT(ex->writes);
     Py_VISIT(ex->pending);
+    Py_VISIT(ex->last_result);
     return 0;
 }
 
@@ -256,6 +257,7 @@ static int Execution_clear(Execution *ex) {
     Py_CLEAR(ex->read_set);
     Py_CLEAR(ex->writes);
     Py_CLEAR(ex->pending);
+    Py_CLEAR(ex->last_result);
     return 0;
 }
 

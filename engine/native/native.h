@@ -16,26 +16,27 @@
 
 /* Fee breakdown categories, in engine/fees.py CATEGORIES order (checked at load). */
 enum { CAT_INSTRUCTIONS, CAT_HOST_CALLS, CAT_IO_BYTES, CAT_STORAGE_READ, CAT_STORAGE_WRITE,
-       CAT_EVENTS, CAT_HASHING, CAT_SIGNATURES, CAT_MEMORY, CAT_TABLE, CAT_EXECUTION, NCAT };
+       CAT_EVENTS, CAT_HASHING, CAT_SIGNATURES, CAT_CALLS, CAT_MEMORY, CAT_TABLE, CAT_EXECUTION,
+       NCAT };
 extern const char *const CATEGORY_NAMES[NCAT];
 
 /* Capabilities, as bits, in engine/abi.py CAPABILITIES order (checked at load). */
 enum { CAP_IO = 1, CAP_STATE_READ = 2, CAP_STATE_WRITE = 4, CAP_EVENTS = 8, CAP_CONTEXT = 16,
-       CAP_CRYPTO = 32, CAP_DEBUG = 64, NCAP = 7 };
+       CAP_CRYPTO = 32, CAP_DEBUG = 64, CAP_CALLS = 128, NCAP = 8 };
 extern const char *const CAPABILITY_NAMES[NCAP];
 
 /* In the order engine/runtime.py's _native_host passes them. */
 typedef struct {
     int64_t instruction, host_call, byte_in, byte_out, storage_read, storage_read_key,
         storage_read_byte, storage_write, storage_write_byte, event, event_byte, hash, hash_byte,
-        ed25519_verify, ed25519_byte, secp256k1_verify, secp256k1_recover, memory_page,
-        memory_free_pages;
+        ed25519_verify, ed25519_byte, secp256k1_verify, secp256k1_recover, call, call_byte,
+        memory_page, memory_free_pages;
 } Prices;
 
 typedef struct {
     int64_t max_return_bytes, max_logs, max_log_bytes, max_events, max_event_topic_bytes,
         max_event_data_bytes, max_key_bytes, max_value_bytes, max_memory_pages, max_read_entries,
-        max_write_entries, max_write_bytes;
+        max_write_entries, max_write_bytes, max_input_bytes;
 } Limits;
 
 /* wasmtime C API entry points (wasmtime.h). Errors and traps are opaque pointers. */
@@ -55,18 +56,19 @@ extern WasmtimeApi wt;
 
 struct Execution;
 
-/* The Python functions the crypto host functions call (engine/host.py's, in this order):
- * digests bytes -> bytes; verifiers -> bool; recovery -> bytes or None. */
-enum { CRYPTO_SHA256, CRYPTO_KECCAK256, CRYPTO_ED25519_VERIFY, CRYPTO_SECP256K1_VERIFY,
-       CRYPTO_SECP256K1_RECOVER, NCRYPTO };
+/* The Python functions host functions call (engine/runtime.py's _native_host, in this
+ * order): digests bytes -> bytes; verifiers -> bool; recovery -> bytes or None; a
+ * cross-contract call (execution, address, function, input, fee) -> (status, result). */
+enum { CB_SHA256, CB_KECCAK256, CB_ED25519_VERIFY, CB_SECP256K1_VERIFY,
+       CB_SECP256K1_RECOVER, CB_CALL, NCALLBACKS };
 
-/* One per WasmEngine: prices, limits, crypto functions, the execution in progress.
+/* One per WasmEngine: prices, limits, callbacks, the execution in progress.
  * The address of this object is the `env` of every host function in the linker. */
 typedef struct {
     PyObject_HEAD
     Prices prices;
     Limits limits;
-    PyObject *crypto[NCRYPTO];
+    PyObject *callbacks[NCALLBACKS];
     struct Execution *current;    /* borrowed while a call runs */
     PyThreadState *thread;        /* saved while wasm runs without the GIL */
 } Host;
@@ -86,6 +88,7 @@ typedef struct Execution {
     uint64_t block_height, block_time;
     PyObject *warm, *input, *caller, *address, *contract, *state;
     PyObject *return_data, *events, *logs, *read_set, *writes, *pending;
+    PyObject *last_result; /* bytes: what wes.result_read copies */
 } Execution;
 
 extern PyTypeObject HostType, ExecutionType;
@@ -130,9 +133,17 @@ enum { NO_RESULT, I32_RESULT, I64_RESULT };
     X(ed25519_verify, wes_ed25519_verify, "iiii->i", CAP_CRYPTO, I32_RESULT) \
     X(secp256k1_verify, wes_secp256k1_verify, "iiii->i", CAP_CRYPTO, I32_RESULT) \
     X(secp256k1_recover, wes_secp256k1_recover, "iiii->i", CAP_CRYPTO, I32_RESULT) \
+    X(call, wes_call, "iiiiiiI->i", CAP_CALLS, I32_RESULT)                  \
+    X(result_size, wes_result_size, "->i", CAP_CALLS, I32_RESULT)           \
+    X(result_read, wes_result_read, "i->", CAP_CALLS, NO_RESULT)            \
     X(memory_grow, wes_memory_grow, "i->i", 0, I32_RESULT)
 
-/* abi.c: the functions */
+/* abi.c: steps every host function shares (charge_in: bytes copied into wasm memory) */
+int check_len(Execution *ex, uint64_t n, int64_t limit, const char *what);
+int charge_in(Execution *ex, uint64_t n, const char *reason);
+int write_bytes(Execution *ex, uint64_t dst, PyObject *data, const char *what);
+
+/* abi.c, signatures.c, calls.c: the functions */
 #define DECLARE(name, impl, sig, cap, result) int impl(Execution *ex, Args a, uint64_t *r);
 ABI_FUNCTIONS(DECLARE)
 #undef DECLARE

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the example contracts: <name>/<name>.wasm for counter, token, notary, hello_as.
+# Rebuild the example contracts: <name>/<name>.wasm for counter, token, notary, escrow,
+# hello_as.
 #
 #   examples/contracts/build.sh            rebuild in place (the checked-in .wasm files)
 #   examples/contracts/build.sh OUTDIR     write OUTDIR/<name>/<name>.wasm instead
@@ -8,7 +9,8 @@
 #   counter   Python with wasmtime (wasmtime.wat2wasm); $PYTHON, else python3,
 #             else the repo's .venv/bin/python
 #   token,    clang + wasm-ld (Debian 12: apt-get install clang lld -> 14.0.6);
-#   notary    notary includes sdk/wes.h
+#   notary,   notary and escrow include sdk/wes.h
+#   escrow
 #   hello_as  node + hello_as/node_modules (assemblyscript, pinned in
 #             package.json/package-lock.json). When node_modules is missing and
 #             npm is present, `npm ci` installs it, unless WES_NO_INSTALL=1.
@@ -80,6 +82,7 @@ build_c() {
 }
 build_token() { build_c token; }
 build_notary() { build_c notary; }
+build_escrow() { build_c escrow; }
 
 # ---- hello_as: AssemblyScript -> wasm with asc ------------------------------
 build_hello_as() {
@@ -102,7 +105,7 @@ build_hello_as() {
     say "built hello_as/hello_as.wasm (assemblyscript $(cd "$dir" && ./node_modules/.bin/asc --version | awk '{print $2}'))"
 }
 
-for step in build_counter build_token build_notary build_hello_as; do
+for step in build_counter build_token build_notary build_escrow build_hello_as; do
     if ! "$step"; then
         say "FAILED: ${step#build_}"
         failed=1

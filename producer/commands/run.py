@@ -35,6 +35,9 @@ def register(sub: Any) -> None:
                    help="the job's wall-clock timeout (default: settings)")
     p.add_argument("--caller", default="cli", help="the caller's address")
     p.add_argument("--address", default=None, help="the contract's address (default: file stem)")
+    p.add_argument("--contract", action="append", default=[], metavar="ADDR=FILE", dest="others",
+                   help="another contract the run may call, at ADDR (repeatable); its init "
+                   "runs first when --state holds nothing of it yet")
     p.add_argument("--height", type=int, default=0, help="block height")
     p.add_argument("--time", type=int, default=0, help="block time, Unix ms")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
@@ -80,6 +83,35 @@ def _interruptible(execute: Callable[[], Result]) -> Result:
     return done[0]
 
 
+def _other_contracts(specs: list[str], main: str) -> dict[str, bytes]:
+    """`--contract ADDR=FILE`s: address -> module bytes (each checked before anything runs)."""
+    out: dict[str, bytes] = {}
+    for spec in specs:
+        address, sep, path = spec.partition("=")
+        if not sep or not address or not path:
+            raise CliError(f"--contract {spec!r}: write it as ADDR=FILE")
+        if address == main or address in out:
+            raise CliError(f"--contract {spec!r}: address {address!r} is given twice")
+        out[address] = read_code(Path(path))
+    return out
+
+
+def _init(engine: Any, address: str, code: bytes, state: MemoryState, codes: Any,
+          deployer: str) -> None:
+    """Run a contract's `init`, as its deploy would, unless the state already has it."""
+    from engine import Context, Job
+
+    if state.data.get(address) or "init" not in engine.validate(code).entry_points:
+        return
+    job = Job(f"init:{address}", address, "init", b"", engine.settings.default_fee_limit,
+              Context(deployer))
+    result = engine.execute(job, state, codes, deploy=True)
+    if result.status != "ok":
+        raise CliError(f"--contract {address}: init ended {result.status}: "
+                       f"{(result.error or {}).get('message', '')}")
+    state.apply(address, result.write_set)
+
+
 def run(args: argparse.Namespace) -> int:
     from engine import Context, Job, MemoryCode, WasmEngine
 
@@ -100,11 +132,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = parse_hex(args.input_hex, "--input-hex")
     address = args.address or args.contract.stem
+    others = _other_contracts(args.others, address)
     state = _state(args.state)
     codes = MemoryCode()
     codes.deploy(address, code)
     engine = WasmEngine(settings)
     try:
+        for other, other_code in others.items():
+            codes.deploy(other, other_code)
+            _init(engine, other, other_code, state, codes, args.caller)
         raw_job = Job(
             tx_id="run", contract=address, function=function, input=data,
             fee_limit=args.fee_limit if args.fee_limit is not None else settings.default_fee_limit,
@@ -115,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.shutdown()
     unsaved = None
-    if args.state and result.status == "ok" and args.mode == "call" and result.write_set:
-        state.apply(address, result.write_set)
+    writes = result.writes_by_contract(address)
+    if args.state and result.status == "ok" and args.mode == "call" and (writes or others):
+        for contract, written in writes.items():
+            state.apply(contract, written)
         try:
             state.save_json(args.state)
         except OSError as exc:  # the Result is printed all the same, then the error
@@ -149,3 +187,12 @@ def print_summary(r: dict[str, Any]) -> None:
         print(f"write        {key} = {value if value is not None else '(removed)'}")
     for key, version in r["read_set"].items():
         print(f"read         {key} @ version {version}")
+    calls = r.get("calls", {})
+    for contract, written in calls.get("write_sets", {}).items():
+        for key, value in written.items():
+            print(f"call write   {contract} {key} = {value if value is not None else '(removed)'}")
+    for contract, topic, data in calls.get("events", []):
+        print(f"call event   {contract} {topic} {data}")
+    for contract, reads in calls.get("read_sets", {}).items():
+        for key, version in reads.items():
+            print(f"call read    {contract} {key} @ version {version}")

@@ -284,3 +284,33 @@ def test_clean_counts_refuses_without_yes_and_deletes_only_its_prefix(farm: Farm
         assert done.returncode == 0 and "deleted: 3 keys" in done.stdout
         assert not list(sync.scan_iter(match=f"{other}:*"))
         assert sum(1 for _ in sync.scan_iter(match=f"{farm.prefix}:*")) == before
+
+
+def test_an_escrow_that_calls_the_token_commits_through_the_farm(
+    farm: Farm, client: FarmClient, tmp_path: Path
+) -> None:
+    """ABI 1.1 calls on the farm: workers run the escrow's calls into the token (code and
+    state from Redis); the commit re-executes the stale ones in block order and writes
+    both contracts' state."""
+    deployed = farm.cli("deploy", str(CONTRACTS / "escrow" / "escrow.wasm"), "--address",
+                        "escrow")
+    assert deployed.returncode == 0, deployed.stderr
+    block = tmp_path / "escrow.jsonl"
+    block.write_text(dump_block([
+        Tx(farm.tx_id("esc-mint"), "token", "mint", u64(50), None, "gus"),
+        Tx(farm.tx_id("esc-send"), "token", "transfer", u64(20) + b"escrow", None, "gus"),
+        Tx(farm.tx_id("esc-deposit"), "escrow", "deposit", b"", None, "gus"),
+        Tx(farm.tx_id("esc-release"), "escrow", "release", u64(15) + b"hal", None, "gus"),
+    ]))
+    proc = farm.cli("submit", str(block), "--commit", "--json", "--height", "45")
+    assert proc.returncode == 0, proc.stderr
+    *results, record = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["status"] for r in results] == ["ok"] * 4 and record["reexecuted"] >= 2
+    assert results[3]["calls"]["write_sets"]["token"] == {
+        b"bal:hal".hex(): u64(15).hex(), b"bal:escrow".hex(): u64(5).hex()}
+    for key, value in ((b"bal:hal", 15), (b"bal:escrow", 5), (b"bal:gus", 30)):
+        state = farm.cli("state", "token", key.hex(), "--json")
+        assert json.loads(state.stdout)["value"] == u64(value).hex(), key
+    credit = farm.cli("state", "escrow", (b"c:gus").hex(), "--json")
+    assert json.loads(credit.stdout)["value"] == u64(5).hex()
+    assert farm.cli("state-root", "--verify").returncode == 0

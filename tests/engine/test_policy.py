@@ -20,9 +20,9 @@ REJECTED: dict[str, tuple[str, str, str]] = {
     "env import": (f'(module (import "env" "abort" (func)) {M})', "import", "env.abort"),
     "unknown wes function": (f'(module (import "wes" "launch" (func)) {M})', "import",
                              "wes.launch"),
-    "planned cross-contract call": (
-        f'(module (import "wes" "call" (func (param i32 i32 i32 i32 i32 i32 i64) '
-        f"(result i32))) {M})", "import", "wes.call is ABI 1.1's cross-contract call"),
+    "a call of the wrong type": (
+        f'(module (import "wes" "call" (func (param i32 i32 i32 i32 i32 i32 i32) '
+        f"(result i32))) {M})", "import", "wes.call has the wrong type"),
     "wrong import type": (f'(module (import "wes" "input_size" (func (result i64))) {M})',
                           "import", "wrong type"),
     "wrong import arity": (f'(module (import "wes" "return_data" (func (param i32))) {M})',

@@ -18,7 +18,7 @@ TEST_FEES = {
     "storage_write_byte": 40, "event": 500, "event_byte": 10, "hash_byte": 6,
     "memory_page": 5_000, "memory_free_pages": 0, "table_element": 10,
     "ed25519_verify": 30_000, "ed25519_byte": 7, "secp256k1_verify": 25_000,
-    "secp256k1_recover": 27_000,
+    "secp256k1_recover": 27_000, "call": 3_000, "call_byte": 3,
     # priced in their own tests (tests/engine/test_metering.py)
     "loop_fuel": 0, "branch_fuel": 0, "call_fuel": 0, "module_byte": 0, "trap": 0,
     "trap_frame": 0, "storage_read_key": 0, "hash": 0, "load_fuel": 0, "divide_fuel": 0,

@@ -39,6 +39,9 @@ ABI_IMPORTS = """
   (import "wes" "secp256k1_verify" (func $secp256k1_verify (param i32 i32 i32 i32) (result i32)))
   (import "wes" "secp256k1_recover"
     (func $secp256k1_recover (param i32 i32 i32 i32) (result i32)))
+  (import "wes" "call" (func $call (param i32 i32 i32 i32 i32 i32 i64) (result i32)))
+  (import "wes" "result_size" (func $result_size (result i32)))
+  (import "wes" "result_read" (func $result_read (param i32)))
 """
 
 MEMORY = '(memory (export "memory") 1)'

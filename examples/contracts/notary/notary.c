@@ -38,26 +38,12 @@ static wes_u8 recovered[WES_SECP256K1_UNCOMPRESSED];
 
 static const wes_u8 POSTED[] = "posted";
 
-static wes_u32 text_len(const char *s) {
-    wes_u32 n = 0;
-    while (s[n]) n++;
-    return n;
-}
-
-__attribute__((noreturn)) static void fail(const char *why) {
-    wes_revert((const wes_u8 *)why, (wes_i32)text_len(why));
-}
-
-static void copy(wes_u8 *dst, const wes_u8 *src, wes_u32 n) {
-    for (wes_u32 i = 0; i < n; i++) dst[i] = src[i];
-}
-
 /* The input, which must hold at least `fixed` bytes and at most MAX_MESSAGE more;
  * returns the length of what follows the fixed part. */
 static wes_u32 read_input(wes_u32 fixed) {
     wes_i32 n = wes_input_size();
-    if (n < (wes_i32)fixed) fail("input too short");
-    if (n > (wes_i32)(fixed + MAX_MESSAGE)) fail("message too long");
+    if (n < (wes_i32)fixed) wes_fail("input too short");
+    if (n > (wes_i32)(fixed + MAX_MESSAGE)) wes_fail("message too long");
     wes_input_read(input);
     return (wes_u32)n - fixed;
 }
@@ -66,7 +52,7 @@ static wes_u32 read_input(wes_u32 fixed) {
 static wes_u32 slot(char prefix, wes_u32 id_len) {
     key[0] = (wes_u8)prefix;
     key[1] = ':';
-    copy(key + 2, id, id_len);
+    wes_copy(key + 2, id, id_len);
     return 2 + id_len;
 }
 
@@ -83,7 +69,7 @@ static wes_u32 build_payload(wes_u32 id_len, const wes_u8 *message, wes_u32 mess
     wes_u32 n = (wes_u32)wes_self_address(payload);
     wes_u64 nonce = load_nonce(id_len);
     for (int i = 0; i < 8; i++) payload[n + i] = (wes_u8)(nonce >> (8 * i));
-    copy(payload + n + 8, message, message_len);
+    wes_copy(payload + n + 8, message, message_len);
     return n + 8 + message_len;
 }
 
@@ -92,14 +78,14 @@ static void post(wes_u32 id_len, const wes_u8 *message, wes_u32 message_len) {
     for (int i = 0; i < 8; i++) word[i] = (wes_u8)(nonce >> (8 * i));
     wes_storage_write(key, (wes_i32)slot('n', id_len), word, 8);
     wes_storage_write(key, (wes_i32)slot('m', id_len), message, (wes_i32)message_len);
-    wes_emit_event(POSTED, (wes_i32)text_len((const char *)POSTED), id, (wes_i32)id_len);
+    wes_emit_event(POSTED, (wes_i32)wes_strlen((const char *)POSTED), id, (wes_i32)id_len);
 }
 
 /* id = prefix + bytes */
 static wes_u32 make_id(const char *prefix, const wes_u8 *bytes, wes_u32 n) {
-    wes_u32 p = text_len(prefix);
-    copy(id, (const wes_u8 *)prefix, p);
-    copy(id + p, bytes, n);
+    wes_u32 p = wes_strlen(prefix);
+    wes_copy(id, (const wes_u8 *)prefix, p);
+    wes_copy(id + p, bytes, n);
     return p + n;
 }
 
@@ -109,7 +95,7 @@ WES_ENTRY(post_ed25519) {
     const wes_u8 *pk = input, *sig = input + WES_ED25519_KEY, *message = input + fixed;
     wes_u32 id_len = make_id("ed:", pk, WES_ED25519_KEY);
     wes_u32 n = build_payload(id_len, message, message_len);
-    if (!wes_ed25519_verify(sig, payload, (wes_i32)n, pk)) fail("bad signature");
+    if (!wes_ed25519_verify(sig, payload, (wes_i32)n, pk)) wes_fail("bad signature");
     post(id_len, message, message_len);
 }
 
@@ -120,7 +106,7 @@ WES_ENTRY(post_secp256k1) {
     wes_u32 id_len = make_id("k1:", pk, WES_SECP256K1_COMPRESSED);
     wes_sha256(payload, (wes_i32)build_payload(id_len, message, message_len), digest);
     if (!wes_secp256k1_verify(digest, sig, pk, WES_SECP256K1_COMPRESSED))
-        fail("bad signature");
+        wes_fail("bad signature");
     post(id_len, message, message_len);
 }
 
@@ -132,24 +118,24 @@ WES_ENTRY(post_eth) {
     const wes_u8 *sig = input, *nonce = input + WES_SECP256K1_SIGNATURE + 1;
     const wes_u8 *message = input + fixed;
     wes_u32 n = (wes_u32)wes_self_address(payload);
-    copy(payload + n, nonce, 8);
-    copy(payload + n + 8, message, message_len);
+    wes_copy(payload + n, nonce, 8);
+    wes_copy(payload + n + 8, message, message_len);
     wes_keccak256(payload, (wes_i32)(n + 8 + message_len), digest);
     if (!wes_secp256k1_recover(digest, sig, input[WES_SECP256K1_SIGNATURE], recovered))
-        fail("bad signature");
+        wes_fail("bad signature");
     /* the address: the last 20 bytes of keccak256 of the key's 64 bytes after 04 */
     wes_keccak256(recovered + 1, 64, digest);
     wes_u32 id_len = make_id("eth:", digest + 12, 20);
     wes_u64 stated = 0, expected = load_nonce(id_len);
     for (int i = 7; i >= 0; i--) stated = (stated << 8) | nonce[i];
-    if (stated != expected) fail("bad signature");
+    if (stated != expected) wes_fail("bad signature");
     post(id_len, message, message_len);
     wes_return_data(digest + 12, 20);
 }
 
 WES_ENTRY(nonce) {
     wes_i32 n = wes_input_size();
-    if (n < 1 || n > MAX_ID) fail("bad id");
+    if (n < 1 || n > MAX_ID) wes_fail("bad id");
     wes_input_read(id);
     wes_u64 v = load_nonce((wes_u32)n);
     for (int i = 0; i < 8; i++) word[i] = (wes_u8)(v >> (8 * i));
@@ -158,7 +144,7 @@ WES_ENTRY(nonce) {
 
 WES_ENTRY(message) {
     wes_i32 n = wes_input_size();
-    if (n < 1 || n > MAX_ID) fail("bad id");
+    if (n < 1 || n > MAX_ID) wes_fail("bad id");
     wes_input_read(id);
     wes_i32 len = wes_storage_read(key, (wes_i32)slot('m', (wes_u32)n), input, MAX_MESSAGE);
     wes_return_data(input, len < 0 ? 0 : len);

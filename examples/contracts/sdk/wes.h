@@ -6,9 +6,6 @@
  *   clang --target=wasm32 -mcpu=mvp -nostdlib -ffreestanding -Wl,--no-entry ...
  * (examples/contracts/build.sh has the full line). Only the functions a contract calls
  * become imports, so declaring them all costs nothing.
- *
- * call / result_size / result_read (ABI 1.1 cross-contract calls) are declared for
- * completeness; this engine release rejects a module that imports them.
  */
 #ifndef WES_H
 #define WES_H
@@ -79,11 +76,27 @@ WES_IMPORT(secp256k1_recover)
 wes_i32 wes_secp256k1_recover(const wes_u8 *hash32, const wes_u8 *sig64, wes_i32 recid,
                               wes_u8 *dst65);
 
-/* -- cross-contract calls (ABI 1.1; not in this engine release) ------------------------- */
+/* -- cross-contract calls (ABI 1.1): a WES_CALL_* status; the result via result_read ---- */
 WES_IMPORT(call)
 wes_i32 wes_call(const wes_u8 *addr, wes_i32 addr_len, const wes_u8 *fn, wes_i32 fn_len,
                  const wes_u8 *input, wes_i32 input_len, wes_i64 fee);
 WES_IMPORT(result_size) wes_i32 wes_result_size(void);
 WES_IMPORT(result_read) void wes_result_read(wes_u8 *dst);
+
+/* -- small helpers for freestanding contracts (no libc) -------------------------------- */
+static inline wes_u32 wes_strlen(const char *s) {
+    wes_u32 n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+/* Revert with a C string as the message (never returns). */
+__attribute__((noreturn)) static inline void wes_fail(const char *why) {
+    wes_revert((const wes_u8 *)why, (wes_i32)wes_strlen(why));
+}
+
+static inline void wes_copy(wes_u8 *dst, const wes_u8 *src, wes_u32 n) {
+    for (wes_u32 i = 0; i < n; i++) dst[i] = src[i];
+}
 
 #endif

@@ -4,9 +4,6 @@
 // offsets into the contract's memory. Import what a contract uses:
 //   import { input_size, input_read, return_data } from "../../sdk/wes";
 // Only the functions a contract calls become imports.
-//
-// call / result_size / result_read (ABI 1.1 cross-contract calls) are declared for
-// completeness; this engine release rejects a module that imports them.
 
 // Sizes the ABI fixes.
 export const MAX_ADDRESS: i32 = 64;
@@ -78,7 +75,7 @@ export declare function secp256k1_verify(hash32: usize, sig64: usize, pk: usize,
 @external("wes", "secp256k1_recover")
 export declare function secp256k1_recover(hash32: usize, sig64: usize, recid: i32, dst65: usize): i32;
 
-// -- cross-contract calls (ABI 1.1; not in this engine release)
+// -- cross-contract calls (ABI 1.1): a CALL_* status; the result via result_read
 @external("wes", "call")
 export declare function call(addr: usize, addr_len: i32, fn: usize, fn_len: i32,
                              input: usize, input_len: i32, fee: i64): i32;

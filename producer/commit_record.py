@@ -1,0 +1,74 @@
+"""What a block commit decides and reports: per tx `Applied` (as `{p}:block:{H}:applied`
+holds it), and the block's `CommitReport` (its record is `{p}:block:{H}`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.model import Result, pack, unpack
+from worker.protocol import encode_version
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the commit decided for one tx, as `{p}:block:{height}:applied` holds it."""
+
+    version: int  # of its writes; 0: it wrote nothing (or was not committed)
+    status: str
+    fee_used: int
+    result: Result | None = None  # the re-executed result; None: the farm's stands
+
+    def decision(self) -> bytes:
+        wire = None if self.result is None else self.result.to_wire()
+        return bytes(pack([self.status, self.fee_used, wire]))
+
+    def entry(self) -> bytes:
+        return encode_version(self.version) + self.decision()
+
+    @classmethod
+    def decode(cls, entry: bytes) -> Applied:
+        status, fee_used, wire = unpack(entry[8:])
+        result = None if wire is None else Result.from_wire(wire)
+        return cls(int.from_bytes(entry[:8], "big"), status, fee_used, result)
+
+    @classmethod
+    def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
+        return cls(version, result.status, result.fee.used, result if reexecuted else None)
+
+
+@dataclass(slots=True)
+class CommitReport:
+    height: int
+    txs: int
+    committed: int = 0
+    reexecuted: int = 0
+    not_committed: dict[str, str] = field(default_factory=dict)  # tx id -> status / "missing"
+    by_status: dict[str, int] = field(default_factory=dict)
+    fee_total: int = 0
+    fee_by_sender: dict[str, int] = field(default_factory=dict)
+    fee_by_status: dict[str, int] = field(default_factory=dict)
+    state_root: str = ""  # the root's checksum after the block (producer/state_root.py)
+    version: int = 0
+    # Of this run only, so not in the record: a resumed commit's differ.
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    results: dict[str, Result] = field(default_factory=dict)  # final (re-executed) results
+
+    def record(self) -> dict[str, Any]:
+        """The commit record stored at `{p}:block:{height}` (and printed with --json)."""
+        return {
+            "height": self.height,
+            "txs": self.txs,
+            "committed": self.committed,
+            "reexecuted": self.reexecuted,
+            "not_committed": dict(sorted(self.not_committed.items())),
+            "by_status": dict(sorted(self.by_status.items())),
+            "fees": {
+                "total": self.fee_total,
+                "by_sender": dict(sorted(self.fee_by_sender.items())),
+                "by_status": dict(sorted(self.fee_by_status.items())),
+            },
+            "state_root": self.state_root,
+            "version": self.version,
+        }
