@@ -116,3 +116,34 @@ def test_random_call_trees_agree_on_both_host_paths(pair: list[Chain]) -> None:
                 state.apply(contract, writes)
     assert {"ok", "reverted", "out_of_fee", "trap"} <= set(seen), seen
     assert called > 50  # the trees really call
+
+
+@pytest.mark.parametrize("raw_path", [True, False], ids=["raw", "public"])
+def test_the_limits_count_the_callers_output_and_what_joined_it(
+    raw_path: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from config import load_settings
+    from tests.support.contracts import close_engine
+
+    settings = load_settings(cache_dir=tmp_path_factory.mktemp("lim"),
+                             limits={"max_events": 1, "max_write_entries": 2})
+    chain = Chain(WasmEngine(settings, raw_calls=raw_path))
+    try:
+        for i in range(NODES):
+            chain.deploy(f"n{i}", NODE)
+
+        def call(sub: bytes) -> bytes:
+            return bytes([3, 1]) + struct.pack("<HH", 0, len(sub)) + sub
+
+        # the caller emitted one event already: a callee's event would be the second
+        r = chain.run("n0", "run", bytes([2, 97]) + call(bytes([2, 98])))
+        assert r.status == "ok" and r.call_events == [] and r.events == [(b"a", b"")]
+        assert r.return_data == struct.pack("<q", 3)  # the call counted as TRAPPED (3)
+        # alone, the same callee's event joins
+        r = chain.run("n0", "run", call(bytes([2, 98])))
+        assert r.call_events == [("n1", b"b", b"")]
+        # two writes of the caller's and one of the callee's: past max_write_entries
+        r = chain.run("n0", "run", bytes([0, 97, 1, 0, 98, 2]) + call(bytes([0, 97, 3])))
+        assert r.status == "ok" and r.call_write_sets == {} and len(r.write_set) == 2
+    finally:
+        close_engine(chain.engine)
