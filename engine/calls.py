@@ -93,6 +93,18 @@ class JoinedState:
                 return None if value is None else (value, 0 if found is None else found[1])
         return self.base.get(contract, key)
 
+    def committed_versions(self, contract: str, reads: dict[bytes, int]) -> dict[bytes, int]:
+        """A frame's read set with each key a joined frame removed at its committed
+        version (the frame saw it absent, as version 0: the commit must validate what the
+        state holds, or the transaction would be stale for ever)."""
+        removed = {key for layer in self.layers
+                   for key, value in layer.writes.get(contract, {}).items() if value is None}
+        fixed = dict(reads)
+        for key in removed & reads.keys():
+            found = self.base.get(contract, key)
+            fixed[key] = 0 if found is None else found[1]
+        return fixed
+
 
 class Calls:
     """The call stack of one transaction."""
@@ -112,6 +124,35 @@ class Calls:
     def joined(self) -> Joined:
         """What the transaction's own frame joined (its result's call sets)."""
         return self.layers[0]
+
+    def finish(self, result: Result) -> Result:
+        """The transaction's Result with what its calls joined: reads always, writes and
+        events when it ends ok. Its whole output -- its own frame's and every callee's --
+        is held to the transaction's limits: past them, it ends `trap` (kind `limit`)."""
+        joined, limits = self.joined, self.limits
+        result.call_read_sets = {c: reads for c, reads in joined.reads.items() if reads}
+        result.logs = result.logs + joined.logs[: max(0, limits.max_logs - len(result.logs))]
+        if result.status != "ok":
+            return result
+        result.call_write_sets = {c: w for c, w in joined.writes.items() if w}
+        result.call_events = joined.events
+        writes = [result.write_set, *result.call_write_sets.values()]
+        checks = (
+            ("distinct keys read", "max_read_entries",
+             sum(map(len, (result.read_set, *result.call_read_sets.values())))),
+            ("keys written", "max_write_entries", sum(map(len, writes))),
+            ("bytes written", "max_write_bytes",
+             sum(len(k) + len(v or b"") for w in writes for k, v in w.items())),
+            ("events", "max_events", len(result.events) + len(result.call_events)),
+        )
+        for what, name, count in checks:
+            if count > getattr(limits, name):
+                return Result(result.tx_id, "trap", result.fee, b"", {
+                    "kind": "limit", "message": f"the transaction's frames have {count:,} "
+                    f"{what}, over {getattr(limits, name):,} ({name})"},
+                    logs=result.logs, read_set=result.read_set,
+                    call_read_sets=result.call_read_sets)
+        return result
 
     def call(self, caller: Any, address: bytes, function: bytes, data: bytes,
              fee: int) -> tuple[int, bytes]:
@@ -134,13 +175,15 @@ class Calls:
         below = Joined()
         self.stack.append(contract)
         self.layers.append(below)
+        view = JoinedState(self.state, list(self.layers))
         try:
-            result = self.run_frame(job, JoinedState(self.state, list(self.layers)))
+            result = self.run_frame(job, view)
         finally:
             self.stack.pop()
             self.layers.pop()
         if result is None:
             return CALL_NOT_FOUND, b""
+        result.read_set = view.committed_versions(contract, result.read_set)
         if result.status == "timeout":
             raise Timeout((result.error or {}).get("message", "deadline"), "deadline")
         if result.status not in STATUS_OF:  # an engine failure: the transaction's

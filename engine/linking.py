@@ -47,6 +47,8 @@ def _denied(spec: HostFunction) -> ContractTrap:
 def _public_callback(spec: HostFunction, holder: CurrentExecution, base: int) -> Callable[..., Any]:
     impl, cap, result = IMPLEMENTATIONS[spec.name], spec.capability, spec.results
     name = f"wes.{spec.name}"
+    # Arguments as unsigned ints of their own width (an i64 keeps its 64 bits).
+    masks = tuple(0xFFFFFFFF if p == I32 else 0xFFFFFFFFFFFFFFFF for p in spec.params)
 
     def callback(caller: wasmtime.Caller, *args: int) -> int | None:
         ex = holder.current
@@ -55,7 +57,7 @@ def _public_callback(spec: HostFunction, holder: CurrentExecution, base: int) ->
             ex.enter(base, name)
             if cap in ex.denied:
                 raise _denied(spec)
-            value = impl(ex, *(a & 0xFFFFFFFF for a in args))
+            value = impl(ex, *(a & m for a, m in zip(args, masks, strict=True)))
         except BaseException as exc:
             ex.pending = exc
             raise

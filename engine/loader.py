@@ -31,6 +31,9 @@ from engine.state import CodeSource
 log = logging.getLogger("wesfarm.engine")
 
 
+KNOWN_INFOS = 4_096
+
+
 class ContractLoader:
     def __init__(self, settings: Settings, engine: wasmtime.Engine, linker: wasmtime.Linker,
                  fingerprint: str, counters: EngineCounters) -> None:
@@ -41,6 +44,9 @@ class ContractLoader:
         self.metering = Metering.of(settings.fees)
         self.artifacts = ArtifactCache(settings.cache_dir, fingerprint, settings.cache_secret)
         self.sandbox = CompileSandbox.for_settings(settings)
+        # What every contract loaded here is (entry points, size), kept past the compiled
+        # LRU: a call can be refused or priced out before its callee is loaded again.
+        self.infos: OrderedDict[str, ModuleInfo] = OrderedDict()
         self.compiled: OrderedDict[str, CompiledContract] = OrderedDict()
 
     def validate(self, code: bytes) -> ModuleInfo:
@@ -69,9 +75,23 @@ class ContractLoader:
             return code
 
         try:
-            return self.load(code_hash, fetch)
+            loaded = self.load(code_hash, fetch)
         except CompileWall as exc:
             raise InternalError(f"compiling contract {address!r} here: {exc.message}") from None
+        self.infos[code_hash] = loaded.info
+        self.infos.move_to_end(code_hash)
+        while len(self.infos) > KNOWN_INFOS:
+            self.infos.popitem(last=False)
+        return loaded
+
+    def known(self, address: str, codes: CodeSource) -> ModuleInfo | None:
+        """What the contract at `address` is, if this loader has loaded it before (no
+        load, no fetch: None otherwise)."""
+        code_hash = codes.code_hash(address)
+        if code_hash is None:
+            return None
+        contract = self.compiled.get(code_hash)
+        return contract.info if contract is not None else self.infos.get(code_hash)
 
     def load(self, code_hash: str, fetch: Callable[[], bytes]) -> CompiledContract:
         contract = self.compiled.get(code_hash)

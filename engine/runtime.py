@@ -172,7 +172,7 @@ class WasmEngine:
                 result = self._run(job, contract, state)
             finally:
                 calls, self._calls = self._calls, None
-            _join_calls(result, calls, self.limits.max_logs)
+            result = calls.finish(result)
         except ExecutionError as exc:
             result = self._failed(job.tx_id, exc, FeeMeter(job.fee_limit))
         except Exception as exc:  # a bug: still a result, never a crash
@@ -223,7 +223,19 @@ class WasmEngine:
 
     def _run_callee(self, job: Job, state: StateView, codes: CodeSource) -> Result | None:
         """A call's frame (engine/calls.py), or None: no contract there, or no such entry
-        point (the call is NOT_FOUND, and nothing beyond its price is charged)."""
+        point (the call is NOT_FOUND, and nothing beyond its price is charged). A callee
+        known here is refused, or found unable to pay for bringing it in, before it is
+        loaded: the same Result `_run` would give, without the unpaid work."""
+        known = self.loader.known(job.contract, codes)
+        if known is not None:
+            if job.function not in known.entry_points:
+                return None
+            meter = FeeMeter(job.fee_limit)
+            try:
+                meter.consume(self.schedule.execution + known.size * self.schedule.module_byte,
+                              "execution", "execution")
+            except OutOfFee as exc:
+                return self._failed(job.tx_id, exc, meter)
         try:
             contract = self.loader.contract(job.contract, codes)
         except (InvalidJob, Rejected):
@@ -362,17 +374,6 @@ class WasmEngine:
         self.ticker.stopped.set()
         self.pool.clear()
         self.loader.clear()
-
-
-def _join_calls(result: Result, calls: Calls, max_logs: int) -> None:
-    """What the transaction's calls joined, into its Result: reads always, writes and
-    events when it ends ok."""
-    joined = calls.joined
-    result.call_read_sets = {c: reads for c, reads in joined.reads.items() if reads}
-    result.logs = result.logs + joined.logs[: max(0, max_logs - len(result.logs))]
-    if result.status == "ok":
-        result.call_write_sets = {c: w for c, w in joined.writes.items() if w}
-        result.call_events = joined.events
 
 
 def _taken(ex: AnyExecution) -> ExecutionError:

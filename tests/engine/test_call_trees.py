@@ -145,5 +145,11 @@ def test_the_limits_count_the_callers_output_and_what_joined_it(
         # two writes of the caller's and one of the callee's: past max_write_entries
         r = chain.run("n0", "run", bytes([0, 97, 1, 0, 98, 2]) + call(bytes([0, 97, 3])))
         assert r.status == "ok" and r.call_write_sets == {} and len(r.write_set) == 2
+        # the callee's writes joined first, the caller's own come after: the total is
+        # still held to the limit, at the end
+        r = chain.run("n0", "run", call(bytes([0, 97, 3, 0, 98, 4])) + bytes([0, 97, 1]))
+        assert r.status == "trap" and r.error is not None
+        assert r.error["kind"] == "limit" and "max_write_entries" in r.error["message"]
+        assert r.call_write_sets == {} and r.write_set == {}
     finally:
         close_engine(chain.engine)

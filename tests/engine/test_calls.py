@@ -6,9 +6,11 @@ tests/engine/test_call_trees.py."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
+from config import load_settings
 from engine import Result, WasmEngine
 from engine.abi import (
     CALL_DENIED,
@@ -19,7 +21,7 @@ from engine.abi import (
     CALL_TRAPPED,
 )
 from tests.support import TEST_FEES
-from tests.support.contracts import Chain, check_fee, module
+from tests.support.contracts import Chain, check_fee, close_engine, module
 
 # proxy.fwd: input = u32 addr_len ‖ addr ‖ u32 fn_len ‖ fn ‖ i64 fee ‖ call input. Writes
 # "before", calls, writes "after"; returns u32 status ‖ the call's result.
@@ -67,6 +69,7 @@ BANK = module("""
     (call $storage_write (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 6))
     unreachable)
   (func (export "spin") (loop $l (br $l)))
+  (func (export "del") (call $storage_remove (i32.const 0) (i32.const 1)))
   (func (export "readfail")
     (drop (call $storage_read (i32.const 0) (i32.const 1) (i32.const 64) (i32.const 8)))
     (call $revert (i32.const 32) (i32.const 2)))
@@ -101,6 +104,8 @@ TWICE = module("""
   (data (i32.const 8) "put")
   (data (i32.const 16) "get")
 """)
+# gone.run: calls bank.del, then bank.get; returns what the second call read.
+GONE = TWICE.replace('"put")', '"del")')
 # relay.go: input = the addresses still to visit, comma-separated; calls the first with
 # the rest; returns u32 status ‖ the result (or "end" when none is left).
 RELAY = module("""
@@ -135,6 +140,7 @@ def chain(request: pytest.FixtureRequest, engines: dict[bool, WasmEngine]) -> Ch
     c.deploy("proxy", PROXY)
     c.deploy("bank", BANK)
     c.deploy("twice", TWICE)
+    c.deploy("gone", GONE)
     for i in range(1, 10):
         c.deploy(f"r{i}", RELAY)
     return c
@@ -247,6 +253,23 @@ def test_the_call_is_charged_first_and_the_callee_priced_like_any_execution(
     assert r2.fee.used - r0.fee.used == 3 + per_byte * shorter
 
 
+def test_a_key_an_earlier_frame_removed_reads_at_its_committed_version(chain: Chain) -> None:
+    """Seen absent (the removal joined), validated as what the state holds: recorded as
+    version 0 it would be stale at every commit, and the block could never commit."""
+    chain.state.apply("bank", {b"k": b"there"})
+    r = chain.run("gone", "run")
+    assert r.status == "ok" and r.return_data == b"none"
+    assert r.call_write_sets == {"bank": {b"k": None}}
+    assert r.call_read_sets == {"bank": {b"k": 1}}
+
+
+def test_an_i64_fee_keeps_all_its_bits_on_both_paths(chain: Chain) -> None:
+    fee = (1 << 32) + 7
+    spun, status, _ = fwd(chain, "bank", "spin", fee=fee, fee_limit=10**10)
+    none, _, _ = fwd(chain, "bank", "nope", fee=fee, fee_limit=10**10)
+    assert status == CALL_OUT_OF_FEE and spun.fee.used - none.fee.used == fee
+
+
 def test_a_fee_above_what_is_left_forwards_what_is_left(chain: Chain) -> None:
     spun, status, _ = fwd(chain, "bank", "spin", fee=2**62, fee_limit=3_000_000)
     assert status == -1 and spun.status == "out_of_fee"  # the callee took it all
@@ -263,3 +286,28 @@ def test_view_mode_makes_view_calls(chain: Chain) -> None:
 def test_a_failed_transaction_keeps_nothing_of_any_frame(chain: Chain) -> None:
     r = chain.run("proxy", "fwd", b"\xff\xff\xff\x7f")  # reads past memory: traps
     assert r.status == "trap" and r.call_write_sets == {} and r.write_set == {}
+
+
+@pytest.mark.parametrize("raw_path", [True, False], ids=["raw", "public"])
+def test_a_known_callee_is_refused_before_loading_with_the_same_result(
+    raw_path: bool, cache_dir: Path
+) -> None:
+    """The loader remembers what it loaded: a call that cannot pay to bring its callee in,
+    or names no entry point, is decided without loading it -- and ends exactly as it
+    does the first time, when the callee had to be loaded to find out."""
+    c = Chain.start(load_settings(cache_dir=cache_dir), raw_calls=raw_path)
+    try:
+        c.deploy("proxy", PROXY)
+        c.deploy("bank", BANK)
+        for function, fee in (("get", 3), ("nothing", 0), ("get", 0)):
+            first, _, _ = fwd(c, "bank", function, fee=fee)
+            again, _, _ = fwd(c, "bank", function, fee=fee)
+            assert _without_ids(first) == _without_ids(again), function
+        assert c.engine.loader.known("bank", c.codes) is not None
+    finally:
+        close_engine(c.engine)
+
+
+def _without_ids(r: Result) -> bytes:
+    r.tx_id = ""
+    return r.consensus_bytes()

@@ -56,3 +56,27 @@ async def test_a_block_of_calls_commits_to_the_sequential_state(farm: FarmClient
         assert_root_exact(client, farm.keys)
     finally:
         client.close()
+
+
+async def test_a_removal_read_back_by_a_later_frame_commits(farm: FarmClient) -> None:  # noqa: F811
+    """Its read of the removed key carries the committed version: the commit finds it
+    current, not stale for ever."""
+    from tests.engine.test_calls import GONE
+
+    await farm.deploy(wasm(PROXY), "proxy")
+    await farm.deploy(wasm(BANK), "bank")
+    await farm.deploy(wasm(GONE), "gone")
+    put = farm.make_job("proxy", "fwd", fwd_input("bank", "put", b"v"), tx_id="g-put")
+    report = await farm.commit_block([put], execute_against_committed(farm, [put]), height=1)
+    assert report.committed == 1
+    gone = farm.make_job("gone", "run", tx_id="g-gone")
+    results = execute_against_committed(farm, [gone])
+    assert results["g-gone"].call_read_sets == {"bank": {b"k": 1}}
+    report = await farm.commit_block([gone], results, height=2)
+    assert report.committed == 1 and report.reexecuted == 0
+    client = redis.Redis.from_url(farm.url)
+    try:
+        assert client.hget(farm.keys.state("bank"), b"k") is None
+        assert_root_exact(client, farm.keys)
+    finally:
+        client.close()
