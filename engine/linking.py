@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
-from engine import raw
+from engine import raw, signatures
 from engine.abi import ABI, HOOKS, I32, HostFunction
 from engine.errors import ContractTrap
 from engine.execution_state import ExecutionState
-from engine.host import IMPLEMENTATIONS
+from engine.fees import FeeSchedule
+from engine.host import IMPLEMENTATIONS, keccak256_digest, sha256_digest
 from engine.instrument import HOOK_MODULE
 
 if TYPE_CHECKING:
@@ -100,3 +101,24 @@ class HostLinker:
         if err:
             raise raw.take_error(err)
         self._keep.append(ty)
+
+
+def native_host(schedule: FeeSchedule, limits: Any,
+                call: Callable[..., tuple[int, bytes]]) -> NativeHost:
+    """The C host functions with this engine's prices and limits (native.h's order)."""
+    prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
+              schedule.storage_read, schedule.storage_read_key, schedule.storage_read_byte,
+              schedule.storage_write, schedule.storage_write_byte, schedule.event,
+              schedule.event_byte, schedule.hash, schedule.hash_byte, schedule.ed25519_verify,
+              schedule.ed25519_byte, schedule.secp256k1_verify, schedule.secp256k1_recover,
+              schedule.call, schedule.call_byte, schedule.memory_page,
+              schedule.memory_free_pages)
+    bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
+              limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
+              limits.max_value_bytes, limits.max_memory_pages, limits.max_read_entries,
+              limits.max_write_entries, limits.max_write_bytes, limits.max_input_bytes)
+    assert raw.native is not None
+    callbacks = (sha256_digest, keccak256_digest, signatures.ed25519_verify,
+                 signatures.secp256k1_verify, signatures.secp256k1_recover, call)
+    host: NativeHost = raw.native.Host(prices, bounds, callbacks)
+    return host

@@ -9,13 +9,12 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
 
 from config import Settings
-from engine import raw, signatures
+from engine import raw
 from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
 from engine.calls import Calls
 from engine.compiler import build_config, fingerprint
@@ -31,9 +30,8 @@ from engine.errors import (
     trap_cause,
 )
 from engine.execution_state import PAGE, ExecutionState
-from engine.fees import FeeMeter, FeeSchedule, paid_pages
-from engine.host import keccak256_digest, sha256_digest
-from engine.linking import CurrentExecution, HostLinker
+from engine.fees import FeeMeter, paid_pages
+from engine.linking import CurrentExecution, HostLinker, native_host
 from engine.loader import ContractLoader
 from engine.model import FeeReport, Job, ModuleInfo, Result, access_list
 from engine.pool import CompiledContract, InstancePool, WarmInstance
@@ -44,7 +42,6 @@ log = logging.getLogger("wesfarm.engine")
 # engine/native/meter.c), and anything with a fee meter's limit/used/breakdown.
 if TYPE_CHECKING:
     from engine._native import ExecutionState as NativeExecution
-    from engine._native import Host as NativeHost
 
     AnyExecution = ExecutionState | NativeExecution
     Metered = FeeMeter | AnyExecution
@@ -92,7 +89,8 @@ class WasmEngine:
             log.warning("engine._native is not built (no C compiler at install): host "
                         "functions run on the public-API path (much slower: see the README)")
         self._calls: Calls | None = None  # the running transaction's call stack
-        self.host = (_native_host(self.schedule, self.limits, self._native_call)
+        self._running: list[int] = []  # id() of the compiled contract of every frame
+        self.host = (native_host(self.schedule, self.limits, self._native_call)
                      if raw_calls and raw.native is not None else None)
         self.linker = HostLinker(self.engine, self.slot, self.host, self.schedule.host_call)
         self.raw_calls = self.host is not None
@@ -198,12 +196,22 @@ class WasmEngine:
                 ex.consume(paid * sched.memory_page, "memory", "initial memory")
             if info.table_elements:
                 ex.consume(info.table_elements * sched.table_element, "table", "initial table")
-            warm = self.pool.acquire(contract)
+            # A callee whose code already runs in a frame (deployed at another address)
+            # gets a Store of its own: warm instances of one code share a Store, and
+            # wasmtime sets a Store's stack limit when it is first entered -- in a shared
+            # one the callee would get only what its caller and the host frames between
+            # left, which differs between the host paths (tests/engine/test_calls.py).
+            running = id(contract) in self._running
+            warm = self.pool.instantiate(contract)[0] if running else self.pool.acquire(contract)
             ex.attach(warm, info.memory_pages, info.memory_max)
             if warm.instantiate_fuel:
                 ex.consume(warm.instantiate_fuel * sched.instruction, "instructions",
                            "instantiation")
-            self._call(ex, warm, job)
+            self._running.append(id(contract))
+            try:
+                self._call(ex, warm, job)
+            finally:
+                self._running.pop()
         except ExecutionError as exc:
             return self._failed(job.tx_id, self._unwound(ex, warm, exc), ex, ex)
         return Result(job.tx_id, "ok", self._report(ex), ex.return_data, None, ex.events,
@@ -389,24 +397,3 @@ def _as_execution_error(exc: BaseException) -> ExecutionError:
     if isinstance(exc, ExecutionError):
         return exc
     return InternalError(f"host function failed: {type(exc).__name__}: {exc}")
-
-
-def _native_host(schedule: FeeSchedule, limits: Any,
-                 call: Callable[..., tuple[int, bytes]]) -> NativeHost:
-    """The C host functions with this engine's prices and limits (native.h's order)."""
-    prices = (schedule.instruction, schedule.host_call, schedule.byte_in, schedule.byte_out,
-              schedule.storage_read, schedule.storage_read_key, schedule.storage_read_byte,
-              schedule.storage_write, schedule.storage_write_byte, schedule.event,
-              schedule.event_byte, schedule.hash, schedule.hash_byte, schedule.ed25519_verify,
-              schedule.ed25519_byte, schedule.secp256k1_verify, schedule.secp256k1_recover,
-              schedule.call, schedule.call_byte, schedule.memory_page,
-              schedule.memory_free_pages)
-    bounds = (limits.max_return_bytes, limits.max_logs, limits.max_log_bytes, limits.max_events,
-              limits.max_event_topic_bytes, limits.max_event_data_bytes, limits.max_key_bytes,
-              limits.max_value_bytes, limits.max_memory_pages, limits.max_read_entries,
-              limits.max_write_entries, limits.max_write_bytes, limits.max_input_bytes)
-    assert raw.native is not None
-    callbacks = (sha256_digest, keccak256_digest, signatures.ed25519_verify,
-                 signatures.secp256k1_verify, signatures.secp256k1_recover, call)
-    host: NativeHost = raw.native.Host(prices, bounds, callbacks)
-    return host

@@ -311,3 +311,59 @@ def test_a_known_callee_is_refused_before_loading_with_the_same_result(
 def _without_ids(r: Result) -> bytes:
     r.tx_id = ""
     return r.consensus_bytes()
+
+
+# deep.go: input = u32 caller depth ‖ u32 callee depth ‖ callee address: recurses the
+# first deep, then (at the bottom) calls the callee's go with (second, 0), which
+# recurses that deep; returns the call's status (u32) when it made one.
+DEEP = module("""
+  (global $len (mut i32) (i32.const 0))
+  (func $rec (param $d i32) (param $x i64) (result i64)
+    (if (result i64) (i32.eqz (local.get $d))
+      (then (call $bottom) (i64.const 0))
+      (else (i64.add (call $rec (i32.sub (local.get $d) (i32.const 1))
+                                (i64.add (local.get $x) (i64.const 1))) (local.get $x)))))
+  (func $bottom (local $st i32)
+    (if (i32.le_u (global.get $len) (i32.const 8)) (then (return)))
+    (i32.store (i32.const 0x7ffc) (i32.load (i32.const 260)))  ;; the callee's depth
+    (i32.store (i32.const 0x8000) (i32.const 0))
+    (local.set $st (call $call (i32.const 264) (i32.sub (global.get $len) (i32.const 8))
+                         (i32.const 0) (i32.const 2) (i32.const 0x7ffc) (i32.const 8)
+                         (i64.const 0)))
+    (i32.store (i32.const 0x9000) (local.get $st))
+    (call $return_data (i32.const 0x9000) (i32.const 4)))
+  (func (export "go")
+    (global.set $len (call $input_size))
+    (call $input_read (i32.const 256))
+    (drop (call $rec (i32.load (i32.const 256)) (i64.const 0))))
+  (data (i32.const 0) "go")
+""")
+
+
+def test_a_callee_has_the_whole_wasm_stack_whatever_its_caller_used(
+    engines: dict[bool, WasmEngine],
+) -> None:
+    """The deepest recursion a callee survives is the same whatever its caller's own
+    depth and on both host paths, its code the caller's or not (each frame's Store is
+    entered afresh): stack room that depended on the frames below it would fork nodes
+    on a deep callee."""
+    limits = {}
+    for raw_path, engine in engines.items():
+        c = Chain(engine)
+        c.deploy("deep", DEEP)
+        c.deploy("leaf", DEEP)  # the same code: a Store of its own, too
+
+        def callee_ok(caller_depth: int, depth: int, c: Chain = c) -> bool:
+            r = c.run("deep", "go", struct.pack("<II", caller_depth, depth) + b"leaf",
+                      fee_limit=10**11, timeout_ms=20_000)
+            assert r.status == "ok", r.error
+            return r.return_data == struct.pack("<I", CALL_OK)
+
+        lo, hi = 0, 40_000
+        while lo < hi:  # the deepest recursion a callee of a shallow caller survives
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if callee_ok(0, mid) else (lo, mid - 1)
+        limits[raw_path] = lo
+        for caller_depth in (1, 3_000):
+            assert callee_ok(caller_depth, lo) and not callee_ok(caller_depth, lo + 1)
+    assert limits[True] == limits[False] > 1_000
