@@ -155,12 +155,14 @@ def commit_block(
     applied = {bytes(tx).decode(): Applied.decode(bytes(entry)) for tx, entry in
                client.hgetall(keys.block_applied(height)).items()}  # type: ignore[union-attr]
     notes: list[str] = []
+    earlier = _committed_elsewhere(client, keys, jobs, height)
     if stored is None:
         todo = [(job, results[job.tx_id]) for job in jobs if job.tx_id not in applied
-                and job.tx_id in results and results[job.tx_id].status not in NOT_COMMITTED]
+                and job.tx_id not in earlier and job.tx_id in results
+                and results[job.tx_id].status not in NOT_COMMITTED]
         ensure_state_root(client, keys)  # the scripts move a root that exists
         _Committer(engine, client, keys, height, applied, notes).run(todo)
-    report = _report(height, jobs, results, applied)
+    report = _report(height, jobs, results, applied, earlier)
     report.notes = notes
     if stored is not None:
         record = unpack(stored)  # type: ignore[arg-type]
@@ -169,6 +171,10 @@ def commit_block(
         versions = [a.version for a in applied.values()]
         report.version = max(versions, default=0) or int(client.get(keys.state_seq) or 0)  # type: ignore[arg-type]
         report.state_root = redis_state_root(client, keys)
+        mine = [job.tx_id for job in jobs if job.tx_id in applied
+                and applied[job.tx_id].status not in NOT_COMMITTED]
+        for i in range(0, len(mine), 1_000):
+            client.hset(keys.committed_txs, mapping=dict.fromkeys(mine[i : i + 1_000], height))
         client.set(keys.block(height), pack(report.record()))
         client.eval(RAISE_HEIGHT_LUA, 1, keys.height, str(height))
         client.expire(keys.block_applied(height), APPLIED_KEPT_S)
@@ -177,7 +183,7 @@ def commit_block(
 
 
 def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
-            applied: Mapping[str, Applied]) -> CommitReport:
+            applied: Mapping[str, Applied], earlier: Mapping[str, int]) -> CommitReport:
     """The report, from the decisions alone (so a resumed commit reports the same)."""
     report = CommitReport(height=height, txs=len(jobs))
     by_sender: defaultdict[str, int] = defaultdict(int)
@@ -185,6 +191,10 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
     statuses: Counter[str] = Counter()
     for job in jobs:
         decided = applied.get(job.tx_id)
+        if job.tx_id in earlier:
+            report.not_committed[job.tx_id] = f"committed in block {earlier[job.tx_id]}"
+            statuses["already_committed"] += 1
+            continue
         if decided is None:
             farm = results.get(job.tx_id)
             report.not_committed[job.tx_id] = "missing" if farm is None else farm.status
@@ -204,6 +214,20 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
     report.fee_by_sender = dict(by_sender)
     report.fee_by_status = dict(by_status)
     return report
+
+
+def _committed_elsewhere(client: redis.Redis, keys: Keys, jobs: Sequence[Job],
+                         height: int) -> dict[str, int]:
+    """The block's tx ids an earlier block committed already (id -> its height): a
+    transaction commits once, whatever block names it again."""
+    ids = [job.tx_id for job in jobs]
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), 1_000):
+        chunk = ids[i : i + 1_000]
+        heights = client.hmget(keys.committed_txs, chunk)
+        found.update({t: int(h) for t, h in zip(chunk, heights, strict=True)  # type: ignore[arg-type]
+                      if h is not None and int(h) != height})
+    return found
 
 
 def _slots(todo: Sequence[tuple[Job, Result]]) -> list[tuple[str, bytes]]:

@@ -24,6 +24,8 @@ Redis layout under a key prefix `{p}`:
     {p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
                              block commit resumable (expires an hour after the record)
     {p}:height               the highest committed block height
+    {p}:txs                  hash: tx id -> the height of the block that committed it (a tx
+                             id commits once: a later block naming it again does not)
     {p}:arq:...              arq's own keys (job:, result:, in-progress:, retry:, abort):
                              arq 0.28 names them by module constants, which every worker
                              process points here (worker/arq_config.py); producers build
@@ -119,6 +121,10 @@ class Keys:
     @property
     def height(self) -> str:
         return f"{self.prefix}:height"
+
+    @property
+    def committed_txs(self) -> str:
+        return f"{self.prefix}:txs"
 
     def arq(self, kind: str) -> str:
         """arq's key prefix of `kind` (job:, result:, in-progress:, retry:) or its abort

@@ -283,3 +283,17 @@ async def test_the_root_follows_a_run_that_creates_overwrites_deletes_and_recrea
         assert_root_exact(client, farm.keys)
     finally:
         client.close()
+
+
+async def test_a_tx_id_commits_once_whatever_block_names_it_again(farm: FarmClient) -> None:
+    await farm.deploy(COUNTER, "once")
+    jobs = [farm.make_job("once", "incr", tx_id=f"once-{i}") for i in range(3)]
+    first = await farm.commit_block(jobs[:2], execute_against_committed(farm, jobs[:2]), 1)
+    assert first.committed == 2
+    # block 2 names one of them again, beside a new one
+    again = [jobs[1], jobs[2]]
+    second = await farm.commit_block(again, execute_against_committed(farm, again), 2)
+    assert second.committed == 1 and second.by_status == {"already_committed": 1, "ok": 1}
+    assert second.not_committed == {"once-1": "committed in block 1"}
+    raw = redis.Redis.from_url(farm.url).hget(farm.keys.state("once"), b"count")
+    assert raw is not None and decode_state(raw)[0] == u64(3)  # 2 + 1, not 4
