@@ -56,7 +56,7 @@ MAX_REEXECUTIONS = 16
 # stale tx, or one another commit applied) it is dropped: no longer known, the next
 # commit builds it again from the whole state.
 COMMIT_LUA = STATE_LUA + """
-local out = {0}
+local out, registered = {0}, {}
 local a = 2
 local i = 0
 while a <= #ARGV do
@@ -90,7 +90,10 @@ while a <= #ARGV do
       packed = pack_version(redis.call('INCR', KEYS[1]))
       for w = 0, nw - 1 do
         local at = a + 3 * nr + 4 * w
-        redis.call('SADD', KEYS[3], ARGV[at])
+        if not registered[ARGV[at]] then  -- once per state hash per call, not per write
+          redis.call('SADD', KEYS[3], ARGV[at])
+          registered[ARGV[at]] = true
+        end
         apply_write(ARGV[at], ARGV[at + 1], ARGV[at + 2], packed)
       end
     end
