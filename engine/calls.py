@@ -11,7 +11,7 @@ transaction only when every frame above it joins too. Both host paths call `Call
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +63,7 @@ class Joined:
         writes = {c: dict(w) for c, w in self.writes.items()}
         for c, new in ((contract, result.write_set), *below.writes.items()):
             writes.setdefault(c, {}).update(new)
-        own = caller.writes
-        entries = sum(map(len, writes.values())) + len(own)
-        size = sum(len(k) + len(v or b"") for w in (*writes.values(), own)
-                   for k, v in w.items())
+        entries, size = _written((*writes.values(), caller.writes))
         events = [(contract, t, d) for t, d in result.events] + below.events
         if (entries > limits.max_write_entries or size > limits.max_write_bytes
                 or len(caller.events) + len(self.events) + len(events) > limits.max_events):
@@ -74,6 +71,15 @@ class Joined:
         self.writes = writes
         self.events += events
         return True
+
+
+def _written(sets: Iterable[Mapping[bytes, bytes | None]]) -> tuple[int, int]:
+    """(entries, bytes of keys and values) of write sets (of different contracts)."""
+    entries = size = 0
+    for writes in sets:
+        entries += len(writes)
+        size += sum(len(k) + len(v or b"") for k, v in writes.items())
+    return entries, size
 
 
 class JoinedState:
@@ -130,19 +136,20 @@ class Calls:
         events when it ends ok. Its whole output -- its own frame's and every callee's --
         is held to the transaction's limits: past them, it ends `trap` (kind `limit`)."""
         joined, limits = self.joined, self.limits
+        if not (joined.reads or joined.logs):  # no call ran (nor joined): its own limits held
+            return result
         result.call_read_sets = {c: reads for c, reads in joined.reads.items() if reads}
         result.logs = result.logs + joined.logs[: max(0, limits.max_logs - len(result.logs))]
         if result.status != "ok":
             return result
         result.call_write_sets = {c: w for c, w in joined.writes.items() if w}
         result.call_events = joined.events
-        writes = [result.write_set, *result.call_write_sets.values()]
+        entries, size = _written((result.write_set, *result.call_write_sets.values()))
         checks = (
             ("distinct keys read", "max_read_entries",
              sum(map(len, (result.read_set, *result.call_read_sets.values())))),
-            ("keys written", "max_write_entries", sum(map(len, writes))),
-            ("bytes written", "max_write_bytes",
-             sum(len(k) + len(v or b"") for w in writes for k, v in w.items())),
+            ("keys written", "max_write_entries", entries),
+            ("bytes written", "max_write_bytes", size),
             ("events", "max_events", len(result.events) + len(result.call_events)),
         )
         for what, name, count in checks:

@@ -253,7 +253,7 @@ class Result:
             write_set=dict(raw["write_set"]),
             worker=raw.get("worker", ""),
             timings=dict(raw.get("timings", {})),
-            job=raw.get("job", "") if isinstance(raw.get("job", ""), str) else "",
+            job=job if isinstance(job := raw.get("job", ""), str) else "",
             **_calls_from_wire(raw.get("calls")),
         )
 

@@ -190,7 +190,7 @@ class WasmEngine:
             sched = self.schedule
             # Bringing the module in is priced by what it is, whatever this executor has
             # cached: the same fee on every node.
-            ex.consume(sched.execution + info.size * sched.module_byte, "execution", "execution")
+            ex.consume(self._bringing_in(info), "execution", "execution")
             paid = paid_pages(sched, info.memory_pages)
             if paid:
                 ex.consume(paid * sched.memory_page, "memory", "initial memory")
@@ -217,6 +217,10 @@ class WasmEngine:
         return Result(job.tx_id, "ok", self._report(ex), ex.return_data, None, ex.events,
                       ex.logs, ex.read_set, ex.writes)
 
+    def _bringing_in(self, info: ModuleInfo) -> int:
+        """An execution's first charge: a warm instance, the call, the module by its size."""
+        return self.schedule.execution + info.size * self.schedule.module_byte
+
     def _execution(self, job: Job, state: StateView) -> AnyExecution:
         if self.host is not None:
             mask = self._masks.get((job.contract, job.mode))
@@ -240,8 +244,7 @@ class WasmEngine:
                 return None
             meter = FeeMeter(job.fee_limit)
             try:
-                meter.consume(self.schedule.execution + known.size * self.schedule.module_byte,
-                              "execution", "execution")
+                meter.consume(self._bringing_in(known), "execution", "execution")
             except OutOfFee as exc:
                 return self._failed(job.tx_id, exc, meter)
         try:
