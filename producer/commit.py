@@ -1,15 +1,15 @@
 """Block commit: apply a block's results in block order, re-executing stale ones.
 
-For each tx, in order, one Lua script call checks the tx's read set against the
-committed versions in `{p}:state:{contract}` and, when every version still
-matches, applies its write set under a new version (INCR `{p}:state:seq`) -- all
-atomically. A script call handles a run of up to TXS_PER_SCRIPT txs and stops at the
-first stale one. Stale txs are found before the call, against the block's committed
-state read once and kept up to date with the commit's own writes (_Committer), and
-re-executed in-process through `engine/` against it; the script's check catches what
-that view cannot see (another writer), and that tx is re-executed against the state
-read again. So the committed state is the one sequential execution gives, whatever
-order the farm executed the block in.
+The txs are taken in block order, in runs of up to TXS_PER_SCRIPT. Each tx of a run is
+decided against the block's committed state, read once and kept up to date with the
+commit's own writes (_Committer): the farm's result stands if every version it read is
+still the one there, else the tx is re-executed in-process through `engine/` against
+that state. Then one Lua script call (producer/commit_script.py) checks the run's
+starting point against `{p}:state:{contract}` and applies the whole run atomically, each
+writing tx under a new version (INCRBY `{p}:state:seq`); what the view could not see
+(another writer) applies nothing, and the run is decided again on the state read again.
+So the committed state is the one sequential execution gives, whatever order the farm
+executed the block in.
 
 `{p}:block:{height}:applied` holds, per tx decided, what was decided: the version its
 writes got and its final status and fee (and the re-executed result, when it was
@@ -30,82 +30,18 @@ import redis
 from engine.model import Job, Result, pack, unpack
 from producer import state_root
 from producer.commit_record import Applied, CommitReport
+from producer.commit_script import COMMIT_LUA, DECIDED, STALE, RunArgs, Slot
 from producer.committed_state import BlockView, ensure_state_root, redis_state_root
 from producer.errors import refuse_reused
 from producer.local_engine import LocalEngine
-from worker.protocol import STATE_LUA, Keys, encode_version, state_write
+from worker.protocol import Keys
 
 # Statuses that are consensus results: charged, and (only `ok`) their writes applied.
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
 # Not consensus results: never committed, reported.
 NOT_COMMITTED = ("timeout", "error")
-TXS_PER_SCRIPT = 64  # a call holds Redis ~20 µs per tx: ~1.5 ms, not the 5+ ms of 256
+TXS_PER_SCRIPT = 64  # a call holds Redis a few µs per tx: short, whatever runs beside it
 MAX_REEXECUTIONS = 16
-
-# KEYS[1] seq, KEYS[2] applied hash, KEYS[3] the state hashes' registry (Keys.contracts),
-# KEYS[4] the state root. ARGV[1] what the run's writes add to the root
-# (state_root.to_bytes; "" when nothing); then per tx: tx_id, apply (1/0), decision,
-# n_reads, n_writes, (state hash, key, 8-byte version)*, (state hash, key, write, 8-byte
-# version it overwrites)* with writes as protocol.state_write gives them: a tx's calls
-# (ABI 1.1) read and write several contracts' hashes. A read or an overwritten version that
-# is not the one given makes the tx stale. The state hashes go in ARGV: fine outside Redis
-# Cluster, which arq does not support either.
-# Returns {stale index or 0, applied entry of tx 1, of tx 2, ...}: an entry is the 8-byte
-# version its writes got (0: none) then its decision; a tx already applied keeps its own.
-# The root moves by ARGV[1] only when the whole run is applied as given; otherwise (a
-# stale tx, or one another commit applied) it is dropped: no longer known, the next
-# commit builds it again from the whole state.
-COMMIT_LUA = STATE_LUA + """
-local out, registered = {0}, {}
-local a = 2
-local i = 0
-while a <= #ARGV do
-  i = i + 1
-  local tx_id, apply, decision = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local nr, nw = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 5
-  local prev = redis.call('HGET', KEYS[2], tx_id)
-  if prev then
-    out[i + 1] = prev
-    redis.call('DEL', KEYS[4])
-  else
-    local checks = {}
-    for r = 0, nr - 1 do
-      local at = a + 3 * r
-      checks[#checks + 1] = {ARGV[at], ARGV[at + 1], ARGV[at + 2]}
-    end
-    for w = 0, nw - 1 do
-      local at = a + 3 * nr + 4 * w
-      checks[#checks + 1] = {ARGV[at], ARGV[at + 1], ARGV[at + 3]}
-    end
-    for _, check in ipairs(checks) do
-      if record_version(redis.call('HGET', check[1], check[2])) ~= check[3] then
-        out[1] = i
-        redis.call('DEL', KEYS[4])
-        return out
-      end
-    end
-    local packed = pack_version(0)
-    if apply == '1' and nw > 0 then
-      packed = pack_version(redis.call('INCR', KEYS[1]))
-      for w = 0, nw - 1 do
-        local at = a + 3 * nr + 4 * w
-        if not registered[ARGV[at]] then  -- once per state hash per call, not per write
-          redis.call('SADD', KEYS[3], ARGV[at])
-          registered[ARGV[at]] = true
-        end
-        apply_write(ARGV[at], ARGV[at + 1], ARGV[at + 2], packed)
-      end
-    end
-    local entry = packed .. decision
-    redis.call('HSET', KEYS[2], tx_id, entry)
-    out[i + 1] = entry
-  end
-  a = a + 3 * nr + 4 * nw
-end
-root_add(KEYS[4], ARGV[1])
-return out
-"""
 
 
 class CommitError(RuntimeError):
@@ -115,20 +51,6 @@ class CommitError(RuntimeError):
 def _slot_items(by_contract: Mapping[str, Mapping[bytes, Any]]) -> list[tuple[str, bytes, Any]]:
     """(contract, key, item) of every contract's set, in (contract, key) order."""
     return sorted((c, k, v) for c, items in by_contract.items() for k, v in items.items())
-
-
-def _tx_args(keys: Keys, job: Job, result: Result, reexecuted: bool,
-             overwrites: Sequence[int]) -> list[Any]:
-    apply = result.status == "ok"
-    writes = _slot_items(result.writes_by_contract(job.contract)) if apply else []
-    reads = _slot_items(result.reads_by_contract(job.contract))
-    args: list[Any] = [job.tx_id, "1" if apply else "0",
-                       Applied.of(result, reexecuted).decision(), len(reads), len(writes)]
-    for contract, key, version in reads:
-        args += [keys.state(contract), key, encode_version(version)]
-    for (contract, key, value), version in zip(writes, overwrites, strict=True):
-        args += [keys.state(contract), key, state_write(value), encode_version(version)]
-    return args
 
 
 # The highest committed height only grows. KEYS[1] {p}:height; ARGV[1] a committed height.
@@ -246,13 +168,13 @@ class _Committer:
     """COMMIT_LUA over a block's undecided txs, TXS_PER_SCRIPT at a time; fills `applied`.
 
     The block's committed state is read once (a BlockView: one pipelined HMGET of every
-    key the farm's results read or write) and kept exact by the commit's own writes, each under
-    the version it gets (INCR order: the view predicts it, the script's reply confirms
-    it). So a stale tx is found and re-executed in-process with no Redis round trip, and
-    a run of TXS_PER_SCRIPT txs, stale ones included, goes in one script call. The
-    script still checks every read version against Redis: what the view cannot see
-    (another writer; a version it predicted wrongly) ends the run at that tx, which is
-    re-executed against the state read again, as before.
+    key the farm's results read or write) and kept exact by the commit's own writes, each
+    under the version it gets (INCRBY order: the view predicts it, the script's reply
+    confirms it). So a stale tx is found and re-executed in-process with no Redis round
+    trip, and a run of TXS_PER_SCRIPT txs, stale ones included, goes in one script call,
+    which checks the run's starting point (producer/commit_script.py). What the view
+    cannot see (another writer) fails a check: nothing of the run is applied, the state
+    is read again and the run decided again, its first tx touching that slot re-executed.
     """
 
     def __init__(self, engine: LocalEngine, client: redis.Redis, keys: Keys, height: int,
@@ -262,11 +184,11 @@ class _Committer:
         self.view = BlockView(client, keys)
         self.script = client.register_script(COMMIT_LUA)
         self.reexecutions: Counter[str] = Counter()
-        self.forced: set[str] = set()  # txs the script found stale: re-execute them
+        self.forced: set[str] = set()  # txs a check found stale: re-execute them
         self.parked: dict[str, Result] = {}  # re-executed, not committed, decided next
-        self.run_delta = state_root.ZERO  # what the run being decided moves the root by
-        self.overwrites: dict[str, list[int]] = {}  # per tx of it: versions it overwrites
-        self.replaced: dict[tuple[str, bytes], bytes | None] = {}  # slot -> value before
+        self.base = 0  # the view's version before the run being decided
+        self.args = RunArgs(keys)
+        self.replaced: dict[Slot, bytes | None] = {}  # slot -> value before the run
 
     def run(self, todo: list[tuple[Job, Result]]) -> None:
         """Apply `todo` in order (txs an interrupted run decided are not in it: the
@@ -277,12 +199,9 @@ class _Committer:
             run = self._decide(todo, i)
             if not run:  # todo[i] was decided as not committed (and dropped)
                 continue
-            stale = self._apply_run(run)
-            if stale == 0:
+            if self._apply_run(run, todo, i):
                 i += len(run)
-            else:  # changed behind our back: re-execute it against what is there now
-                i += stale - 1
-                self.forced.add(todo[i][0].tx_id)
+            else:  # changed behind our back: decide the run again on what is there now
                 self.parked.clear()
                 self.view.prefetch(_slots(todo[i:]))
 
@@ -290,7 +209,7 @@ class _Committer:
         """The next script call's txs from todo[i]: each one current against the view
         (the farm's result, or a re-execution), its writes staged in the view."""
         run: list[tuple[Job, Result]] = []
-        self.overwrites, self.replaced = {}, {}
+        self.base, self.args, self.replaced = self.view.seq, RunArgs(self.keys), {}
         while i + len(run) < len(todo) and len(run) < TXS_PER_SCRIPT:
             at = i + len(run)
             job, result = todo[at]
@@ -311,25 +230,27 @@ class _Committer:
                 todo[at] = (job, fresh)
                 result = fresh
             run.append((job, result))
-            writes = result.writes_by_contract(job.contract)
-            if result.status == "ok" and writes:
-                self._overwrite(writes, job.tx_id)
-                self.view.seq += 1
-                for contract, written in writes.items():
-                    self.view.stage(contract, written, self.view.seq)
-        self.run_delta = self._run_delta()
+            self._stage(job, result)
         return run
 
-    def _overwrite(self, writes: Mapping[str, Mapping[bytes, bytes | None]],
-                   tx_id: str) -> None:
-        """What the tx's writes replace, as the view holds it: the version each overwrites
-        (the script checks them), and for each slot the run writes first, its value then."""
-        versions = []
-        for contract, key, _ in _slot_items(writes):
-            old = self.view.get(contract, key)
-            versions.append(0 if old is None else old[1])
-            self.replaced.setdefault((contract, key), None if old is None else old[0])
-        self.overwrites[tx_id] = versions
+    def _stage(self, job: Job, result: Result) -> None:
+        """Add the tx to the run's arguments and lay its writes over the view."""
+        touches: list[tuple[Slot, int]] = [
+            ((contract, key), version) for contract, reads in
+            result.reads_by_contract(job.contract).items() for key, version in reads.items()]
+        writes = result.writes_by_contract(job.contract) if result.status == "ok" else {}
+        ordinal = 0
+        if writes:
+            for contract, key, _ in _slot_items(writes):
+                old = self.view.get(contract, key)
+                touches.append(((contract, key), 0 if old is None else old[1]))
+                self.replaced.setdefault((contract, key), None if old is None else old[0])
+            self.view.seq += 1
+            ordinal = self.view.seq - self.base
+            for contract, written in writes.items():
+                self.view.stage(contract, written, self.view.seq)
+        decision = Applied.of(result, self.reexecutions[job.tx_id] > 0).decision()
+        self.args.add_tx(job.tx_id, decision, ordinal, touches)
 
     def _run_delta(self) -> int:
         """The root's move by the whole run: per slot it writes, the value before the run
@@ -342,25 +263,37 @@ class _Committer:
                 contract, key, before, None if after is None else after[0]))
         return delta
 
-    def _apply_run(self, run: Sequence[tuple[Job, Result]]) -> int:
-        """One script call; the 1-based index of the first stale tx, or 0."""
+    def _apply_run(self, run: Sequence[tuple[Job, Result]], todo: list[tuple[Job, Result]],
+                   i: int) -> bool:
+        """One script call for `run` (= todo[i:i + len(run)]); whether it was applied.
+        When not, nothing was: the tx a check names is re-executed next time, a tx
+        another commit decided meanwhile takes its decision and leaves `todo`."""
+        final = {slot: (None, 0) if (now := self.view.get(*slot)) is None
+                 else (now[0], now[1] - self.base) for slot in self.replaced}
+        self.args.finish(final)
+        delta = self._run_delta()
         script_keys = [self.keys.state_seq, self.keys.block_applied(self.height),
                        self.keys.contracts, self.keys.root]
-        moved = self.run_delta != state_root.ZERO
-        args: list[Any] = [state_root.to_bytes(self.run_delta) if moved else b""]
-        for job, result in run:
-            args += _tx_args(self.keys, job, result, self.reexecutions[job.tx_id] > 0,
-                             self.overwrites.get(job.tx_id, ()))
-        reply = self.script(keys=script_keys, args=args, client=self.client)
-        for (job, result), entry in zip(run, reply[1:], strict=False):
-            decided = Applied.decode(bytes(entry))
-            self.applied[job.tx_id] = decided
-            if decided.version:  # the version its writes got (as predicted, or not)
-                final = (decided.result or result).writes_by_contract(job.contract)
-                for contract, written in final.items():
-                    self.view.stage(contract, written, decided.version)
-                self.view.seq = max(self.view.seq, decided.version)
-        return int(reply[0])
+        reply = self.script(keys=script_keys, client=self.client, args=self.args.argv(
+            state_root.to_bytes(delta) if delta != state_root.ZERO else b""))
+        outcome, at = int(reply[0]), int(reply[1]) - 1
+        if outcome == STALE:
+            self.forced.add(run[self.args.check_owner[at]][0].tx_id)
+            return False
+        if outcome == DECIDED:
+            self.applied[run[at][0].tx_id] = Applied.decode(bytes(reply[2]))
+            del todo[i + at]
+            return False
+        base = int(reply[1])
+        for n, (job, result) in enumerate(run):
+            ordinal = self.args.ordinal(n)
+            self.applied[job.tx_id] = Applied.of(result, self.reexecutions[job.tx_id] > 0,
+                                                 base + ordinal if ordinal else 0)
+        if base != self.base:  # another writer took versions: the view takes the real ones
+            for (contract, key), (value, ordinal) in final.items():
+                self.view.stage(contract, {key: value}, base + ordinal)
+            self.view.seq = base + self.args.writers
+        return True
 
     def _reexecute(self, job: Job) -> Result:
         """Re-execute `job` in-process against the view (the committed state with every

@@ -15,10 +15,16 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from engine import MemoryState
 from engine.model import Context, Job
 from producer import commit
 from producer.commit import CommitError, commit_block
-from producer.committed_state import RedisState, redis_state_root
+from producer.committed_state import (
+    RedisState,
+    memory_state_root,
+    redis_state_root,
+    write_genesis,
+)
 from producer.deploy import bind, validate_and_init
 from producer.local_engine import LocalEngine
 from tests.producer.test_commit import TOKEN, settings_for, u64
@@ -117,3 +123,49 @@ def test_a_resumed_commit_writes_the_uninterrupted_record(
         # The retry of a commit whose last reply was lost: the stored record, rebuilt.
         again = commit_block(client, cut, local, txs, results, 2, resume=True)
         assert again.record() == want.record()
+
+
+class Intruder(redis.Redis):
+    """A real client that, just before its `at`-th script call, writes `values` to the
+    token's state as another writer would (between the commit's reads and its script)."""
+
+    def __init__(self, url: str, keys: Keys, at: int, values: dict[bytes, bytes]) -> None:
+        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
+        self.keys, self.at, self.values, self.calls = keys, at, values, 0
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            write_genesis(self, self.keys, "tok", self.values)
+        return super().evalsha(*args, **kwargs)
+
+
+def test_a_write_landing_inside_the_commit_applies_nothing_of_its_run(
+    redis_url: str, key_prefix: str, local: LocalEngine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 3rd run's first sender is given a new balance after the commit read the
+    state: that run's check fails, nothing of it is applied, and it is decided again on
+    the state as it now is: the block ends where sequential execution with that write
+    between the 2nd and 3rd runs ends."""
+    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)
+    mints, txs = block(80, 6)
+    keys = fresh_farm(redis_url, key_prefix, local, mints)
+    outside = {b"bal:" + txs[32].context.caller.encode(): u64(777)}
+    reference = MemoryState()
+    with redis.Redis.from_url(redis_url) as plain:
+        codes = RedisState(plain, keys)
+        for job in (*mints, *txs[:32], None, *txs[32:]):
+            if job is None:
+                reference.apply("tok", dict(outside))
+                continue
+            result = local.execute(job, reference, codes)
+            if result.status == "ok":
+                reference.apply("tok", result.write_set)
+    with Intruder(redis_url, keys, 3, outside) as client:
+        state = RedisState(client, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in txs}
+        report = commit_block(client, keys, local, txs, results, 2)
+        assert client.calls == 80 // 16 + 1  # the 3rd run went twice
+        assert report.committed == 80
+        assert redis_state_root(client, keys) == memory_state_root(reference)
+        assert_root_exact(client, keys)
