@@ -7,8 +7,12 @@ block of mints (committed through the farm too):
   transfer, so no tx reads what an earlier one wrote);
 - high conflict: N transfers among 20 accounts (nearly every tx goes stale).
 
+Every transfer declares its two balance keys as read and written (Job.access, writes),
+as a wallet does; `submit_block` leaves to the commit each tx that follows a declared
+write of a key it touches (producer/schedule.py): nearly all of the high-conflict block.
+
 Farm: the bench's 2 workers execute the block, `FarmClient.commit_block` commits it;
-`commit_<b>_farm_s` is submit → every result → commit done (wall seconds, the commit's
+`commit_<b>_farm_s` is submit → every farm result → commit done (wall seconds, the commit's
 in-process re-executions and its state digest included). Sequential: the same block,
 one tx after another, in this process through `engine.WasmEngine` against a
 `MemoryState`, each ok write set applied in order (`commit_<b>_sequential_s`, the
@@ -86,8 +90,9 @@ def make_block(name: str, txs: int, tag: str, seed: int = 11,
     mints = [Tx(f"{tag}-{contract}-m{i}", contract, "mint", u64(10**9) + account.encode(),
                 None, "genesis") for i, account in enumerate(funded)]
     transfers = [Tx(f"{tag}-{contract}-x{i}", contract, "transfer",
-                    u64(rng.randint(1, 1_000)) + recipient.encode(), None, sender)
-                 for i, (sender, recipient) in enumerate(pairs)]
+                    u64(rng.randint(1, 1_000)) + recipient.encode(), None, sender, keys, keys)
+                 for i, (sender, recipient) in enumerate(pairs)
+                 for keys in ((b"bal:" + sender.encode(), b"bal:" + recipient.encode()),)]
     return BenchBlock(name, contract, mints, transfers)
 
 
@@ -211,8 +216,8 @@ async def _one_block(rep: Report, client: FarmClient, engine: Any, state: Memory
     genesis_match = g_report.state_root == memory_state_root(state)
 
     started = time.perf_counter()
-    await client.submit_batch(jobs)
-    done = await client.wait([j.tx_id for j in jobs], timeout=WAIT_TIMEOUT_S)
+    sent = await client.submit_block(jobs)
+    done = await client.wait(sent, timeout=WAIT_TIMEOUT_S)
     report = await client.commit_block(jobs, done, height + 1)
     farm_s = time.perf_counter() - started
 

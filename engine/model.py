@@ -21,8 +21,10 @@ Mode = Literal["call", "view"]
 MAX_ADDRESS_BYTES = 64
 MAX_TX_ID_BYTES = 128
 MAX_FUNCTION_BYTES = 128
-# A job's access list (keys of its contract to fetch before it runs): a hint that never
-# changes a result. Fetching a declared key nobody reads is not charged, so the list is
+# A job's access list (keys of its contract to fetch before it runs) and its write list
+# (keys it may write: the producer runs a tx touching a key an earlier tx of its block
+# may write where the block is committed, producer/schedule.py): hints that never
+# change a result. Fetching a declared key nobody reads is not charged, so the list is
 # kept short: a real tx declares a handful of keys.
 MAX_ACCESS_KEYS = 64
 MAX_ACCESS_KEY_BYTES = 256
@@ -46,6 +48,7 @@ class Job:
     mode: Mode = "call"
     timeout_ms: int | None = None
     access: tuple[bytes, ...] = ()  # keys its contract will read: fetched at once
+    writes: tuple[bytes, ...] = ()  # keys its contract may write: txs after it wait for it
 
     def digest(self) -> str:
         """What makes this transaction itself, whatever block it runs in: a tx id already
@@ -72,6 +75,8 @@ class Job:
             wire["timeout_ms"] = self.timeout_ms
         if self.access:
             wire["access"] = list(self.access)
+        if self.writes:
+            wire["writes"] = list(self.writes)
         return wire
 
     @classmethod
@@ -107,20 +112,22 @@ class Job:
             if not 0 < timeout <= max_timeout_ms:
                 raise InvalidJob(f"timeout_ms {timeout} outside 1..{max_timeout_ms}", "bad_field")
         return cls(tx_id, contract, function, data, fee_limit, context, mode, timeout,
-                   access_list(raw.get("access", [])))
+                   access_list(raw.get("access", [])),
+                   access_list(raw.get("writes", []), "writes"))
 
 
-def access_list(value: Any) -> tuple[bytes, ...]:
-    """A job map's access list, validated: InvalidJob names what is wrong with it."""
+def access_list(value: Any, name: str = "access") -> tuple[bytes, ...]:
+    """A job map's access list (`access`, or `writes`), validated: InvalidJob names what
+    is wrong with it."""
     if not isinstance(value, list | tuple):
-        raise InvalidJob(f"access must be a list of keys, got {type(value).__name__}",
+        raise InvalidJob(f"{name} must be a list of keys, got {type(value).__name__}",
                          "bad_field")
     if len(value) > MAX_ACCESS_KEYS:
-        raise InvalidJob(f"access lists {len(value)} keys, limit {MAX_ACCESS_KEYS}",
+        raise InvalidJob(f"{name} lists {len(value)} keys, limit {MAX_ACCESS_KEYS}",
                          "bad_field")
     for key in value:
         if not isinstance(key, bytes) or len(key) > MAX_ACCESS_KEY_BYTES:
-            raise InvalidJob(f"access keys must be bytes of at most {MAX_ACCESS_KEY_BYTES}",
+            raise InvalidJob(f"{name} keys must be bytes of at most {MAX_ACCESS_KEY_BYTES}",
                              "bad_field")
     return tuple(value)
 

@@ -155,6 +155,7 @@ class WasmEngine:
                 "fee_limit_outlasts_timeout"), FeeMeter(0))
         try:
             access_list(job.access)  # as from_wire checks it: the same job, the same verdict
+            access_list(job.writes, "writes")
         except InvalidJob as exc:
             return self._failed(job.tx_id, exc, FeeMeter(0))
         try:

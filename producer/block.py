@@ -5,8 +5,10 @@
 
 `input` is hex (may be empty or absent), `fee_limit` is optional (the configured
 default), `caller` is optional (""), `access` is optional: a list of hex keys of the
-contract the tx will read, fetched together before it runs (a hint: it never changes a
-result; at most 64 keys of 256 bytes). Every problem is reported with its line
+contract the tx will read, fetched together before it runs, and `writes` too: the keys
+it may write (a tx touching a key an earlier one may write is run by the commit, not
+the farm: producer/schedule.py). Both are hints that never change a result; at most 64
+keys of 256 bytes each. Every problem is reported with its line
 number, and all of them at once (up to a cap), so a bad block is fixed in one go.
 """
 
@@ -29,7 +31,7 @@ from engine.model import (
 )
 from worker.protocol import BATCH_JOB_PREFIX
 
-FIELDS = ("tx_id", "contract", "function", "input", "fee_limit", "caller", "access")
+FIELDS = ("tx_id", "contract", "function", "input", "fee_limit", "caller", "access", "writes")
 MAX_REPORTED = 20
 
 
@@ -53,6 +55,7 @@ class Tx:
     fee_limit: int | None = None
     caller: str = ""
     access: tuple[bytes, ...] = ()
+    writes: tuple[bytes, ...] = ()
 
     def job(
         self, height: int, time_ms: int, default_fee_limit: int
@@ -66,6 +69,7 @@ class Tx:
             fee_limit=fee,
             context=Context(caller=self.caller, block_height=height, block_time=time_ms),
             access=self.access,
+            writes=self.writes,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +85,8 @@ class Tx:
             line["caller"] = self.caller
         if self.access:
             line["access"] = [key.hex() for key in self.access]
+        if self.writes:
+            line["writes"] = [key.hex() for key in self.writes]
         return line
 
 
@@ -134,22 +140,23 @@ def parse_tx(text: str, max_fee_limit: int | None = None) -> Tx:
             raise ValueError(f"'fee_limit' must be positive, got {fee}")
         if max_fee_limit is not None and fee > max_fee_limit:
             raise ValueError(f"'fee_limit' {fee} is over the maximum {max_fee_limit}")
-    return Tx(tx_id, contract, function, data, fee, caller, _access(obj.get("access")))
+    return Tx(tx_id, contract, function, data, fee, caller, _access(obj.get("access")),
+              _access(obj.get("writes"), "writes"))
 
 
-def _access(value: Any) -> tuple[bytes, ...]:
+def _access(value: Any, name: str = "access") -> tuple[bytes, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-        raise ValueError("'access' must be a list of hex keys")
+        raise ValueError(f"'{name}' must be a list of hex keys")
     try:
         keys = [bytes.fromhex(k[2:] if k[:2] in ("0x", "0X") else k) for k in value]
     except ValueError:
-        raise ValueError("'access' holds a key that is not valid hex") from None
+        raise ValueError(f"'{name}' holds a key that is not valid hex") from None
     try:
-        return access_list(keys)
+        return access_list(keys, name)
     except InvalidJob as exc:
-        raise ValueError(f"'access': {exc.message}") from None
+        raise ValueError(f"'{name}': {exc.message}") from None
 
 
 def parse_block(

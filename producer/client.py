@@ -33,6 +33,7 @@ from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeou
 from producer.fee_watch import FeeWatch, Waiter, read_fee_entries
 from producer.local_engine import LocalEngine
 from producer.retrying import retrying
+from producer.schedule import farm_jobs
 from worker.protocol import (
     BATCH_JOB_PREFIX,
     FINISHED,
@@ -237,6 +238,15 @@ class FarmClient:
             ]
             await self._enqueue_checked(arq_jobs, ids)
         return [j.tx_id for j in jobs]
+
+    async def submit_block(self, jobs: Sequence[Job], batch_size: int | None = None,
+                           skip_done: bool = False) -> list[str]:
+        """Submit a block that `commit_block` will commit: its txs that touch a key an
+        earlier tx declares it may write are left to the commit (producer/schedule.py),
+        the rest go to the farm as `submit_batch`. Returns the tx ids to wait for."""
+        todo = farm_jobs(jobs)
+        await self.submit_batch(todo, batch_size, skip_done)
+        return [j.tx_id for j in todo]
 
     async def farm_size(self) -> FarmSize:
         """Live workers and their live executors, as they advertise them."""

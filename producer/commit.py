@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -34,7 +35,8 @@ from producer.commit_script import COMMIT_LUA, DECIDED, STALE, RunArgs, Slot
 from producer.committed_state import BlockView, ensure_state_root, redis_state_root
 from producer.errors import refuse_reused
 from producer.local_engine import LocalEngine
-from worker.protocol import Keys
+from producer.schedule import commit_runs
+from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_rows
 
 # Statuses that are consensus results: charged, and (only `ok`) their writes applied.
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
@@ -42,6 +44,7 @@ CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
 NOT_COMMITTED = ("timeout", "error")
 TXS_PER_SCRIPT = 64  # a call holds Redis a few µs per tx: short, whatever runs beside it
 MAX_REEXECUTIONS = 16
+RESULTS_PER_SCRIPT = 256  # as a worker writes them
 
 
 class CommitError(RuntimeError):
@@ -67,11 +70,17 @@ APPLIED_KEPT_S = 3_600
 def commit_block(
     client: redis.Redis, keys: Keys, engine: LocalEngine, jobs: Sequence[Job],
     results: Mapping[str, Result], height: int, resume: bool = False,
+    retention: tuple[int, int] = (0, 0),
 ) -> CommitReport:
     """Apply `results` in the order of `jobs` (blocking; FarmClient runs it in a thread).
 
-    With `resume` (a retry of a commit whose reply was lost), a block already committed
-    is not an error: its report is rebuilt from what the commit stored."""
+    A tx producer/schedule.py gives the commit (it touches a key an earlier tx declares
+    it may write) and that has no result is run here, and its Result and fee record are
+    written as a worker writes them (`retention`: the result TTL in seconds and the fee
+    records kept, Settings.result_ttl_s / fee_stream_max). Any other tx with no result is
+    reported not committed. With `resume` (a retry of a commit whose reply was lost), a
+    block already committed is not an error: its report is rebuilt from what the
+    commit stored."""
     started = time.perf_counter()
     refuse_reused(jobs, results)  # never commit another transaction's result
     stored = client.get(keys.block(height))
@@ -81,12 +90,15 @@ def commit_block(
                client.hgetall(keys.block_applied(height)).items()}  # type: ignore[union-attr]
     notes: list[str] = []
     earlier = _committed_elsewhere(client, keys, jobs, height)
+    ours = commit_runs(jobs).difference(results)
     if stored is None:
-        todo = [(job, results[job.tx_id]) for job in jobs if job.tx_id not in applied
-                and job.tx_id not in earlier and job.tx_id in results
-                and results[job.tx_id].status not in NOT_COMMITTED]
+        todo = [(job, results.get(job.tx_id)) for job in jobs if job.tx_id not in applied
+                and job.tx_id not in earlier and (job.tx_id in ours or (
+                    job.tx_id in results and results[job.tx_id].status not in NOT_COMMITTED))]
         ensure_state_root(client, keys)  # the scripts move a root that exists
         _Committer(engine, client, keys, height, applied, notes).run(todo)
+        _write_results(client, keys, [applied[j.tx_id] for j in jobs
+                                      if j.tx_id in ours and j.tx_id in applied], retention)
     report = _report(height, jobs, results, applied, earlier)
     report.notes = notes
     if stored is not None:
@@ -155,13 +167,27 @@ def _committed_elsewhere(client: redis.Redis, keys: Keys, jobs: Sequence[Job],
     return found
 
 
-def _slots(todo: Sequence[tuple[Job, Result]]) -> list[tuple[str, bytes]]:
+def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
+                   retention: tuple[int, int]) -> None:
+    """The Results (and fee records) of the txs the commit ran for the farm, written once
+    as a worker writes them (worker/protocol.py's WRITE_ONCE_LUA)."""
+    rows = [(a.result.tx_id, a.data, pack(a.result.fee.to_wire()), a.status)
+            for a in decided if a.result is not None]
+    script = client.register_script(WRITE_ONCE_LUA)
+    for i in range(0, len(rows), RESULTS_PER_SCRIPT):
+        script(keys=[keys.fees], args=[keys.result(""),
+                                       write_once_rows(rows[i : i + RESULTS_PER_SCRIPT]),
+                                       *retention])
+
+
+def _slots(todo: Sequence[tuple[Job, Result | None]]) -> list[tuple[str, bytes]]:
     """Every (contract, key) the farm's results of `todo` read or write (what a write
-    replaces moves the state root)."""
-    return [(contract, key) for job, result in todo
-            for by_contract in (result.reads_by_contract(job.contract),
-                                result.writes_by_contract(job.contract))
-            for contract, keys in by_contract.items() for key in keys]
+    replaces moves the state root), and the keys its txs declare (Job.access, writes)."""
+    return [*((job.contract, key) for job, _ in todo for key in (*job.access, *job.writes)),
+            *((contract, key) for job, result in todo if result is not None
+              for by_contract in (result.reads_by_contract(job.contract),
+                                  result.writes_by_contract(job.contract))
+              for contract, keys in by_contract.items() for key in keys)]
 
 
 class _Committer:
@@ -188,9 +214,10 @@ class _Committer:
         self.parked: dict[str, Result] = {}  # re-executed, not committed, decided next
         self.base = 0  # the view's version before the run being decided
         self.args = RunArgs(keys)
+        self.decided: list[Applied] = []  # per tx of the run, as _stage decided it
         self.replaced: dict[Slot, bytes | None] = {}  # slot -> value before the run
 
-    def run(self, todo: list[tuple[Job, Result]]) -> None:
+    def run(self, todo: list[tuple[Job, Result | None]]) -> None:
         """Apply `todo` in order (txs an interrupted run decided are not in it: the
         state read here already holds their writes), re-executing each stale tx."""
         self.view.prefetch(_slots(todo))
@@ -205,16 +232,17 @@ class _Committer:
                 self.parked.clear()
                 self.view.prefetch(_slots(todo[i:]))
 
-    def _decide(self, todo: list[tuple[Job, Result]], i: int) -> list[tuple[Job, Result]]:
+    def _decide(self, todo: list[tuple[Job, Result | None]], i: int) -> list[tuple[Job, Result]]:
         """The next script call's txs from todo[i]: each one current against the view
-        (the farm's result, or a re-execution), its writes staged in the view."""
+        (the farm's result, or one run here), its writes staged in the view."""
         run: list[tuple[Job, Result]] = []
         self.base, self.args, self.replaced = self.view.seq, RunArgs(self.keys), {}
+        self.decided = []
         while i + len(run) < len(todo) and len(run) < TXS_PER_SCRIPT:
             at = i + len(run)
             job, result = todo[at]
             fresh = self.parked.pop(job.tx_id, None)
-            if fresh is None and (job.tx_id in self.forced or not all(
+            if fresh is None and (result is None or job.tx_id in self.forced or not all(
                     self.view.current(c, reads)
                     for c, reads in result.reads_by_contract(job.contract).items())):
                 self.forced.discard(job.tx_id)
@@ -229,6 +257,7 @@ class _Committer:
                     return []
                 todo[at] = (job, fresh)
                 result = fresh
+            assert result is not None  # the farm's, or run here
             run.append((job, result))
             self._stage(job, result)
         return run
@@ -249,8 +278,9 @@ class _Committer:
             ordinal = self.view.seq - self.base
             for contract, written in writes.items():
                 self.view.stage(contract, written, self.view.seq)
-        decision = Applied.of(result, self.reexecutions[job.tx_id] > 0).decision()
-        self.args.add_tx(job.tx_id, decision, ordinal, touches)
+        decided = Applied.of(result, self.reexecutions[job.tx_id] > 0)
+        self.decided.append(decided)
+        self.args.add_tx(job.tx_id, decided.decision(), ordinal, touches)
 
     def _run_delta(self) -> int:
         """The root's move by the whole run: per slot it writes, the value before the run
@@ -263,8 +293,8 @@ class _Committer:
                 contract, key, before, None if after is None else after[0]))
         return delta
 
-    def _apply_run(self, run: Sequence[tuple[Job, Result]], todo: list[tuple[Job, Result]],
-                   i: int) -> bool:
+    def _apply_run(self, run: Sequence[tuple[Job, Result]],
+                   todo: list[tuple[Job, Result | None]], i: int) -> bool:
         """One script call for `run` (= todo[i:i + len(run)]); whether it was applied.
         When not, nothing was: the tx a check names is re-executed next time, a tx
         another commit decided meanwhile takes its decision and leaves `todo`."""
@@ -285,10 +315,9 @@ class _Committer:
             del todo[i + at]
             return False
         base = int(reply[1])
-        for n, (job, result) in enumerate(run):
+        for n, ((job, _), decided) in enumerate(zip(run, self.decided, strict=True)):
             ordinal = self.args.ordinal(n)
-            self.applied[job.tx_id] = Applied.of(result, self.reexecutions[job.tx_id] > 0,
-                                                 base + ordinal if ordinal else 0)
+            self.applied[job.tx_id] = replace(decided, version=base + ordinal if ordinal else 0)
         if base != self.base:  # another writer took versions: the view takes the real ones
             for (contract, key), (value, ordinal) in final.items():
                 self.view.stage(contract, {key: value}, base + ordinal)

@@ -18,23 +18,25 @@ class Applied:
     status: str
     fee_used: int
     result: Result | None = None  # the re-executed result; None: the farm's stands
+    data: bytes = b""  # that result as stored under `{p}:result:{tx_id}` (packed once)
 
     def decision(self) -> bytes:
-        wire = None if self.result is None else self.result.to_wire()
-        return bytes(pack([self.status, self.fee_used, wire]))
+        return bytes(pack([self.status, self.fee_used, self.data or None]))
 
     def entry(self) -> bytes:
         return encode_version(self.version) + self.decision()
 
     @classmethod
     def decode(cls, entry: bytes) -> Applied:
-        status, fee_used, wire = unpack(entry[8:])
-        result = None if wire is None else Result.from_wire(wire)
-        return cls(int.from_bytes(entry[:8], "big"), status, fee_used, result)
+        status, fee_used, data = unpack(entry[8:])
+        result = None if data is None else Result.from_wire(unpack(data))
+        return cls(int.from_bytes(entry[:8], "big"), status, fee_used, result, data or b"")
 
     @classmethod
     def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
-        return cls(version, result.status, result.fee.used, result if reexecuted else None)
+        if not reexecuted:
+            return cls(version, result.status, result.fee.used)
+        return cls(version, result.status, result.fee.used, result, pack(result.to_wire()))
 
 
 @dataclass(slots=True)

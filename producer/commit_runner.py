@@ -178,13 +178,14 @@ def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: 
         client = redis.Redis.from_url(url)
         try:  # a retry may find the block committed by the try whose reply was lost
             return commit_block(client, keys, engine, jobs, results, height,
-                                resume=resume or attempts > 1)
+                                resume=resume or attempts > 1,
+                                retention=(settings.result_ttl_s, settings.fee_stream_max))
         finally:
             client.close()
 
     report = retrying_sync(attempt, url, settings.redis_patience_s, "commit")
     order = list(report.results)
-    fresh = [(t, r) for t, r in report.results.items() if r is not results[t]]
+    fresh = [(t, r) for t, r in report.results.items() if r is not results.get(t)]
     report.results = {}
     return (pickle.dumps(report, pickle.HIGHEST_PROTOCOL), order,
             [pickle.dumps(fresh[i : i + CHUNK], pickle.HIGHEST_PROTOCOL)

@@ -306,6 +306,14 @@ return out
 """
 
 
+_pack_raw = msgpack.Packer(use_bin_type=False).pack
+
+
+def write_once_rows(rows: Iterable[tuple[str, bytes, bytes, str]]) -> bytes:
+    """WRITE_ONCE_LUA's ARGV[2] from (tx id, result bytes, fee bytes, status) rows."""
+    return bytes(_pack_raw([list(row) for row in rows]))
+
+
 @dataclass(frozen=True, slots=True)
 class FeeEntry:
     """One entry of the `{p}:fees` stream: exactly one per tx id."""

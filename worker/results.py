@@ -9,17 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 from redis.asyncio import Redis
 
 from worker.packed import PackedResult
-from worker.protocol import WRITE_ONCE_LUA, Keys
+from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_rows
 
 # One script call per chunk, with one argument for all its results: redis-py encodes
 # every argument in Python. Chunks go as EVALSHAs, not in a pipeline: redis-py checks a
 # pipeline's scripts with SCRIPT EXISTS first.
 CHUNK = 256
-_pack_raw = msgpack.Packer(use_bin_type=False).pack
 Queued = tuple[Sequence[PackedResult], "asyncio.Future[list[Written]]"]
 
 
@@ -103,7 +101,7 @@ class ResultWriter:
         return written
 
     async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
-        rows = _pack_raw([[r.tx_id, r.data, r.fee, r.status] for r in chunk])
+        rows = write_once_rows((r.tx_id, r.data, r.fee, r.status) for r in chunk)
         replies: list[Any] = await self.script(keys=[self.keys.fees],
                                                args=[self.keys.result(""), rows,
                                                      *self.retention])

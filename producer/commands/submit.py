@@ -73,11 +73,14 @@ async def _submit(args: argparse.Namespace) -> int:
         jobs = [tx.job(height, block_time, settings.default_fee_limit) for tx in txs]
         tx_ids = [job.tx_id for job in jobs]
         started = time.monotonic()
-        await farm.submit_batch(jobs, args.batch_size)
-        bar = None if args.quiet else ProgressBar(len(jobs))
+        if args.commit:  # what follows a declared write is left to the commit
+            sent = await farm.submit_block(jobs, args.batch_size)
+        else:
+            sent = await farm.submit_batch(jobs, args.batch_size)
+        bar = None if args.quiet else ProgressBar(len(sent))
         watchdog = asyncio.create_task(_warn_without_workers(farm))
         try:
-            results = await farm.wait(tx_ids, timeout=args.wait, progress_cb=bar, seen=seen)
+            results = await farm.wait(sent, timeout=args.wait, progress_cb=bar, seen=seen)
             missing: list[str] = []
         except WaitTimeout as exc:
             results, missing = exc.done, exc.missing
@@ -90,8 +93,8 @@ async def _submit(args: argparse.Namespace) -> int:
         if args.json and not (args.commit and not missing):
             _print_results(tx_ids, results)
         elif not args.json:
-            latencies = [seen[t] - started for t in tx_ids if t in seen]
-            print(render_summary(summarize(tx_ids, results, elapsed, latencies)))
+            latencies = [seen[t] - started for t in sent if t in seen]
+            print(render_summary(summarize(sent, results, elapsed, latencies)))
         if missing:
             err(f"{len(missing)} tx(s) had no result after {args.wait:g} s "
                 f"(first: {missing[0]}); they may still run")

@@ -101,17 +101,19 @@ def test_wesfarm_submit_rejects_a_bad_block_with_exit_2_and_the_line(tmp_path: P
     assert "Traceback" not in proc.stderr
 
 
-def test_a_block_line_may_carry_an_access_list_of_hex_keys() -> None:
+@pytest.mark.parametrize("field", ["access", "writes"])
+def test_a_block_line_may_carry_access_and_write_lists_of_hex_keys(field: str) -> None:
     from producer.block import parse_tx
 
-    tx = parse_tx('{"tx_id": "t", "contract": "c", "function": "f", "access": ["6b", "0x00"]}')
-    assert tx.access == (b"k", b"\x00") and tx.job(1, 2, 3).access == (b"k", b"\x00")
+    head = '{"tx_id": "t", "contract": "c", "function": "f", "' + field + '": '
+    tx = parse_tx(head + '["6b", "0x00"]}')
+    assert getattr(tx, field) == (b"k", b"\x00")
+    assert getattr(tx.job(1, 2, 3), field) == (b"k", b"\x00")
     assert parse_tx(dump_block([tx]).strip()) == tx
     for bad, message in (('"6b"', "list of hex keys"), ('["zz"]', "not valid hex"),
                          ('["' + "00" * 257 + '"]', "at most 256")):
-        with pytest.raises(ValueError, match=message):
-            parse_tx('{"tx_id": "t", "contract": "c", "function": "f", "access": ' + bad + "}")
-
+        with pytest.raises(ValueError, match=f"'{field}'.*{message}"):
+            parse_tx(head + bad + "}")
 
 
 def test_a_tx_id_may_not_look_like_a_batch_job_id() -> None:

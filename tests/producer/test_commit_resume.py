@@ -4,6 +4,7 @@ writes the record an uninterrupted commit writes, byte for byte, and the same st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 import uuid
@@ -16,7 +17,7 @@ import redis
 from redis.asyncio import Redis
 
 from engine import MemoryState
-from engine.model import Context, Job
+from engine.model import Context, Job, Result, unpack
 from producer import commit
 from producer.commit import CommitError, commit_block
 from producer.committed_state import (
@@ -27,6 +28,7 @@ from producer.committed_state import (
 )
 from producer.deploy import bind, validate_and_init
 from producer.local_engine import LocalEngine
+from producer.schedule import commit_runs, farm_jobs
 from tests.producer.test_commit import TOKEN, settings_for, u64
 from tests.support.state import assert_root_exact
 from worker.protocol import Keys
@@ -92,20 +94,34 @@ def fresh_farm(redis_url: str, key_prefix: str, local: LocalEngine, mints: list[
     return keys
 
 
+def declared(txs: list[Job]) -> list[Job]:
+    """The transfers declaring their two balance keys as read and written."""
+    out = []
+    for job in txs:
+        keys = (b"bal:" + job.context.caller.encode(), b"bal:" + job.input[8:])
+        out.append(dataclasses.replace(job, access=keys, writes=keys))
+    return out
+
+
+@pytest.mark.parametrize("declare", [False, True], ids=["farm_results", "declared_writes"])
 @pytest.mark.parametrize("after", [False, True], ids=["never_ran", "reply_lost"])
 def test_a_resumed_commit_writes_the_uninterrupted_record(
-    redis_url: str, key_prefix: str, local: LocalEngine, after: bool,
+    redis_url: str, key_prefix: str, local: LocalEngine, after: bool, declare: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """With declared writes, most txs are the commit's to run (and to write the Results
+    of): a cut may land on those writes too."""
     monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)  # many script calls to cut at
     mints, txs = block(600, 40)
+    if declare:
+        txs = declared(txs)
     whole = fresh_farm(redis_url, key_prefix, local, mints)
     cut = fresh_farm(redis_url, key_prefix, local, mints)
     with redis.Redis.from_url(redis_url) as client:
         # Results as the farm gives them: all against the pre-block state, so many
         # transfers are stale and re-executed at commit.
         state = RedisState(client, whole)
-        results = {j.tx_id: local.execute(j, state, state) for j in txs}
+        results = {j.tx_id: local.execute(j, state, state) for j in farm_jobs(txs)}
         want = commit_block(client, whole, local, txs, results, 2)
         assert want.reexecuted > 100 and {"ok", "reverted", "out_of_fee"} <= set(want.by_status)
         for at in (2, 5, 9):
@@ -118,6 +134,12 @@ def test_a_resumed_commit_writes_the_uninterrupted_record(
         assert_root_exact(client, cut)  # a resumed commit keeps the root exact too
         assert {t: r.consensus_bytes() for t, r in got.results.items()} == {
             t: r.consensus_bytes() for t, r in want.results.items()}
+        ours = sorted(commit_runs(txs))
+        assert len(ours) > 400 if declare else not ours
+        stored = [client.get(cut.result(t)) for t in ours]  # the commit wrote them once
+        assert [Result.from_wire(unpack(raw)).consensus_bytes() for raw in stored] == [
+            want.results[t].consensus_bytes() for t in ours]  # type: ignore[arg-type]
+        assert len(client.xrange(cut.fees)) == len(ours)
         with pytest.raises(CommitError, match="already committed"):
             commit_block(client, cut, local, txs, results, 2)
         # The retry of a commit whose last reply was lost: the stored record, rebuilt.

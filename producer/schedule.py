@@ -1,0 +1,35 @@
+"""Which txs of a block the farm runs, and which the commit runs, from what they declare.
+
+A tx that touches (`Job.access` or `Job.writes`) a key an earlier tx of its block
+declares it may write (`Job.writes`) would read, on the farm, the state from before
+that write: its result would be stale at the commit and run again there, one after
+another. So it is not sent to the farm; the commit runs it in block order, where its
+reads are exact (Solana's scheduler orders txs by their declared writable accounts the
+same way). Everything else goes to the farm. Declarations are hints: a tx that reads
+more than it declared is still caught by the commit's version check and run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.model import Job
+
+
+def commit_runs(jobs: Sequence[Job]) -> set[str]:
+    """The tx ids of `jobs` (a block, in order) that the commit runs rather than the farm:
+    those touching a key an earlier one declares it may write."""
+    written: set[tuple[str, bytes]] = set()
+    chained: set[str] = set()
+    for job in jobs:
+        touched = {(job.contract, key) for key in (*job.access, *job.writes)}
+        if not touched.isdisjoint(written):
+            chained.add(job.tx_id)
+        written.update((job.contract, key) for key in job.writes)
+    return chained
+
+
+def farm_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """The block's txs the farm runs, in order."""
+    chained = commit_runs(jobs)
+    return [job for job in jobs if job.tx_id not in chained]

@@ -1,0 +1,81 @@
+"""Declared writes (Job.writes): a tx touching a key an earlier tx of its block may write
+is left to the commit, which runs it in block order; the block still ends in the state
+sequential execution gives, and every tx still ends with one Result and one fee record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from engine.model import Job
+from producer.client import FarmClient
+from producer.committed_state import memory_state_root, redis_state_root
+from producer.schedule import commit_runs, farm_jobs
+from tests.producer.test_commit import TOKEN, sequential, token_blocks
+from tests.producer.test_commit_resume import declared
+from tests.support.farm import two_worker_farm
+from tests.support.state import assert_root_exact
+
+
+def job(tx_id: str, access: tuple[bytes, ...] = (), writes: tuple[bytes, ...] = (),
+        contract: str = "c") -> Job:
+    return Job(tx_id, contract, "f", access=access, writes=writes)
+
+
+def test_a_tx_goes_to_the_commit_only_after_a_declared_write_of_what_it_touches() -> None:
+    block = [
+        job("w1", writes=(b"k",)),  # first writer of k: the farm
+        job("r1", access=(b"k",)),  # reads what w1 may write: the commit
+        job("w2", writes=(b"k",)),  # writes it again after w1: the commit
+        job("ro1", access=(b"cfg",)),  # a key only ever read: the farm, however many
+        job("ro2", access=(b"cfg",)),
+        job("other", access=(b"k",), contract="d"),  # the same key of another contract
+        job("plain"),  # declares nothing: the farm, as ever
+        job("w3", access=(b"j",), writes=(b"j",)),
+        job("r3", access=(b"j", b"cfg")),
+    ]
+    assert commit_runs(block) == {"r1", "w2", "r3"}
+    assert [j.tx_id for j in farm_jobs(block)] == ["w1", "ro1", "ro2", "other", "plain", "w3"]
+
+
+async def test_a_hot_block_is_run_by_the_commit_and_ends_in_the_sequential_state(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    with two_worker_farm(redis_url, key_prefix, tmp_path) as env:
+        settings = env.settings()
+        txs = token_blocks(6, 300, env.prefix)
+        mints = [tx.job(1, 1_000, settings.default_fee_limit) for tx in txs[0]]
+        block = declared([tx.job(2, 2_000, settings.default_fee_limit) for tx in txs[1]])
+        async with FarmClient(settings) as farm:
+            await farm.deploy(TOKEN, "tok", precompile=True)
+            await farm.submit_batch(mints)
+            await farm.commit_block(mints, await farm.wait([j.tx_id for j in mints],
+                                                           timeout=120), 1)
+            sent = await farm.submit_block(block)
+            ours = commit_runs(block)
+            assert sent == [j.tx_id for j in block if j.tx_id not in ours]
+            assert len(ours) > 280  # six hot accounts: nearly every tx follows a write
+            done = await farm.wait(sent, timeout=120)
+            assert not (await farm.have_results(sorted(ours)))  # the farm never ran them
+            report = await farm.commit_block(block, done, 2)
+            stored = await farm.results([j.tx_id for j in block])
+            fees = await farm.fee_reports()
+            client = redis.Redis.from_url(farm.url)
+            root = redis_state_root(client, farm.keys)
+            assert_root_exact(client, farm.keys)
+            client.close()
+
+        state, expected = sequential(settings, mints, block, "tok", TOKEN)
+        assert report.committed == 300 and not report.not_committed
+        assert root == report.state_root == memory_state_root(state)
+        got = [report.results[j.tx_id] for j in block]
+        assert [(r.status, r.return_data, r.fee.used) for r in got] == [
+            (r.status, r.return_data, r.fee.used) for r in expected]
+        assert {"ok", "reverted", "out_of_fee"} <= {r.status for r in got}
+        for tx_id in ours:  # the commit wrote what a worker writes: its committed Result
+            found = stored[tx_id]
+            assert found is not None and found.worker == "commit"
+            assert found.consensus_bytes() == report.results[tx_id].consensus_bytes()
+        per_tx = [e.tx_id for e in fees if e.tx_id.startswith(f"{env.prefix}-x")]
+        assert sorted(per_tx) == sorted(j.tx_id for j in block)  # one fee record each
