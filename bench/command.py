@@ -25,6 +25,9 @@ def register(sub: Any) -> None:
     p.add_argument("--output", type=Path, metavar="FILE", help="also write the figures here")
     p.add_argument("--no-farm", action="store_true",
                    help="in-process figures only (end-to-end keys are null)")
+    p.add_argument("--shards", action="store_true",
+                   help="only the farm past one Redis: the realistic-state block on a local "
+                   "3-master Redis Cluster, one shard per master (docs/SCALING.md)")
     p.add_argument("--scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     p.set_defaults(handler=run_bench)
 
@@ -50,7 +53,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
     scale = args.scale or ("quick" if args.quick else "full")
     try:
-        values = run(scale, args.output, farm=not args.no_farm)
+        if args.shards:
+            from bench.shards import run_shards
+
+            values = run_shards(args.output)
+        else:
+            values = run(scale, args.output, farm=not args.no_farm)
     except KeyboardInterrupt:
         print("wesfarm bench: interrupted", file=sys.stderr)
         return 130

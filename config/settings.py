@@ -166,7 +166,9 @@ class Settings(BaseSettings):
 
     # Redis and the queue
     redis_url: str | None = Field(None, description="unset: localhost:6379, else embedded")
-    key_prefix: str = Field("wesfarm", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    key_prefix: str = Field("wesfarm", min_length=1, pattern=r"^[A-Za-z0-9_.:{}-]+$",
+                            description="every key's; braces make a Redis Cluster hash "
+                            "tag: '{shard1}' keeps a farm's keys in one slot")
     queue_name: str = Field("", description="the arq queue; empty: {key_prefix}:queue, so "
                             "two farms on one Redis never take each other's jobs")
     redis_patience_s: float = Field(60.0, ge=0, description="how long the producer retries "

@@ -65,17 +65,34 @@ def answers(url: str, timeout: float = 0.3) -> bool:
         return False
 
 
+CLUSTER_BUS_OFFSET = 10_000
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is a free port too."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET <= 65_535:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+                except OSError:
+                    continue
+            return port
+
+
 class EmbeddedRedis:
     """A private redis-server on 127.0.0.1, nothing persisted, removed on stop()."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, cluster: bool = False) -> None:
+        """`cluster`: a node of a Redis Cluster still to be formed (bench/shards.py)."""
+        self.port = free_cluster_port() if cluster else free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="wesfarm-redis-"))
         self.process = subprocess.Popen(
             [
@@ -86,6 +103,8 @@ class EmbeddedRedis:
                 "--appendonly", "no",
                 "--dir", str(self.dir),
                 "--logfile", str(self.dir / "redis.log"),
+                *(("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+                  if cluster else ()),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
