@@ -286,12 +286,9 @@ class _Committer:
         """The root's move by the whole run: per slot it writes, the value before the run
         out and the value after it in (the writes between cancel: a hot key written by 50
         txs of a run costs two hashes, not a hundred)."""
-        delta = state_root.ZERO
-        for (contract, key), before in self.replaced.items():
-            after = self.view.get(contract, key)
-            delta = state_root.add(delta, state_root.change(
-                contract, key, before, None if after is None else after[0]))
-        return delta
+        return state_root.moved(
+            (contract, key, before, None if (after := self.view.get(contract, key)) is None
+             else after[0]) for (contract, key), before in self.replaced.items())
 
     def _apply_run(self, run: Sequence[tuple[Job, Result]],
                    todo: list[tuple[Job, Result | None]], i: int) -> bool:

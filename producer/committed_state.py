@@ -188,10 +188,9 @@ def write_genesis(
                 old: list[Any] = pipe.hmget(  # type: ignore[assignment]
                     keys.state(contract), names) if names else []  # type: ignore[arg-type]
                 root = state_root.from_bytes(stored)  # type: ignore[arg-type]
-                for name, raw in zip(names, old, strict=True):
-                    before = None if raw is None else decode_state(raw)[0]
-                    root = state_root.add(root, state_root.change(contract, name, before,
-                                                                  values[name]))
+                root = state_root.add(root, state_root.moved(
+                    (contract, name, None if raw is None else decode_state(raw)[0], values[name])
+                    for name, raw in zip(names, old, strict=True)))
                 version = int(pipe.get(keys.state_seq) or 0) + 1  # type: ignore[arg-type]
                 pipe.multi()
                 pipe.set(keys.state_seq, version)

@@ -71,9 +71,7 @@ async def bind(redis: Redis, keys: Keys, code: bytes, code_hash: str, address: s
                init: Result | None) -> bool:
     """Store code, bind address, write init state (atomically); True if bound now."""
     writes = sorted((init.write_set if init else {}).items())
-    delta = state_root.ZERO
-    for key, value in writes:
-        delta = state_root.add(delta, state_root.change(address, key, None, value))
+    delta = state_root.moved((address, key, None, value) for key, value in writes)
     args: list[Any] = [code, code_hash, state_root.to_bytes(delta) if writes else b""]
     for key, value in writes:
         args += [key, state_write(value)]

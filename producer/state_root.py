@@ -56,14 +56,19 @@ def entry(contract: str, key: bytes, value: bytes) -> int:
     return int.from_bytes(h.digest(ROOT_BYTES), "little")
 
 
-def change(contract: str, key: bytes, old: bytes | None, new: bytes | None) -> int:
-    """What writing `new` (None: delete) over `old` (None: absent) adds to the root."""
-    delta = ZERO
-    if old is not None:
-        delta = neg(entry(contract, key, old))
-    if new is not None:
-        delta = add(delta, entry(contract, key, new))
-    return delta
+def moved(changes: Iterable[tuple[str, bytes, bytes | None, bytes | None]]) -> int:
+    """What writing each (contract, key, old, new) adds to the root: the sum of the
+    changes, with one negation for all the old entries, none for a value rewritten as it
+    was."""
+    plus = minus = ZERO
+    for contract, key, old, new in changes:
+        if old == new:
+            continue
+        if old is not None:
+            minus = add(minus, entry(contract, key, old))
+        if new is not None:
+            plus = add(plus, entry(contract, key, new))
+    return add(plus, neg(minus))
 
 
 def of_entries(entries: Iterable[tuple[str, bytes, bytes]]) -> int:

@@ -251,6 +251,7 @@ local function apply_write(hash, field, write, packed)
     redis.call('HSET', hash, field, '\\1' .. packed .. string.sub(write, 2))
   end
 end
+local LANES = '<' .. string.rep('H', 1024)
 local function root_add(key, delta)
   if #delta == 0 then return end
   local root = redis.call('GET', key)
@@ -259,12 +260,9 @@ local function root_add(key, delta)
     redis.call('DEL', key)
     return
   end
-  local r, d, out = {string.byte(root, 1, -1)}, {string.byte(delta, 1, -1)}, {}
-  for i = 1, #r, 2 do
-    local lane = (r[i] + d[i] + 256 * (r[i + 1] + d[i + 1])) % 65536
-    out[#out + 1] = string.char(lane % 256, (lane - lane % 256) / 256)
-  end
-  redis.call('SET', key, table.concat(out))
+  local r, d = {struct.unpack(LANES, root)}, {struct.unpack(LANES, delta)}
+  for i = 1, 1024 do r[i] = (r[i] + d[i]) % 65536 end
+  redis.call('SET', key, struct.pack(LANES, unpack(r, 1, 1024)))
 end
 """
 

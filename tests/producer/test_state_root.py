@@ -43,11 +43,15 @@ def test_the_root_depends_on_the_state_not_on_the_order_of_the_writes() -> None:
     assert state_root.of_entries(entries) == state_root.of_entries(shuffled)
     # overwrite one value, delete another: the same as the root of the state left
     root = state_root.of_entries(entries)
-    root = state_root.add(root, state_root.change("tok", b"bal:3", entries[3][2], b"new"))
-    root = state_root.add(root, state_root.change("tok", b"bal:7", entries[7][2], None))
+    root = state_root.add(root, state_root.moved([("tok", b"bal:3", entries[3][2], b"new"),
+                                                  ("tok", b"bal:7", entries[7][2], None)]))
     left = [e for e in entries if e[1] != b"bal:7"]
     left[3] = ("tok", b"bal:3", b"new")
     assert root == state_root.of_entries(left)
+    # a value rewritten as it was moves nothing; a key created then removed, nothing
+    assert state_root.moved([("tok", b"k", b"v", b"v")]) == state_root.ZERO
+    assert state_root.moved([("tok", b"k", None, b"v"), ("tok", b"k", b"v", None)]) == 0
+    assert state_root.moved([("tok", b"k", None, b"v")]) == state_root.entry("tok", b"k", b"v")
     # parts are length-prefixed: moving a byte between contract, key and value tells
     assert state_root.entry("ab", b"c", b"") != state_root.entry("a", b"bc", b"")
     assert state_root.checksum(state_root.of_entries([])) != state_root.checksum(root)
