@@ -34,6 +34,7 @@ from producer.commit_record import Applied, CommitReport
 from producer.commit_script import COMMIT_LUA, DECIDED, STALE, RunArgs, Slot
 from producer.committed_state import BlockView, ensure_state_root, redis_state_root
 from producer.errors import refuse_reused
+from producer.farm_results import FarmResults
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs
 from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_rows
@@ -82,6 +83,7 @@ def commit_block(
     block already committed is not an error: its report is rebuilt from what the
     commit stored."""
     started = time.perf_counter()
+    _refuse_repeated(jobs)
     refuse_reused(jobs, results)  # never commit another transaction's result
     stored = client.get(keys.block(height))
     if stored is not None and not resume:
@@ -90,16 +92,19 @@ def commit_block(
                client.hgetall(keys.block_applied(height)).items()}  # type: ignore[union-attr]
     notes: list[str] = []
     earlier = _committed_elsewhere(client, keys, jobs, height)
-    ours = commit_runs(jobs).difference(results)
+    known = dict(results)  # a Result already stored for a tx the commit would run counts
+    FarmResults(client, keys, jobs, known).fetch(sorted(commit_runs(jobs) - known.keys()))
+    ours = commit_runs(jobs) - known.keys()
     if stored is None:
-        todo = [(job, results.get(job.tx_id)) for job in jobs if job.tx_id not in applied
+        todo = [(job, known.get(job.tx_id)) for job in jobs if job.tx_id not in applied
                 and job.tx_id not in earlier and (job.tx_id in ours or (
-                    job.tx_id in results and results[job.tx_id].status not in NOT_COMMITTED))]
+                    job.tx_id in known and known[job.tx_id].status not in NOT_COMMITTED))]
         ensure_state_root(client, keys)  # the scripts move a root that exists
-        _Committer(engine, client, keys, height, applied, notes).run(todo)
-        _write_results(client, keys, [applied[j.tx_id] for j in jobs
-                                      if j.tx_id in ours and j.tx_id in applied], retention)
-    report = _report(height, jobs, results, applied, earlier)
+        committer = _Committer(engine, client, keys, height, applied, notes, ours, retention)
+        committer.run(todo)
+        committer.write_results([j.tx_id for j in jobs if j.tx_id in ours
+                                 and j.tx_id in applied])  # a resumed commit's too
+    report = _report(height, jobs, known, applied, earlier)
     report.notes = notes
     if stored is not None:
         record = unpack(stored)  # type: ignore[arg-type]
@@ -167,17 +172,29 @@ def _committed_elsewhere(client: redis.Redis, keys: Keys, jobs: Sequence[Job],
     return found
 
 
+def _refuse_repeated(jobs: Sequence[Job]) -> None:
+    seen: set[str] = set()
+    for job in jobs:
+        if job.tx_id in seen:
+            raise CommitError(f"tx id {job.tx_id!r} appears twice in the block")
+        seen.add(job.tx_id)
+
+
 def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
-                   retention: tuple[int, int]) -> None:
+                   retention: tuple[int, int]) -> list[str]:
     """The Results (and fee records) of the txs the commit ran for the farm, written once
-    as a worker writes them (worker/protocol.py's WRITE_ONCE_LUA)."""
+    as a worker writes them (worker/protocol.py's WRITE_ONCE_LUA); the tx ids under which
+    another Result was stored first."""
     rows = [(a.result.tx_id, a.data, pack(a.result.fee.to_wire()), a.status)
             for a in decided if a.result is not None]
     script = client.register_script(WRITE_ONCE_LUA)
+    taken: list[str] = []
     for i in range(0, len(rows), RESULTS_PER_SCRIPT):
-        script(keys=[keys.fees], args=[keys.result(""),
-                                       write_once_rows(rows[i : i + RESULTS_PER_SCRIPT]),
-                                       *retention])
+        chunk = rows[i : i + RESULTS_PER_SCRIPT]
+        replies = script(keys=[keys.fees], args=[keys.result(""), write_once_rows(chunk),
+                                                 *retention])
+        taken += [row[0] for row, reply in zip(chunk, replies, strict=True) if reply != 1]
+    return taken
 
 
 def _slots(todo: Sequence[tuple[Job, Result | None]]) -> list[tuple[str, bytes]]:
@@ -204,9 +221,12 @@ class _Committer:
     """
 
     def __init__(self, engine: LocalEngine, client: redis.Redis, keys: Keys, height: int,
-                 applied: dict[str, Applied], notes: list[str]) -> None:
+                 applied: dict[str, Applied], notes: list[str], ours: set[str] | None = None,
+                 retention: tuple[int, int] = (0, 0)) -> None:
         self.engine, self.client, self.keys, self.height = engine, client, keys, height
         self.applied, self.notes = applied, notes
+        self.ours, self.retention = ours or set(), retention  # txs run here for the farm
+        self.written: set[str] = set()  # of those, the ones whose Result this run wrote
         self.view = BlockView(client, keys)
         self.script = client.register_script(COMMIT_LUA)
         self.reexecutions: Counter[str] = Counter()
@@ -215,6 +235,7 @@ class _Committer:
         self.base = 0  # the view's version before the run being decided
         self.args = RunArgs(keys)
         self.decided: list[Applied] = []  # per tx of the run, as _stage decided it
+        self.ran: list[str] = []  # the run's txs executed here
         self.replaced: dict[Slot, bytes | None] = {}  # slot -> value before the run
 
     def run(self, todo: list[tuple[Job, Result | None]]) -> None:
@@ -227,6 +248,7 @@ class _Committer:
             if not run:  # todo[i] was decided as not committed (and dropped)
                 continue
             if self._apply_run(run, todo, i):
+                self.write_results([job.tx_id for job, _ in run if job.tx_id in self.ours])
                 i += len(run)
             else:  # changed behind our back: decide the run again on what is there now
                 self.parked.clear()
@@ -237,7 +259,7 @@ class _Committer:
         (the farm's result, or one run here), its writes staged in the view."""
         run: list[tuple[Job, Result]] = []
         self.base, self.args, self.replaced = self.view.seq, RunArgs(self.keys), {}
-        self.decided = []
+        self.decided, self.ran = [], []
         while i + len(run) < len(todo) and len(run) < TXS_PER_SCRIPT:
             at = i + len(run)
             job, result = todo[at]
@@ -247,6 +269,7 @@ class _Committer:
                     for c, reads in result.reads_by_contract(job.contract).items())):
                 self.forced.discard(job.tx_id)
                 fresh = self._reexecute(job)
+                self.ran.append(job.tx_id)
             if fresh is not None:
                 if fresh.status in NOT_COMMITTED:
                     if run:  # decided once the txs before it are applied
@@ -255,8 +278,7 @@ class _Committer:
                     self._not_committed(job, fresh)
                     del todo[at]
                     return []
-                todo[at] = (job, fresh)
-                result = fresh
+                result = fresh  # (in `run` only: a run not applied is decided afresh)
             assert result is not None  # the farm's, or run here
             run.append((job, result))
             self._stage(job, result)
@@ -307,9 +329,13 @@ class _Committer:
         if outcome == STALE:
             self.forced.add(run[self.args.check_owner[at]][0].tx_id)
             return False
-        if outcome == DECIDED:
-            self.applied[run[at][0].tx_id] = Applied.decode(bytes(reply[2]))
-            del todo[i + at]
+        if outcome == DECIDED:  # another commit is ahead: take all it decided, go on after it
+            self.applied.update({bytes(t).decode(): Applied.decode(bytes(e)) for t, e in
+                                 self.client.hgetall(self.keys.block_applied(  # type: ignore[union-attr]
+                                     self.height)).items()})
+            todo[i:] = [(j, r) for j, r in todo[i:] if j.tx_id not in self.applied]
+            for tx_id in self.ran:  # not this tx's staleness: not counted against it
+                self.reexecutions[tx_id] -= 1
             return False
         base = int(reply[1])
         for n, ((job, _), decided) in enumerate(zip(run, self.decided, strict=True)):
@@ -320,6 +346,15 @@ class _Committer:
                 self.view.stage(contract, {key: value}, base + ordinal)
             self.view.seq = base + self.args.writers
         return True
+
+    def write_results(self, tx_ids: Sequence[str]) -> None:
+        """The Results of those of `tx_ids` (txs run here for the farm) not written yet."""
+        todo = [t for t in tx_ids if t not in self.written]
+        taken = _write_results(self.client, self.keys, [self.applied[t] for t in todo],
+                               self.retention)
+        self.written.update(todo)
+        self.notes += [f"{t}: another Result was stored under this tx id first; the "
+                       "block record holds the committed one" for t in taken]
 
     def _reexecute(self, job: Job) -> Result:
         """Re-execute `job` in-process against the view (the committed state with every

@@ -47,9 +47,11 @@ for c = 0, nc - 1 do
     return {1, c + 1}
   end
 end
+for h = h0, h0 + nh - 1, 1000 do  -- before INCRBY: an error after it would keep it
+  redis.call('SADD', KEYS[3], unpack(ARGV, h, math.min(h + 999, h0 + nh - 1)))
+end
 local base = tonumber(redis.call('GET', KEYS[1]) or '0')
 if m > 0 then base = redis.call('INCRBY', KEYS[1], m) - m end
-if nh > 0 then redis.call('SADD', KEYS[3], unpack(ARGV, h0, h0 + nh - 1)) end
 for w = 0, nw - 1 do
   local at = w0 + 4 * w
   apply_write(ARGV[at], ARGV[at + 1], ARGV[at + 2], pack_version(base + tonumber(ARGV[at + 3])))

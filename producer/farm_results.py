@@ -1,5 +1,5 @@
-"""The farm's Results as a commit that does not wait for them reads them: by tx id, from
-Redis, when the commit reaches them (producer/commit.py's `fetch`)."""
+"""Results already stored for txs a commit would run itself (producer/schedule.py): by
+tx id, from Redis. Whatever ran a tx first, its stored Result is the one that counts."""
 
 from __future__ import annotations
 

@@ -1,0 +1,144 @@
+"""A commit beside other writers and other commits, and blocks that try to cheat it: the
+state stays the one sequential execution gives, and every tx keeps one Result."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from engine.model import Context, Job, Result, pack, unpack
+from producer.commit import CommitError, commit_block
+from producer.committed_state import RedisState, write_genesis
+from producer.errors import TxIdReused
+from producer.local_engine import LocalEngine
+from producer.schedule import commit_runs
+from tests.producer.test_commit import u64
+from tests.producer.test_commit_resume import Cut, block, declared, fresh_farm
+from worker.protocol import Keys, decode_state
+
+
+def balance(client: redis.Redis, keys: Keys, account: str) -> int | None:
+    raw = client.hget(keys.state("tok"), b"bal:" + account.encode())
+    return None if raw is None else int.from_bytes(decode_state(raw)[0], "little")  # type: ignore[arg-type]
+
+
+def transfer(tx_id: str, src: str, dst: str, amount: int) -> Job:
+    return Job(tx_id, "tok", "transfer", u64(amount) + dst.encode(), 10**9, Context(src))
+
+
+def mint(tx_id: str, account: str, amount: int) -> Job:
+    return Job(tx_id, "tok", "mint", u64(amount) + account.encode(), 10**9)
+
+
+class Before(redis.Redis):
+    """A real client that runs `act` just before its `at`-th script call."""
+
+    def __init__(self, url: str, at: int, act: Any) -> None:
+        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
+        self.at, self.act, self.calls = at, act, 0
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            self.act()
+        return super().evalsha(*args, **kwargs)
+
+
+def test_a_run_decided_again_forgets_what_it_executed_the_first_time(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    """t2's re-execution read alice at the version the run predicted for t1's write; an
+    outside write taking exactly that version must not make that stale result current."""
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    t1, t2 = transfer("t1", "alice", "bob", 50), transfer("t2", "alice", "carol", 30)
+    with Before(redis_url, 1, lambda: write_genesis(
+            redis.Redis.from_url(redis_url), keys, "tok", {b"bal:alice": u64(0)})) as client:
+        state = RedisState(client, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in (t1, t2)}
+        report = commit_block(client, keys, local, [t1, t2], results, 2)
+        assert {t: r.status for t, r in report.results.items()} == {"t1": "reverted",
+                                                                     "t2": "reverted"}
+        assert (balance(client, keys, "alice"), balance(client, keys, "carol")) == (0, None)
+
+
+def test_a_commit_beside_one_that_ran_the_block_first_takes_its_decisions(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    mints, txs = block(200, 10)
+    keys = fresh_farm(redis_url, key_prefix, local, mints)
+    with redis.Redis.from_url(redis_url) as plain:
+        state = RedisState(plain, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in txs}
+        first: list[Any] = []
+        with Before(redis_url, 1, lambda: first.append(
+                commit_block(plain, keys, local, txs, results, 2))) as client:
+            second = commit_block(client, keys, local, txs, results, 2, resume=True)
+        assert client.calls == 1  # every decision taken at once, none re-run
+        assert second.record() == first[0].record()
+
+
+def test_a_tx_id_twice_in_a_block_is_refused(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    t = transfer("t", "alice", "bob", 10)
+    with redis.Redis.from_url(redis_url) as client:
+        state = RedisState(client, keys)
+        with pytest.raises(CommitError, match="appears twice"):
+            commit_block(client, keys, local, [t, t], {"t": local.execute(t, state, state)}, 2)
+        assert balance(client, keys, "bob") is None
+
+
+def test_a_tx_the_commit_would_run_keeps_the_result_stored_under_its_id(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    """Another job's Result under the id is refused, as on the farm path; the job's own
+    (a timeout, say) counts as the farm's result: not committed, whoever would run it."""
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    [k1, k2] = declared([transfer("k1", "alice", "bob", 1), transfer("k2", "alice", "carol", 2)])
+    assert commit_runs([k1, k2]) == {"k2"}
+    with redis.Redis.from_url(redis_url) as client:
+        state = RedisState(client, keys)
+        farm = {"k1": local.execute(k1, state, state)}
+        other = local.execute(dataclasses.replace(k2, input=u64(9) + b"dave"), state, state)
+        client.set(keys.result("k2"), pack(other.to_wire()))
+        with pytest.raises(TxIdReused):
+            commit_block(client, keys, local, [k1, k2], farm, 2)
+        timeout = dataclasses.replace(local.execute(k2, state, state), status="timeout")
+        client.set(keys.result("k2"), pack(timeout.to_wire()))
+        report = commit_block(client, keys, local, [k1, k2], farm, 2)
+        assert report.not_committed == {"k2": "timeout"} and balance(client, keys, "carol") is None
+
+
+def test_the_results_of_a_run_are_written_with_it_not_at_the_end(
+    redis_url: str, key_prefix: str, local: LocalEngine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producer import commit
+
+    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)
+    mints, txs = block(80, 6)
+    txs = declared(txs)
+    keys = fresh_farm(redis_url, key_prefix, local, mints)
+    ours = commit_runs(txs)
+    with Cut(redis_url, 3, after=False) as cutter, pytest.raises(redis.ConnectionError):
+        commit_block(cutter, keys, local, txs, {}, 2)  # (the first tx has no result: missing)
+    with redis.Redis.from_url(redis_url) as client:
+        applied = client.hgetall(keys.block_applied(2))
+        assert applied  # the first run was applied; each tx it ran has its Result already
+        for tx_id in (bytes(t).decode() for t in applied):
+            if tx_id in ours:
+                raw = client.get(keys.result(tx_id))
+                assert raw is not None and Result.from_wire(unpack(raw)).tx_id == tx_id  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def local(redis_url: str, key_prefix: str, tmp_path: Path) -> Any:
+    from tests.producer.test_commit import settings_for
+
+    engine = LocalEngine(settings_for(redis_url, key_prefix, tmp_path))
+    yield engine
+    engine.close()
