@@ -4,15 +4,17 @@ sequential execution gives, and every tx still ends with one Result and one fee 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import redis
 
 from engine.model import Job
+from producer.block import Tx, dump_block
 from producer.client import FarmClient
 from producer.committed_state import memory_state_root, redis_state_root
 from producer.schedule import commit_runs, farm_jobs
-from tests.producer.test_commit import TOKEN, sequential, token_blocks
+from tests.producer.test_commit import TOKEN, sequential, token_blocks, u64
 from tests.producer.test_commit_resume import declared
 from tests.support.farm import two_worker_farm
 from tests.support.state import assert_root_exact
@@ -79,3 +81,17 @@ async def test_a_hot_block_is_run_by_the_commit_and_ends_in_the_sequential_state
             assert found.consensus_bytes() == report.results[tx_id].consensus_bytes()
         per_tx = [e.tx_id for e in fees if e.tx_id.startswith(f"{env.prefix}-x")]
         assert sorted(per_tx) == sorted(j.tx_id for j in block)  # one fee record each
+
+        # The CLI: `wesfarm submit --commit --json` on a block file declaring its writes
+        # prints every tx's committed Result, the commit's own ones included, then the record.
+        more = [Tx(f"{env.prefix}-cli{i}", "tok", "transfer", u64(7) + b"a01", None, "a00",
+                   (b"bal:a00", b"bal:a01"), (b"bal:a00", b"bal:a01")) for i in range(4)]
+        path = tmp_path / "hot.jsonl"
+        path.write_text(dump_block(more))
+        proc = env.cli("submit", str(path), "--commit", "--json", "--height", "3")
+        assert proc.returncode == 0, proc.stderr
+        *lines, record = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [r["tx_id"] for r in lines] == [t.tx_id for t in more]
+        assert [r["worker"] == "commit" for r in lines] == [False, True, True, True]
+        assert record["committed"] == 4 and record["reexecuted"] == 3
+
