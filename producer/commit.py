@@ -37,7 +37,7 @@ from producer.errors import refuse_reused
 from producer.farm_results import FarmResults
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs
-from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_rows
+from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_args
 
 # Statuses that are consensus results: charged, and (only `ok`) their writes applied.
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
@@ -93,8 +93,9 @@ def commit_block(
     notes: list[str] = []
     earlier = _committed_elsewhere(client, keys, jobs, height)
     known = dict(results)  # a Result already stored for a tx the commit would run counts
-    FarmResults(client, keys, jobs, known).fetch(sorted(commit_runs(jobs) - known.keys()))
-    ours = commit_runs(jobs) - known.keys()
+    chained = commit_runs(jobs)
+    FarmResults(client, keys, jobs, known).fetch(sorted(chained - known.keys()))
+    ours = chained - known.keys()
     if stored is None:
         todo = [(job, known.get(job.tx_id)) for job in jobs if job.tx_id not in applied
                 and job.tx_id not in earlier and (job.tx_id in ours or (
@@ -191,8 +192,7 @@ def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
     taken: list[str] = []
     for i in range(0, len(rows), RESULTS_PER_SCRIPT):
         chunk = rows[i : i + RESULTS_PER_SCRIPT]
-        replies = script(keys=[keys.fees], args=[keys.result(""), write_once_rows(chunk),
-                                                 *retention])
+        replies = script(keys=[keys.fees], args=write_once_args(keys, chunk, retention))
         taken += [row[0] for row, reply in zip(chunk, replies, strict=True) if reply != 1]
     return taken
 

@@ -272,44 +272,43 @@ end
 # result key; only if that set it, XADD the fee stream entry. A second delivery of a tx
 # finds the first result, writes nothing and gets the first result back, so a tx is never
 # charged twice and every tx id has exactly one stream entry.
-# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] the results as one msgpack array
-# of [tx id, result bytes, fee bytes, status] (raw strings: Redis's cmsgpack reads no bin
-# type); ARGV[3] how long a result stays (s; 0: forever); ARGV[4] the fee records the
-# stream keeps, approximately (0: all). Returns per result 1 when this call wrote it, else
-# the first result's bytes. The result keys are built here, not passed in KEYS: fine
-# outside Redis Cluster, which arq does not support either.
+# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] how long a result stays (s; 0:
+# forever); ARGV[3] the fee records the stream keeps, approximately (0: all, else trimmed
+# once per call); then per result: tx id, result bytes, fee bytes, status (flat: cheaper
+# for Redis than one msgpack argument to unpack, and no dearer for redis-py to send).
+# Returns per result 1 when this call wrote it, else the first result's bytes. The result
+# keys are built here, not passed in KEYS: fine outside Redis Cluster, and in it too under
+# a hash-tagged prefix (docs/SCALING.md).
 WRITE_ONCE_LUA = """
-local out, ttl, kept = {}, tonumber(ARGV[3]), tonumber(ARGV[4])
-for i, row in ipairs(cmsgpack.unpack(ARGV[2])) do
-  local key = ARGV[1] .. row[1]
+local out, ttl, kept = {}, tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 4 do
+  local key = ARGV[1] .. ARGV[i]
   local set
   if ttl > 0 then
-    set = redis.call('SET', key, row[2], 'NX', 'EX', ttl)
+    set = redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ttl)
   else
-    set = redis.call('SET', key, row[2], 'NX')
+    set = redis.call('SET', key, ARGV[i + 1], 'NX')
   end
   if set then
-    if kept > 0 then
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', kept, '*', 'tx_id', row[1], 'fee', row[3],
-                 'status', row[4])
-    else
-      redis.call('XADD', KEYS[1], '*', 'tx_id', row[1], 'fee', row[3], 'status', row[4])
-    end
-    out[i] = 1
+    redis.call('XADD', KEYS[1], '*', 'tx_id', ARGV[i], 'fee', ARGV[i + 2], 'status', ARGV[i + 3])
+    out[#out + 1] = 1
   else
-    out[i] = redis.call('GET', key)
+    out[#out + 1] = redis.call('GET', key)
   end
 end
+if kept > 0 then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', kept) end
 return out
 """
 
 
-_pack_raw = msgpack.Packer(use_bin_type=False).pack
-
-
-def write_once_rows(rows: Iterable[tuple[str, bytes, bytes, str]]) -> bytes:
-    """WRITE_ONCE_LUA's ARGV[2] from (tx id, result bytes, fee bytes, status) rows."""
-    return bytes(_pack_raw([list(row) for row in rows]))
+def write_once_args(keys: Keys, rows: Iterable[tuple[str, bytes, bytes, str]],
+                    retention: tuple[int, int]) -> list[Any]:
+    """WRITE_ONCE_LUA's ARGV from (tx id, result bytes, fee bytes, status) rows and the
+    retention (result TTL s, fee records kept)."""
+    args: list[Any] = [keys.result(""), *retention]
+    for row in rows:
+        args += row
+    return args
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.packed import PackedResult
-from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_rows
+from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_args
 
-# One script call per chunk, with one argument for all its results: redis-py encodes
-# every argument in Python. Chunks go as EVALSHAs, not in a pipeline: redis-py checks a
+# One script call per chunk. Chunks go as EVALSHAs, not in a pipeline: redis-py checks a
 # pipeline's scripts with SCRIPT EXISTS first.
 CHUNK = 256
 Queued = tuple[Sequence[PackedResult], "asyncio.Future[list[Written]]"]
@@ -101,8 +100,7 @@ class ResultWriter:
         return written
 
     async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
-        rows = write_once_rows((r.tx_id, r.data, r.fee, r.status) for r in chunk)
-        replies: list[Any] = await self.script(keys=[self.keys.fees],
-                                               args=[self.keys.result(""), rows,
-                                                     *self.retention])
+        args = write_once_args(self.keys, ((r.tx_id, r.data, r.fee, r.status) for r in chunk),
+                               self.retention)
+        replies: list[Any] = await self.script(keys=[self.keys.fees], args=args)
         return replies
