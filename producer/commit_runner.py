@@ -193,13 +193,19 @@ def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: 
              for i in range(0, len(fresh), CHUNK)])
 
 
+FULL_COLLECT_EVERY = 64
+
+
 def main(fd: int) -> None:
     """Serve commit requests until the parent closes the connection. The cyclic garbage
     collector runs between commits, not in them: a commit allocates a block's worth of
     objects, and collections in the middle of it slow it (README, Performance);
-    reference counting still frees nearly everything as it goes."""
+    reference counting still frees nearly everything as it goes. Between commits only
+    the young generations are collected (what a commit left), the whole heap -- the
+    engine and its modules, tens of ms to walk -- once every FULL_COLLECT_EVERY."""
     conn = Connection(fd)
     gc.disable()
+    served = 0
     while True:
         try:
             request = conn.recv_bytes()
@@ -216,7 +222,8 @@ def main(fd: int) -> None:
                 data = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
         conn.send_bytes(data)
         del request, data
-        gc.collect()
+        served += 1
+        gc.collect(2 if served % FULL_COLLECT_EVERY == 0 else 1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from engine.model import Job
 from producer.block import Tx, dump_block
 from producer.client import FarmClient
 from producer.committed_state import memory_state_root, redis_state_root
-from producer.schedule import commit_runs, farm_jobs
+from producer.schedule import FARM_MIN_TXS, commit_runs, farm_jobs
 from tests.producer.test_commit import TOKEN, sequential, token_blocks, u64
 from tests.producer.test_commit_resume import declared
 from tests.support.farm import two_worker_farm
@@ -36,9 +36,16 @@ def test_a_tx_goes_to_the_commit_only_after_a_declared_write_of_what_it_touches(
         job("plain"),  # declares nothing: the farm, as ever
         job("w3", access=(b"j",), writes=(b"j",)),
         job("r3", access=(b"j", b"cfg")),
+        *(job(f"more{i}") for i in range(FARM_MIN_TXS - 6)),
     ]
     assert commit_runs(block) == {"r1", "w2", "r3"}
-    assert [j.tx_id for j in farm_jobs(block)] == ["w1", "ro1", "ro2", "other", "plain", "w3"]
+    assert [j.tx_id for j in farm_jobs(block)][:6] == ["w1", "ro1", "ro2", "other", "plain",
+                                                       "w3"]
+    # fewer than FARM_MIN_TXS left for the farm: not worth a part, the commit runs them all
+    assert commit_runs(block[:-1]) == {j.tx_id for j in block[:-1]}
+    assert farm_jobs(block[:-1]) == []
+    # nothing follows a declared write: the farm, however few
+    assert commit_runs([job("a", writes=(b"x",)), job("b", writes=(b"y",))]) == set()
 
 
 async def test_a_hot_block_is_run_by_the_commit_and_ends_in_the_sequential_state(
@@ -57,7 +64,7 @@ async def test_a_hot_block_is_run_by_the_commit_and_ends_in_the_sequential_state
             sent = await farm.submit_block(block)
             ours = commit_runs(block)
             assert sent == [j.tx_id for j in block if j.tx_id not in ours]
-            assert len(ours) > 280  # six hot accounts: nearly every tx follows a write
+            assert len(ours) == 300  # six hot accounts: too few txs left for a part
             done = await farm.wait(sent, timeout=120)
             assert not (await farm.have_results(sorted(ours)))  # the farm never ran them
             report = await farm.commit_block(block, done, 2)
@@ -92,6 +99,6 @@ async def test_a_hot_block_is_run_by_the_commit_and_ends_in_the_sequential_state
         assert proc.returncode == 0, proc.stderr
         *lines, record = [json.loads(line) for line in proc.stdout.splitlines()]
         assert [r["tx_id"] for r in lines] == [t.tx_id for t in more]
-        assert [r["worker"] == "commit" for r in lines] == [False, True, True, True]
-        assert record["committed"] == 4 and record["reexecuted"] == 3
+        assert [r["worker"] for r in lines] == ["commit"] * 4  # all of it: too few for a part
+        assert record["committed"] == 4 and record["reexecuted"] == 4
 
