@@ -37,7 +37,7 @@ from producer.errors import refuse_reused
 from producer.farm_results import FarmResults
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs
-from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_args
+from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_args
 
 # Statuses that are consensus results: charged, and (only `ok`) their writes applied.
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
@@ -45,7 +45,6 @@ CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
 NOT_COMMITTED = ("timeout", "error")
 TXS_PER_SCRIPT = 64  # a call holds Redis a few µs per tx: short, whatever runs beside it
 MAX_REEXECUTIONS = 16
-RESULTS_PER_SCRIPT = 256  # as a worker writes them
 
 
 class CommitError(RuntimeError):
@@ -190,8 +189,8 @@ def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
             for a in decided if a.result is not None]
     script = client.register_script(WRITE_ONCE_LUA)
     taken: list[str] = []
-    for i in range(0, len(rows), RESULTS_PER_SCRIPT):
-        chunk = rows[i : i + RESULTS_PER_SCRIPT]
+    for i in range(0, len(rows), RESULTS_PER_CALL):
+        chunk = rows[i : i + RESULTS_PER_CALL]
         replies = script(keys=[keys.fees], args=write_once_args(keys, chunk, retention))
         taken += [row[0] for row, reply in zip(chunk, replies, strict=True) if reply != 1]
     return taken
@@ -221,11 +220,11 @@ class _Committer:
     """
 
     def __init__(self, engine: LocalEngine, client: redis.Redis, keys: Keys, height: int,
-                 applied: dict[str, Applied], notes: list[str], ours: set[str] | None = None,
-                 retention: tuple[int, int] = (0, 0)) -> None:
+                 applied: dict[str, Applied], notes: list[str], ours: set[str],
+                 retention: tuple[int, int]) -> None:
         self.engine, self.client, self.keys, self.height = engine, client, keys, height
         self.applied, self.notes = applied, notes
-        self.ours, self.retention = ours or set(), retention  # txs run here for the farm
+        self.ours, self.retention = ours, retention  # txs run here for the farm
         self.written: set[str] = set()  # of those, the ones whose Result this run wrote
         self.view = BlockView(client, keys)
         self.script = client.register_script(COMMIT_LUA)

@@ -4,8 +4,8 @@ A run is decided in the producer against the block's view (producer/commit.py), 
 it every read of a slot an earlier tx of the run wrote is current by construction. What
 the view cannot vouch for is its starting point: so the script checks each slot once, at
 the run's first touch of it (the version read, or the version a blind write replaces),
-and writes each slot once, its final value under the version of its last writer. A run
-of 64 transfers on 20 hot accounts is then ~20 checks and ~20 writes, not ~250 of each.
+and writes each slot once, its final value under the version of its last writer: a run
+on a few hot accounts checks and writes each account once, not once per tx.
 All or nothing: a failed check applies nothing, so no slot is left holding a value of
 the middle of a run.
 """

@@ -301,6 +301,9 @@ return out
 """
 
 
+RESULTS_PER_CALL = 256  # WRITE_ONCE_LUA rows per script call, whoever writes them
+
+
 def write_once_args(keys: Keys, rows: Iterable[tuple[str, bytes, bytes, str]],
                     retention: tuple[int, int]) -> list[Any]:
     """WRITE_ONCE_LUA's ARGV from (tx id, result bytes, fee bytes, status) rows and the

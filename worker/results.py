@@ -12,11 +12,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.packed import PackedResult
-from worker.protocol import WRITE_ONCE_LUA, Keys, write_once_args
+from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_args
 
-# One script call per chunk. Chunks go as EVALSHAs, not in a pipeline: redis-py checks a
-# pipeline's scripts with SCRIPT EXISTS first.
-CHUNK = 256
+# One script call per RESULTS_PER_CALL results. Calls go as EVALSHAs, not in a pipeline:
+# redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
 Queued = tuple[Sequence[PackedResult], "asyncio.Future[list[Written]]"]
 
 
@@ -89,8 +88,8 @@ class ResultWriter:
             at += len(results)
 
     async def _write_now(self, results: Sequence[PackedResult]) -> list[Written]:
-        replies = [await self._write_chunk(results[i : i + CHUNK])
-                   for i in range(0, len(results), CHUNK)]
+        replies = [await self._write_chunk(results[i : i + RESULTS_PER_CALL])
+                   for i in range(0, len(results), RESULTS_PER_CALL)]
         written: list[Written] = []
         for result, reply in zip(results, (r for chunk in replies for r in chunk), strict=True):
             if isinstance(reply, int):

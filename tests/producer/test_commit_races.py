@@ -4,7 +4,6 @@ state stays the one sequential execution gives, and every tx keeps one Result.""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from producer.errors import TxIdReused
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs
 from tests.producer.test_commit import u64
-from tests.producer.test_commit_resume import Cut, block, declared, fresh_farm
+from tests.producer.test_commit_resume import Before, Cut, block, declared, fresh_farm
 from worker.protocol import Keys, decode_state
 
 
@@ -32,20 +31,6 @@ def transfer(tx_id: str, src: str, dst: str, amount: int) -> Job:
 
 def mint(tx_id: str, account: str, amount: int) -> Job:
     return Job(tx_id, "tok", "mint", u64(amount) + account.encode(), 10**9)
-
-
-class Before(redis.Redis):
-    """A real client that runs `act` just before its `at`-th script call."""
-
-    def __init__(self, url: str, at: int, act: Any) -> None:
-        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
-        self.at, self.act, self.calls = at, act, 0
-
-    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == self.at:
-            self.act()
-        return super().evalsha(*args, **kwargs)
 
 
 def test_a_run_decided_again_forgets_what_it_executed_the_first_time(
@@ -133,12 +118,3 @@ def test_the_results_of_a_run_are_written_with_it_not_at_the_end(
             if tx_id in ours:
                 raw = client.get(keys.result(tx_id))
                 assert raw is not None and Result.from_wire(unpack(raw)).tx_id == tx_id  # type: ignore[arg-type]
-
-
-@pytest.fixture()
-def local(redis_url: str, key_prefix: str, tmp_path: Path) -> Any:
-    from tests.producer.test_commit import settings_for
-
-    engine = LocalEngine(settings_for(redis_url, key_prefix, tmp_path))
-    yield engine
-    engine.close()

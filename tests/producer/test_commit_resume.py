@@ -8,8 +8,7 @@ import dataclasses
 import hashlib
 import random
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from producer.committed_state import (
 from producer.deploy import bind, validate_and_init
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs, farm_jobs
-from tests.producer.test_commit import TOKEN, settings_for, u64
+from tests.producer.test_commit import TOKEN, u64
 from tests.support.state import assert_root_exact
 from worker.protocol import Keys
 
@@ -64,13 +63,6 @@ def block(n: int, accounts: int) -> tuple[list[Job], list[Job]]:
         txs.append(Job(f"x{i}", "tok", "transfer", u64(amount) + dst.encode(),
                        3_000 if i % 37 == 5 else 10**9, Context(caller=src)))
     return mints, txs
-
-
-@pytest.fixture()
-def local(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[LocalEngine]:
-    engine = LocalEngine(settings_for(redis_url, key_prefix, tmp_path))
-    yield engine
-    engine.close()
 
 
 def fresh_farm(redis_url: str, key_prefix: str, local: LocalEngine, mints: list[Job]) -> Keys:
@@ -147,18 +139,18 @@ def test_a_resumed_commit_writes_the_uninterrupted_record(
         assert again.record() == want.record()
 
 
-class Intruder(redis.Redis):
-    """A real client that, just before its `at`-th script call, writes `values` to the
-    token's state as another writer would (between the commit's reads and its script)."""
+class Before(redis.Redis):
+    """A real client that runs `act` just before its `at`-th script call (another writer,
+    another commit: between the commit's reads and its script)."""
 
-    def __init__(self, url: str, keys: Keys, at: int, values: dict[bytes, bytes]) -> None:
+    def __init__(self, url: str, at: int, act: Callable[[], Any]) -> None:
         super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
-        self.keys, self.at, self.values, self.calls = keys, at, values, 0
+        self.at, self.act, self.calls = at, act, 0
 
     def evalsha(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
         if self.calls == self.at:
-            write_genesis(self, self.keys, "tok", self.values)
+            self.act()
         return super().evalsha(*args, **kwargs)
 
 
@@ -183,7 +175,7 @@ def test_a_write_landing_inside_the_commit_applies_nothing_of_its_run(
             result = local.execute(job, reference, codes)
             if result.status == "ok":
                 reference.apply("tok", result.write_set)
-    with Intruder(redis_url, keys, 3, outside) as client:
+    with Before(redis_url, 3, lambda: write_genesis(client, keys, "tok", outside)) as client:
         state = RedisState(client, keys)
         results = {j.tx_id: local.execute(j, state, state) for j in txs}
         report = commit_block(client, keys, local, txs, results, 2)
