@@ -71,6 +71,9 @@ def version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Every command ends in its exit code (producer/exits.py) and at most one line of
     error, never a traceback (`--debug`, anywhere on the line, shows it)."""
+    from config.gc_pace import pace_collector
+
+    pace_collector()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

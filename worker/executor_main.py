@@ -51,6 +51,7 @@ from typing import Any
 import redis
 
 from config import Settings
+from config.gc_pace import pace_collector
 from engine.compiler import pool_memory_bytes
 from engine.model import Result, pack, unpack
 from worker.outcomes import failure
@@ -243,6 +244,7 @@ class Executor:
 def main(conn: Connection, progress: Progress | None = None) -> int:
     """Serve requests from `conn` until it closes; returns the exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C hits the group: the worker decides
+    pace_collector()
     try:
         init = unpack(conn.recv_bytes())
     except (EOFError, OSError):
