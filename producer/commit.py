@@ -149,6 +149,8 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
             continue
         report.committed += 1
         report.results[job.tx_id] = decided.result or results[job.tx_id]
+        if decided.result is not None:
+            report.packed[job.tx_id] = decided.data
         report.fee_total += decided.fee_used
         by_sender[job.context.caller] += decided.fee_used
         by_status[decided.status] += decided.fee_used
@@ -247,7 +249,6 @@ class _Committer:
             if not run:  # todo[i] was decided as not committed (and dropped)
                 continue
             if self._apply_run(run, todo, i):
-                self.write_results([job.tx_id for job, _ in run if job.tx_id in self.ours])
                 i += len(run)
             else:  # changed behind our back: decide the run again on what is there now
                 self.parked.clear()
@@ -301,7 +302,10 @@ class _Committer:
                 self.view.stage(contract, written, self.view.seq)
         decided = Applied.of(result, self.reexecutions[job.tx_id] > 0)
         self.decided.append(decided)
-        self.args.add_tx(job.tx_id, decided.decision(), ordinal, touches)
+        row = None  # a tx run here for the farm: the script stores its Result too
+        if job.tx_id in self.ours and job.tx_id not in self.written and decided.data:
+            row = (decided.data, pack(result.fee.to_wire()), decided.status)
+        self.args.add_tx(job.tx_id, decided.decision(), ordinal, touches, row)
 
     def _run_delta(self) -> int:
         """The root's move by the whole run: per slot it writes, the value before the run
@@ -321,9 +325,9 @@ class _Committer:
         self.args.finish(final)
         delta = self._run_delta()
         script_keys = [self.keys.state_seq, self.keys.block_applied(self.height),
-                       self.keys.contracts, self.keys.root]
+                       self.keys.contracts, self.keys.root, self.keys.fees]
         reply = self.script(keys=script_keys, client=self.client, args=self.args.argv(
-            state_root.to_bytes(delta) if delta != state_root.ZERO else b""))
+            state_root.to_bytes(delta) if delta != state_root.ZERO else b"", self.retention))
         outcome, at = int(reply[0]), int(reply[1]) - 1
         if outcome == STALE:
             self.forced.add(run[self.args.check_owner[at]][0].tx_id)
@@ -340,6 +344,9 @@ class _Committer:
         for n, ((job, _), decided) in enumerate(zip(run, self.decided, strict=True)):
             ordinal = self.args.ordinal(n)
             self.applied[job.tx_id] = replace(decided, version=base + ordinal if ordinal else 0)
+            if self.args.stores(n):
+                self.written.add(job.tx_id)
+        self._taken([run[int(n) - 1][0].tx_id for n in reply[2:]])
         if base != self.base:  # another writer took versions: the view takes the real ones
             for (contract, key), (value, ordinal) in final.items():
                 self.view.stage(contract, {key: value}, base + ordinal)
@@ -352,8 +359,11 @@ class _Committer:
         taken = _write_results(self.client, self.keys, [self.applied[t] for t in todo],
                                self.retention)
         self.written.update(todo)
+        self._taken(taken)
+
+    def _taken(self, tx_ids: Sequence[str]) -> None:
         self.notes += [f"{t}: another Result was stored under this tx id first; the "
-                       "block record holds the committed one" for t in taken]
+                       "block record holds the committed one" for t in tx_ids]
 
     def _reexecute(self, job: Job) -> Result:
         """Re-execute `job` in-process against the view (the committed state with every

@@ -56,6 +56,8 @@ class CommitReport:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     results: dict[str, Result] = field(default_factory=dict)  # final (re-executed) results
+    # Of `results`, the re-executed ones as packed once for Redis (Applied.data).
+    packed: dict[str, bytes] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The commit record stored at `{p}:block:{height}` (and printed with --json)."""

@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.model import Job, Result
+from engine.model import Job, Result, unpack
 
 if TYPE_CHECKING:
     from config import Settings
@@ -118,9 +118,10 @@ async def commit_in_child(settings: Settings, url: str, jobs: Sequence[Job],
     ok, value = pickle.loads(reply)
     if not ok:
         raise value
-    raw, order, fresh_parts = value
+    raw, order, packed_parts, fetched_parts = value
     report: CommitReport = pickle.loads(raw)
-    fresh: dict[str, Result] = dict(await _unpickled(fresh_parts))
+    report.packed = dict(await _unpickled(packed_parts))
+    fresh = {**await _decoded(report.packed), **dict(await _unpickled(fetched_parts))}
     report.results = {tx: fresh.get(tx) or results[tx] for tx in order}
     return report
 
@@ -141,6 +142,16 @@ async def _unpickled(parts: list[bytes]) -> list[Any]:
     return items
 
 
+async def _decoded(packed: Mapping[str, bytes]) -> dict[str, Result]:
+    """The Results of `packed`, CHUNK between two turns of the event loop."""
+    out: dict[str, Result] = {}
+    for i, (tx_id, data) in enumerate(packed.items(), 1):
+        out[tx_id] = Result.from_wire(unpack(data))
+        if i % CHUNK == 0:
+            await asyncio.sleep(0)
+    return out
+
+
 # -- the child ------------------------------------------------------------------------------
 
 _engines: dict[str, LocalEngine] = {}
@@ -158,10 +169,11 @@ def _engine(settings: Settings) -> LocalEngine:
 
 
 def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: list[bytes],
-            height: int, resume: bool) -> tuple[bytes, list[str], list[bytes]]:
+            height: int, resume: bool) -> tuple[bytes, list[str], list[bytes], list[bytes]]:
     """The commit, retried through an outage (a retry resumes). Returns the report
-    without its results, the committed tx ids in order, and the results that differ
-    from the farm's (re-executed), pickled in chunks."""
+    without its results, the committed tx ids in order, and in pickled chunks the results
+    that differ from the farm's: the re-executed ones packed (CommitReport.packed), the
+    stored ones it fetched as Results."""
     import redis
 
     from producer.commit import commit_block
@@ -186,11 +198,17 @@ def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: 
 
     report = retrying_sync(attempt, url, settings.redis_patience_s, "commit")
     order = list(report.results)
-    fresh = [(t, r) for t, r in report.results.items() if r is not results.get(t)]
-    report.results = {}
-    return (pickle.dumps(report, pickle.HIGHEST_PROTOCOL), order,
-            [pickle.dumps(fresh[i : i + CHUNK], pickle.HIGHEST_PROTOCOL)
-             for i in range(0, len(fresh), CHUNK)])
+    packed = list(report.packed.items())  # bytes: unpickling Results cost the parent more
+    fetched = [(t, report.results[t]) for t in order if t not in report.packed
+               and t not in results]  # stored Results it found for txs it was to run
+    report.results, report.packed = {}, {}
+    return (pickle.dumps(report, pickle.HIGHEST_PROTOCOL), order, _chunks(packed),
+            _chunks(fetched))
+
+
+def _chunks(items: list[Any]) -> list[bytes]:
+    return [pickle.dumps(items[i : i + CHUNK], pickle.HIGHEST_PROTOCOL)
+            for i in range(0, len(items), CHUNK)]
 
 
 FULL_COLLECT_EVERY = 64

@@ -271,30 +271,36 @@ end
 # Write each Result once per tx id, with its fee record, atomically per result: SET NX the
 # result key; only if that set it, XADD the fee stream entry. A second delivery of a tx
 # finds the first result, writes nothing and gets the first result back, so a tx is never
-# charged twice and every tx id has exactly one stream entry.
-# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] how long a result stays (s; 0:
-# forever); ARGV[3] the fee records the stream keeps, approximately (0: all, else trimmed
-# once per call); then per result: tx id, result bytes, fee bytes, status (flat: cheaper
-# for Redis than one msgpack argument to unpack, and no dearer for redis-py to send).
-# Returns per result 1 when this call wrote it, else the first result's bytes. The result
-# keys are built here, not passed in KEYS: fine outside Redis Cluster, and in it too under
-# a hash-tagged prefix (docs/SCALING.md).
-WRITE_ONCE_LUA = """
-local out, ttl, kept = {}, tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV, 4 do
-  local key = ARGV[1] .. ARGV[i]
+# charged twice and every tx id has exactly one stream entry. The result keys are built
+# here, not passed in KEYS: fine outside Redis Cluster, and in it too under a hash-tagged
+# prefix (docs/SCALING.md). RESULT_LUA's
+# write_once(result key prefix, ttl s (0: forever), fee stream, tx id, result, fee, status)
+# returns true when it stored the result, else the stored result's bytes; the commit's
+# script uses it too (producer/commit_script.py).
+RESULT_LUA = """
+local function write_once(prefix, ttl, fees, tx_id, result, fee, status)
+  local key = prefix .. tx_id
   local set
   if ttl > 0 then
-    set = redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ttl)
+    set = redis.call('SET', key, result, 'NX', 'EX', ttl)
   else
-    set = redis.call('SET', key, ARGV[i + 1], 'NX')
+    set = redis.call('SET', key, result, 'NX')
   end
-  if set then
-    redis.call('XADD', KEYS[1], '*', 'tx_id', ARGV[i], 'fee', ARGV[i + 2], 'status', ARGV[i + 3])
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = redis.call('GET', key)
-  end
+  if not set then return redis.call('GET', key) end
+  redis.call('XADD', fees, '*', 'tx_id', tx_id, 'fee', fee, 'status', status)
+  return true
+end
+"""
+# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] the ttl; ARGV[3] the fee records
+# the stream keeps, approximately (0: all, else trimmed once per call); then per result:
+# tx id, result bytes, fee bytes, status (flat: cheaper for Redis than one msgpack
+# argument to unpack, and no dearer for redis-py to send). Returns per result 1 when this
+# call wrote it, else the first result's bytes.
+WRITE_ONCE_LUA = RESULT_LUA + """
+local out, ttl, kept = {}, tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 4 do
+  local stored = write_once(ARGV[1], ttl, KEYS[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  if stored == true then out[#out + 1] = 1 else out[#out + 1] = stored end
 end
 if kept > 0 then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', kept) end
 return out

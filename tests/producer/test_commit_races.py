@@ -118,3 +118,33 @@ def test_the_results_of_a_run_are_written_with_it_not_at_the_end(
             if tx_id in ours:
                 raw = client.get(keys.result(tx_id))
                 assert raw is not None and Result.from_wire(unpack(raw)).tx_id == tx_id  # type: ignore[arg-type]
+
+
+def test_a_result_stored_inside_the_commit_under_a_tx_id_it_runs_stays_first(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    """A worker stores k2's Result after the commit looked for one and before the script
+    that applies k2's run (which writes the Results of the txs it ran): the script keeps
+    the stored one and adds no second fee record, the report notes it, and the block
+    record holds the committed Result."""
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    [k1, k2] = declared([transfer("k1", "alice", "bob", 1), transfer("k2", "alice", "carol", 2)])
+    assert commit_runs([k1, k2]) == {"k1", "k2"}
+    with redis.Redis.from_url(redis_url) as plain:
+        state = RedisState(plain, keys)
+        early = pack(local.execute(k2, state, state).to_wire())  # on the state before k1
+        racing = Before(redis_url, 1, lambda: plain.set(keys.result("k2"), early))
+        try:
+            report = commit_block(racing, keys, local, [k1, k2], {}, 2, retention=(0, 0))
+        finally:
+            racing.close()
+        assert racing.calls == 1  # one script call applied the run and wrote its Results
+        assert report.committed == 2 and balance(plain, keys, "carol") == 2
+        assert [n.split(":")[0] for n in report.notes] == ["k2"]
+        assert plain.get(keys.result("k2")) == early
+        stored_first = Result.from_wire(unpack(early))
+        assert report.results["k2"].consensus_bytes() != stored_first.consensus_bytes()
+        raw = plain.get(keys.result("k1"))
+        assert raw is not None and Result.from_wire(unpack(raw)).worker == "commit"  # type: ignore[arg-type]
+        fees = [bytes(f[b"tx_id"]).decode() for _, f in plain.xrange(keys.fees)]  # type: ignore[union-attr]
+        assert fees.count("k1") == 1 and "k2" not in fees
