@@ -11,7 +11,10 @@ median of each farm's times, `scale_2w_vs_1w` = the median of the turns' ratios 
 worker's time / two workers'), `worker_share_min` = the smallest share of a block one of
 the two workers ran (the worker name in each Result), and as a detail how busy the
 executors were (execution time over wall time × executors): what is left of a perfect
-2.0 beside it is the farm's own CPU (workers, producer, Redis) on the same cores.
+2.0 beside it is the farm's own CPU (workers, producer, Redis) on the same cores. In
+every turn the same txs also run on bare engines (bench/bare_engines.py), in one process
+and then half each in two at once: `scale_bare_2p_vs_1p`, what the machine itself gives
+a second busy process, the ceiling `scale_2w_vs_1w` is read against.
 """
 
 from __future__ import annotations
@@ -26,28 +29,13 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bench.bare_engines import FEE_LIMIT, ITERATIONS, LOOP_WAT, TIMEOUT_MS, BareEngines
 from bench.common import Report, rounded
 
-SCALE_KEYS = ("scale_1w_s", "scale_2w_s", "scale_2w_vs_1w", "worker_share_min")
+SCALE_KEYS = ("scale_1w_s", "scale_2w_s", "scale_2w_vs_1w", "worker_share_min",
+              "scale_bare_2p_vs_1p")
 SCALE_TXS = {"tiny": 40, "quick": 300, "full": 300}
 SCALE_RUNS = 5
-ITERATIONS = 1_400_000  # ~2 ms of loop per tx on this project's machine, ~3.4e8 fee units
-FEE_LIMIT, TIMEOUT_MS = 10**9, 10_000  # a fee limit this high needs a longer timeout
-LOOP_WAT = """
-(module
-  (import "wes" "input_read" (func $input_read (param i32)))
-  (import "wes" "return_data" (func $return_data (param i32 i32)))
-  (memory (export "memory") 1)
-  (func (export "run")
-    (local $n i64)
-    (call $input_read (i32.const 0))
-    (local.set $n (i64.load (i32.const 0)))
-    (block $done (loop $l
-      (br_if $done (i64.eqz (local.get $n)))
-      (local.set $n (i64.sub (local.get $n) (i64.const 1)))
-      (br $l)))
-    (call $return_data (i32.const 0) (i32.const 8))))
-"""
 
 
 @dataclass(slots=True)
@@ -62,8 +50,11 @@ def scale_figures(rep: Report, scale_name: str) -> None:
 
     txs = SCALE_TXS[scale_name]
     rep.progress(f"scale: a farm of 1 worker and one of 2 (1 executor each), {SCALE_RUNS} "
-                 f"blocks of {txs} heavy txs each, in turns ...")
+                 f"blocks of {txs} heavy txs each, in turns with bare engines in 1 and 2 "
+                 "processes ...")
     with contextlib.ExitStack() as stack:
+        bare = BareEngines()
+        stack.callback(bare.close)
         farms = []
         for workers in (1, 2):
             cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="wesfarm-scale-"))
@@ -72,7 +63,7 @@ def scale_figures(rep: Report, scale_name: str) -> None:
             farm.prefix = f"wesfarm-bench-scale-{uuid.uuid4().hex[:10]}"
             farm.queue = f"{farm.prefix}:queue"
             farms.append((stack.enter_context(farm), workers, cache))
-        one, two = asyncio.run(_turns(farms, txs))
+        one, two, machine = asyncio.run(_turns(farms, txs, bare))
     rep.set("scale_1w_s", rounded(statistics.median(r.seconds for r in one)),
             f"{txs} txs of ~2 ms, 1 worker × 1 executor, median of {SCALE_RUNS}")
     rep.set("scale_2w_s", rounded(statistics.median(r.seconds for r in two)),
@@ -82,11 +73,15 @@ def scale_figures(rep: Report, scale_name: str) -> None:
         "median of the turns' ratios")
     rep.set("worker_share_min", rounded(min(r.share_min for r in two)),
             "smallest share of a block one worker ran")
+    rep.set("scale_bare_2p_vs_1p", rounded(statistics.median(machine)),
+            "the machine's own: the same txs on bare engines, 1 process vs 2 at once, "
+            "median of the turns")
     rep.extra("scale_executor_busy", {"1w": rounded(statistics.median(r.busy for r in one)),
                                       "2w": rounded(statistics.median(r.busy for r in two))})
 
 
-async def _turns(farms: list[tuple[Any, int, str]], txs: int) -> tuple[list[Run], list[Run]]:
+async def _turns(farms: list[tuple[Any, int, str]], txs: int,
+                 bare: BareEngines) -> tuple[list[Run], list[Run], list[float]]:
     import wasmtime
 
     from config import load_settings
@@ -107,11 +102,14 @@ async def _turns(farms: list[tuple[Any, int, str]], txs: int) -> tuple[list[Run]
             await client.deploy(code, "loop", precompile=True)
             await _block(client, farm.prefix, "warm", txs, workers)
             clients.append((client, farm.prefix, workers))
-        runs: tuple[list[Run], list[Run]] = ([], [])
+        one: list[Run] = []
+        two: list[Run] = []
+        machine: list[float] = []
         for turn in range(SCALE_RUNS):
-            for i, (client, prefix, workers) in enumerate(clients):
-                runs[i].append(await _block(client, prefix, f"r{turn}", txs, workers))
-    return runs
+            for runs, (client, prefix, workers) in zip((one, two), clients, strict=True):
+                runs.append(await _block(client, prefix, f"r{turn}", txs, workers))
+            machine.append(await asyncio.to_thread(bare.turn, txs))
+    return one, two, machine
 
 
 async def _block(client: Any, prefix: str, tag: str, txs: int, workers: int) -> Run:

@@ -28,7 +28,7 @@ import msgpack
 import redis
 import wasmtime
 
-from bench.scale_bench import LOOP_WAT
+from bench.bare_engines import LOOP_WAT
 from config import Settings, load_settings
 from tests.support import ROOT
 from worker.protocol import FeeEntry, Keys, job_serializer
