@@ -156,8 +156,7 @@ class Executor:
                 seq: int | None = None) -> dict[str, Any]:
         rows: list[list[Any]] = []
         retry: list[int] = []
-        self.sources.begin_request()
-        self.sources.prefetch(declared(jobs))
+        self.sources.begin_request(declared(jobs))
         for index, raw in enumerate(jobs):
             if seq is not None and self.progress is not None:
                 self.progress.mark(seq, index)  # the worker's hard limit is per tx

@@ -11,7 +11,7 @@ executor reports the job as retryable instead, so the worker retries it later.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -63,33 +63,45 @@ class RedisSources:
         self._reads: dict[tuple[str, bytes], tuple[bytes, int] | None] = {}
         self._seq: bytes | None = None
 
-    def begin_request(self) -> None:
-        """One round trip per request: drop the cache if anything was committed since."""
+    def begin_request(self, slots: Iterable[tuple[str, bytes]] = ()) -> None:
+        """One round trip per request: whether anything was committed since the last one
+        (`{p}:state:seq`; if so the cache goes), and the `slots` the request's jobs
+        declared (the first MAX_PREFETCH) not read already, one HMGET per contract
+        (protocol.record_groups), all in one pipeline. Only when the cache went, the
+        declared slots it held are read again, in a second one. A Redis error (or a
+        record that does not decode) leaves a slot to be read when a job asks for it."""
+        fresh: list[tuple[str, bytes]] = []
+        held: list[tuple[str, bytes]] = []
+        for slot in slots:
+            (held if slot in self._reads else fresh).append(slot)
+            if len(fresh) >= MAX_PREFETCH:
+                break
+        asked = record_groups(fresh)
         try:
-            seq = self.client.get(self.keys.state_seq)
+            seq, *replies = self._read(asked, with_seq=True)
         except redis.RedisError:
-            seq = None  # the jobs' own reads will fail and be retried
+            seq, replies = None, []  # the jobs' own reads will fail and be retried
         if seq is None or seq != self._seq or len(self._reads) > MAX_CACHED_READS:
             self._reads.clear()
-        self._seq = seq  # type: ignore[assignment]
+            if held:
+                self._prefetch(record_groups(held[:MAX_PREFETCH]))
+        self._seq = seq
+        self._keep(asked, replies)
 
-    def prefetch(self, slots: Iterable[tuple[str, bytes]]) -> None:
-        """Read the slots a request's jobs declared (the first MAX_PREFETCH), not read
-        already: one HMGET per contract (protocol.record_groups), all in one pipeline.
-        A Redis error (or a record that does not decode) leaves the slot to be read when
-        a job asks for it."""
-        asked = record_groups(itertools.islice(
-            (slot for slot in slots if slot not in self._reads), MAX_PREFETCH))
-        if not asked:
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for contract, keys in asked:
-                pipe.hmget(self.keys.state(contract), keys)  # type: ignore[arg-type]
-            replies = pipe.execute()
-        except redis.RedisError:
-            return
-        for (contract, keys), values in zip(asked, replies, strict=True):
+    def _read(self, asked: list[tuple[str, list[bytes]]], with_seq: bool = False) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        if with_seq:
+            pipe.get(self.keys.state_seq)
+        for contract, keys in asked:
+            pipe.hmget(self.keys.state(contract), keys)  # type: ignore[arg-type]
+        return pipe.execute()  # type: ignore[no-any-return]
+
+    def _prefetch(self, asked: list[tuple[str, list[bytes]]]) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self._keep(asked, self._read(asked))
+
+    def _keep(self, asked: list[tuple[str, list[bytes]]], replies: list[Any]) -> None:
+        for (contract, keys), values in zip(asked, replies, strict=False):
             for key, packed in zip(keys, values, strict=True):
                 try:
                     self._reads[(contract, key)] = None if packed is None else decode_state(packed)

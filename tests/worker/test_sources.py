@@ -3,8 +3,11 @@ keys jobs declare are fetched together."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
+import redis.client
 
 from engine.model import MAX_ACCESS_KEYS
 from worker.protocol import Keys, encode_state
@@ -52,21 +55,76 @@ def test_declared_keys_are_read_together_and_served_from_the_prefetch(
         client.set(keys.state_seq, 1)
         client.hset(keys.state("c"), b"a", encode_state(b"A", 1))
         client.hset(keys.state("d"), b"x", encode_state(b"X", 1))
-        sources.begin_request()
-        sources.prefetch(declared(jobs))
+        sources.begin_request(declared(jobs))
         assert sorted(declared(jobs)) == [("c", b"a"), ("c", b"b"), ("c", b"z"), ("d", b"x")]
         client.delete(keys.state("c"), keys.state("d"))
         assert sources.get("c", b"a") == (b"A", 1)
         assert sources.get("d", b"x") == (b"X", 1)
         assert sources.get("c", b"b") is None
         client.hset(keys.state("c"), b"b", b"not a record")
-        sources.prefetch([("c", b"b"), ("c", b"q")])  # already read: not fetched again
+        sources.begin_request([("c", b"b"), ("c", b"q")])  # already read: not fetched again
         assert sources.get("c", b"b") is None
         client.hset(keys.state("c"), b"q", b"not a record")
         fresh = RedisSources(client, keys)
-        fresh.prefetch([("c", b"q")])  # a bad record is left to the job's own read
+        fresh.begin_request([("c", b"q")])  # a bad record is left to the job's own read
         with pytest.raises(ValueError, match="not a state record"):
             fresh.get("c", b"q")
     finally:
         client.delete(keys.state("c"), keys.state("d"), keys.state_seq)
+        client.close()
+
+
+class Counting(redis.Redis):
+    """A real client that counts its round trips (commands and pipelines)."""
+
+    trips = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.client.Pipeline:
+        outer = self
+
+        class Counted(redis.client.Pipeline):
+            def execute(self, raise_on_error: bool = True) -> list[Any]:
+                outer.trips += 1
+                return super().execute(raise_on_error)
+
+        return Counted(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
+def test_after_a_commit_the_declared_keys_the_cache_held_are_read_again(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The seq and the keys not cached come in one round trip; when the seq moved, the
+    cache goes and the declared keys it held are read again before the jobs run."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}:recheck")
+    counted = Counting(connection_pool=redis.ConnectionPool.from_url(redis_url))
+    sources = RedisSources(counted, keys)
+    try:
+        client.set(keys.state_seq, 1)
+        client.hset(keys.state("c"), mapping={b"a": encode_state(b"A1", 1),
+                                              b"b": encode_state(b"B1", 1)})
+        sources.begin_request([("c", b"a")])
+        client.hset(keys.state("c"), mapping={b"a": encode_state(b"A2", 2),
+                                              b"b": encode_state(b"B2", 2)})
+        before = counted.trips
+        sources.begin_request([("c", b"a"), ("c", b"b")])  # no commit announced
+        assert sources.get("c", b"a") == (b"A1", 1)  # cached
+        assert sources.get("c", b"b") == (b"B2", 2)  # not cached: read with the seq
+        assert counted.trips - before == 1
+        client.hset(keys.state("c"), mapping={b"a": encode_state(b"A3", 3),
+                                              b"b": encode_state(b"B3", 3)})
+        client.incr(keys.state_seq)
+        before = counted.trips
+        sources.begin_request([("c", b"a"), ("c", b"b")])
+        client.delete(keys.state("c"))  # what follows comes from the prefetch
+        assert sources.get("c", b"a") == (b"A3", 3)
+        assert sources.get("c", b"b") == (b"B3", 3)
+        assert counted.trips - before == 2  # the seq moved: the held keys again
+    finally:
+        counted.close()
+        client.delete(keys.state("c"), keys.state_seq)
         client.close()
