@@ -43,7 +43,7 @@ from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_a
 CHARGED = ("ok", "reverted", "out_of_fee", "trap", "invalid", "rejected")
 # Not consensus results: never committed, reported.
 NOT_COMMITTED = ("timeout", "error")
-TXS_PER_SCRIPT = 64  # a call holds Redis a few µs per tx: short, whatever runs beside it
+TXS_PER_SCRIPT = 256  # a call holds Redis a few µs per tx, as a worker's result call of as many
 MAX_REEXECUTIONS = 16
 
 
