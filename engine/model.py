@@ -19,6 +19,9 @@ from engine.errors import InvalidJob
 
 Mode = Literal["call", "view"]
 MAX_ADDRESS_BYTES = 64
+# No contract lives at these: `{p}:state:seq` is the state version counter, not a
+# contract's state hash (worker/protocol.py), and deploy refuses the address.
+RESERVED_ADDRESSES = frozenset({"seq"})
 MAX_TX_ID_BYTES = 128
 MAX_FUNCTION_BYTES = 128
 # A job's access list (keys of its contract to fetch before it runs) and its write list
@@ -86,6 +89,8 @@ class Job:
             raise InvalidJob(f"job must be a map, got {type(raw).__name__}", "malformed_job")
         tx_id = _text(raw, "tx_id", MAX_TX_ID_BYTES)
         contract = _text(raw, "contract", MAX_ADDRESS_BYTES)
+        if contract in RESERVED_ADDRESSES:
+            raise InvalidJob(f"contract {contract!r} is a reserved address", "bad_field")
         function = _text(raw, "function", MAX_FUNCTION_BYTES)
         data = raw.get("input", b"")
         if not isinstance(data, bytes):

@@ -26,7 +26,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from config import DEFAULT_REDIS_URL, Settings, load_settings
 from engine.errors import ExecutionError
-from engine.model import Context, Job, Mode, Result, unpack
+from engine.model import RESERVED_ADDRESSES, Context, Job, Mode, Result, unpack
 from producer.deploy import Deployment, bind, validate_and_init
 from producer.enqueue import ArqJob, FarmSize, PipelinedEnqueuer, chunks, farm_size, part_size
 from producer.errors import DeployError, FarmUnavailable, JobIdTaken, WaitTimeout, refuse_reused
@@ -134,7 +134,7 @@ class FarmClient:
         """
         if not address or len(address.encode()) > 64:
             raise DeployError("invalid", ["address must be 1..64 bytes"])
-        if self.keys.state(address) == self.keys.state_seq:
+        if address in RESERVED_ADDRESSES:
             raise DeployError("invalid", [f"address {address!r} is reserved (state version key)"])
         try:
             init = await asyncio.to_thread(validate_and_init, self.engine, code, address,

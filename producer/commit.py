@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from engine.model import Job, Result, pack, unpack
+from engine.model import RESERVED_ADDRESSES, Job, Result, pack, unpack
 from producer import state_root
 from producer.commit_record import Applied, CommitReport
 from producer.commit_script import COMMIT_LUA, DECIDED, STALE, RunArgs, Slot
@@ -93,7 +93,9 @@ def commit_block(
     earlier = _committed_elsewhere(client, keys, jobs, height)
     known = dict(results)  # a Result already stored for a tx the commit would run counts
     chained = commit_runs(jobs)
-    FarmResults(client, keys, jobs, known).fetch(sorted(chained - known.keys()))
+    # (not what the commit decided already: a resumed commit's Result stands whatever
+    # another job stored under its id since, which the run's script noted and kept)
+    FarmResults(client, keys, jobs, known).fetch(sorted(chained - known.keys() - applied.keys()))
     ours = chained - known.keys()
     if stored is None:
         todo = [(job, known.get(job.tx_id)) for job in jobs if job.tx_id not in applied
@@ -194,18 +196,22 @@ def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
     for i in range(0, len(rows), RESULTS_PER_CALL):
         chunk = rows[i : i + RESULTS_PER_CALL]
         replies = script(keys=[keys.fees], args=write_once_args(keys, chunk, retention))
-        taken += [row[0] for row, reply in zip(chunk, replies, strict=True) if reply != 1]
+        taken += [row[0] for row, reply in zip(chunk, replies, strict=True)
+                  if reply != 1 and reply != row[1]]  # (the same bytes: stored by us)
     return taken
 
 
 def _slots(todo: Sequence[tuple[Job, Result | None]]) -> list[tuple[str, bytes]]:
     """Every (contract, key) the farm's results of `todo` read or write (what a write
-    replaces moves the state root), and the keys its txs declare (Job.access, writes)."""
-    return [*((job.contract, key) for job, _ in todo for key in (*job.access, *job.writes)),
-            *((contract, key) for job, result in todo if result is not None
-              for by_contract in (result.reads_by_contract(job.contract),
-                                  result.writes_by_contract(job.contract))
-              for contract, keys in by_contract.items() for key in keys)]
+    replaces moves the state root), and the keys its txs declare (Job.access, writes);
+    none of a reserved address (no contract's state lives there: a job naming one is
+    `invalid`, and its declared keys must not be read as state)."""
+    slots = [*((job.contract, key) for job, _ in todo for key in (*job.access, *job.writes)),
+             *((contract, key) for job, result in todo if result is not None
+               for by_contract in (result.reads_by_contract(job.contract),
+                                   result.writes_by_contract(job.contract))
+               for contract, keys in by_contract.items() for key in keys)]
+    return [slot for slot in slots if slot[0] not in RESERVED_ADDRESSES]
 
 
 class _Committer:

@@ -17,7 +17,12 @@ from typing import Any
 
 import redis
 
-from engine.model import MAX_ACCESS_KEY_BYTES, MAX_ACCESS_KEYS, MAX_ADDRESS_BYTES
+from engine.model import (
+    MAX_ACCESS_KEY_BYTES,
+    MAX_ACCESS_KEYS,
+    MAX_ADDRESS_BYTES,
+    RESERVED_ADDRESSES,
+)
 from worker.protocol import Keys, decode_state, record_groups
 
 MAX_CACHED_READS = 500_000
@@ -31,7 +36,8 @@ def declared(jobs: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
     would refuse as a bad access list is skipped here (the job ends `invalid` anyway)."""
     for raw in jobs:
         contract = raw.get("contract") if isinstance(raw, dict) else None
-        if not isinstance(contract, str) or len(contract) > MAX_ADDRESS_BYTES:
+        if not isinstance(contract, str) or len(contract) > MAX_ADDRESS_BYTES or \
+                contract in RESERVED_ADDRESSES:
             continue
         keys = raw.get("access")
         if isinstance(keys, list) and len(keys) <= MAX_ACCESS_KEYS:
@@ -79,8 +85,12 @@ class RedisSources:
         asked = record_groups(fresh)
         try:
             seq, *replies = self._read(asked, with_seq=True)
-        except redis.RedisError:
-            seq, replies = None, []  # the jobs' own reads will fail and be retried
+        except redis.RedisError:  # Redis away: the jobs' own reads will fail, be retried
+            self._reads.clear()
+            self._seq = None
+            return
+        if isinstance(seq, redis.RedisError):
+            seq = None
         if seq is None or seq != self._seq or len(self._reads) > MAX_CACHED_READS:
             self._reads.clear()
             if held:
@@ -94,7 +104,9 @@ class RedisSources:
             pipe.get(self.keys.state_seq)
         for contract, keys in asked:
             pipe.hmget(self.keys.state(contract), keys)  # type: ignore[arg-type]
-        return pipe.execute()  # type: ignore[no-any-return]
+        # Errors come back per reply: one bad HMGET (a key of another type) costs its
+        # own group, not the seq or the others.
+        return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
     def _prefetch(self, asked: list[tuple[str, list[bytes]]]) -> None:
         with contextlib.suppress(redis.RedisError):
@@ -102,6 +114,8 @@ class RedisSources:
 
     def _keep(self, asked: list[tuple[str, list[bytes]]], replies: list[Any]) -> None:
         for (contract, keys), values in zip(asked, replies, strict=False):
+            if isinstance(values, redis.RedisError):
+                continue
             for key, packed in zip(keys, values, strict=True):
                 try:
                     self._reads[(contract, key)] = None if packed is None else decode_state(packed)

@@ -179,7 +179,7 @@ def test_execute_wire_accepts_a_good_map(chain: Chain) -> None:
 @pytest.mark.parametrize("raw_job", [
     5, None, "job", [1, 2], b"\x80",
     _wire(tx_id=_DROP), _wire(tx_id=""), _wire(tx_id=7), _wire(tx_id="x" * 200),
-    _wire(contract=_DROP), _wire(function=_DROP), _wire(function=b"echo"),
+    _wire(contract=_DROP), _wire(contract="seq"), _wire(function=_DROP), _wire(function=b"echo"),
     _wire(fee_limit=0), _wire(fee_limit=-1), _wire(fee_limit=MAX_FEE + 1), _wire(fee_limit=_DROP),
     _wire(fee_limit="1000"), _wire(fee_limit=True), _wire(fee_limit=1.5),
     _wire(input=b"x" * (64 * 1024 + 1)), _wire(input="hi"), _wire(input=[1]),

@@ -148,3 +148,53 @@ def test_a_result_stored_inside_the_commit_under_a_tx_id_it_runs_stays_first(
         assert raw is not None and Result.from_wire(unpack(raw)).worker == "commit"  # type: ignore[arg-type]
         fees = [bytes(f[b"tx_id"]).decode() for _, f in plain.xrange(keys.fees)]  # type: ignore[union-attr]
         assert fees.count("k1") == 1 and "k2" not in fees
+
+
+def test_a_resumed_commit_keeps_what_it_decided_whatever_was_stored_since(
+    redis_url: str, key_prefix: str, local: LocalEngine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another job's Result lands under k2's id after the commit looked and before k2's
+    run (the run's script keeps it and the commit notes it); the connection drops at the
+    next run. The resumed commit does not refuse k2 for it: k2 was decided already."""
+    from producer import commit
+
+    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 1)
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    ks = declared([transfer("k1", "alice", "bob", 1), transfer("k2", "alice", "carol", 2),
+                   transfer("k3", "alice", "dave", 3)])
+    with redis.Redis.from_url(redis_url) as plain:
+        state = RedisState(plain, keys)
+        other = pack(local.execute(dataclasses.replace(ks[1], input=u64(9) + b"eve"), state,
+                                   state).to_wire())
+
+        class Intruding(Cut):
+            def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+                if self.calls == 1:  # before the 2nd script call: k2's run
+                    plain.set(keys.result("k2"), other)
+                return super().evalsha(*args, **kwargs)
+
+        with Intruding(redis_url, 3, after=False) as cut, pytest.raises(redis.ConnectionError):
+            commit_block(cut, keys, local, ks, {}, 2, retention=(0, 0))
+        assert sorted(plain.hkeys(keys.block_applied(2))) == [b"k1", b"k2"]
+        report = commit_block(plain, keys, local, ks, {}, 2, resume=True, retention=(0, 0))
+        assert report.committed == 3 and balance(plain, keys, "carol") == 2
+        assert plain.get(keys.result("k2")) == other  # the first stored stays
+        assert report.results["k2"].worker == "commit"  # the block holds the committed one
+        assert [n.split(":")[0] for n in report.notes] == ["k2"]
+
+
+def test_a_job_naming_the_reserved_address_does_not_stop_its_block(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    """`{p}:state:seq` is the version counter, not a state hash: a tx naming contract
+    "seq" with an access list is invalid, and its declared key is never read as state."""
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    t1 = transfer("t1", "alice", "bob", 5)
+    evil = Job("evil", "seq", "f", b"", 10**9, access=(b"x",), writes=(b"x",))
+    with redis.Redis.from_url(redis_url) as client:
+        state = RedisState(client, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in (t1, evil)}
+        assert results["evil"].status == "invalid"
+        report = commit_block(client, keys, local, [t1, evil], results, 2)
+        assert report.committed == 2 and report.by_status == {"ok": 1, "invalid": 1}
+        assert balance(client, keys, "bob") == 5

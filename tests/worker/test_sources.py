@@ -128,3 +128,26 @@ def test_after_a_commit_the_declared_keys_the_cache_held_are_read_again(
         counted.close()
         client.delete(keys.state("c"), keys.state_seq)
         client.close()
+
+
+def test_a_bad_hash_costs_its_own_keys_not_the_cache(redis_url: str, key_prefix: str) -> None:
+    """A declared contract whose state key holds no hash (a string: the reserved "seq" is
+    never declared at all) fails its own HMGET; the seq, the other keys and the cache
+    stand."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}:badhash")
+    sources = RedisSources(client, keys)
+    try:
+        client.set(keys.state_seq, 1)
+        client.set(keys.state("odd"), b"not a hash")
+        client.hset(keys.state("c"), mapping={b"a": encode_state(b"A", 1),
+                                              b"n": encode_state(b"N", 1)})
+        sources.begin_request([("c", b"a")])
+        assert list(declared([{"contract": "seq", "access": [b"x"]}])) == []
+        sources.begin_request([("odd", b"k"), ("c", b"n")])
+        client.delete(keys.state("c"))  # what follows comes from the cache and the prefetch
+        assert sources.get("c", b"a") == (b"A", 1)
+        assert sources.get("c", b"n") == (b"N", 1)
+    finally:
+        client.delete(keys.state("c"), keys.state("odd"), keys.state_seq)
+        client.close()
