@@ -70,7 +70,11 @@ class BareEngines:
         self.procs = [subprocess.Popen([sys.executable, "-m", "bench.bare_engines"], cwd=ROOT,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                       for _ in range(2)]
-        self._run([2, 2])  # compile and warm both
+        try:
+            self._run([2, 2])  # compile and warm both
+        except BaseException:
+            self.close()
+            raise
 
     def _run(self, counts: list[int]) -> list[float]:
         procs = self.procs[: len(counts)]

@@ -189,8 +189,7 @@ def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
     """The Results (and fee records) of the txs the commit ran for the farm, written once
     as a worker writes them (worker/protocol.py's WRITE_ONCE_LUA); the tx ids under which
     another Result was stored first."""
-    rows = [(a.result.tx_id, a.data, pack(a.result.fee.to_wire()), a.status)
-            for a in decided if a.result is not None]
+    rows = [(a.result.tx_id, *a.result_row()) for a in decided if a.result is not None]
     script = client.register_script(WRITE_ONCE_LUA)
     taken: list[str] = []
     for i in range(0, len(rows), RESULTS_PER_CALL):
@@ -310,7 +309,7 @@ class _Committer:
         self.decided.append(decided)
         row = None  # a tx run here for the farm: the script stores its Result too
         if job.tx_id in self.ours and job.tx_id not in self.written and decided.data:
-            row = (decided.data, pack(result.fee.to_wire()), decided.status)
+            row = decided.result_row()
         self.args.add_tx(job.tx_id, decided.decision(), ordinal, touches, row)
 
     def _run_delta(self) -> int:

@@ -26,6 +26,12 @@ class Applied:
     def entry(self) -> bytes:
         return encode_version(self.version) + self.decision()
 
+    def result_row(self) -> tuple[bytes, bytes, str]:
+        """The re-executed Result as a worker stores it: its bytes, fee record, status."""
+        if self.result is None:
+            raise ValueError("only a re-executed tx has a Result of its own to store")
+        return self.data, bytes(pack(self.result.fee.to_wire())), self.status
+
     @classmethod
     def decode(cls, entry: bytes) -> Applied:
         status, fee_used, data = unpack(entry[8:])
