@@ -133,6 +133,7 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
     by_sender: defaultdict[str, int] = defaultdict(int)
     by_status: defaultdict[str, int] = defaultdict(int)
     statuses: Counter[str] = Counter()
+    final: dict[str, Result] = {}
     for job in jobs:
         decided = applied.get(job.tx_id)
         if job.tx_id in earlier:
@@ -150,12 +151,13 @@ def _report(height: int, jobs: Sequence[Job], results: Mapping[str, Result],
             report.not_committed[job.tx_id] = decided.status
             continue
         report.committed += 1
-        report.results[job.tx_id] = decided.result or results[job.tx_id]
+        final[job.tx_id] = decided.result or results[job.tx_id]
         if decided.result is not None:
             report.packed[job.tx_id] = decided.data
         report.fee_total += decided.fee_used
         by_sender[job.context.caller] += decided.fee_used
         by_status[decided.status] += decided.fee_used
+    report.results = final
     report.by_status = dict(statuses)
     report.fee_by_sender = dict(by_sender)
     report.fee_by_status = dict(by_status)

@@ -3,6 +3,7 @@ holds it), and the block's `CommitReport` (its record is `{p}:block:{H}`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,7 @@ class CommitReport:
     # Of this run only, so not in the record: a resumed commit's differ.
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    results: dict[str, Result] = field(default_factory=dict)  # final (re-executed) results
+    results: Mapping[str, Result] = field(default_factory=dict)  # final (re-executed) results
     # Of `results`, the re-executed ones as packed once for Redis (Applied.data).
     packed: dict[str, bytes] = field(default_factory=dict)
 
@@ -82,3 +83,30 @@ class CommitReport:
             "state_root": self.state_root,
             "version": self.version,
         }
+
+
+class CommittedResults(Mapping[str, Result]):
+    """A commit's final Results by tx id, in block order: the re-executed ones kept as the
+    bytes stored for them and decoded when first asked for (a block builder that reads
+    the record and the fees never pays to decode a block of Results), the rest given."""
+
+    def __init__(self, order: Iterable[str], packed: Mapping[str, bytes],
+                 given: Mapping[str, Result]) -> None:
+        self._order = dict.fromkeys(order)
+        self._packed, self._given = packed, given
+        self._decoded: dict[str, Result] = {}
+
+    def __getitem__(self, tx_id: str) -> Result:
+        if tx_id not in self._order:
+            raise KeyError(tx_id)
+        if tx_id not in self._packed:
+            return self._given[tx_id]
+        if tx_id not in self._decoded:
+            self._decoded[tx_id] = Result.from_wire(unpack(self._packed[tx_id]))
+        return self._decoded[tx_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)

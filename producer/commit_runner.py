@@ -9,9 +9,11 @@ So the commit runs in one long-lived child, `python -m producer.commit_runner FD
 fresh interpreter, as the executors are: multiprocessing's spawn would run the
 producer's main script again in it), with its own engine (the same settings and
 artifact cache) and Redis connection, over a socket with multiprocessing.connection's
-framing. The parent pickles the block in CHUNK txs at a time with the event loop run
-between chunks (a block at once would stall it for tens of milliseconds), and only
-the re-executed results come back.
+framing. The parent sends the block's jobs as packed rows (Job.to_row: a fraction of
+pickle's cost) and the farm's results pickled, CHUNK txs at a time with the event loop
+run between chunks (a block at once would stall it), and only the re-executed results
+come back, as the bytes the commit stored: the parent decodes one when it is asked for
+(CommittedResults).
 
 The child serves every FarmClient of the process, one commit at a time (the engine
 took one call at a time before too), and is started on the first commit. A child that
@@ -35,11 +37,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.model import Job, Result, unpack
+from engine.model import Job, Result, pack, unpack
+from producer.commit_record import CommitReport, CommittedResults
 
 if TYPE_CHECKING:
     from config import Settings
-    from producer.commit_record import CommitReport
     from producer.local_engine import LocalEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +105,7 @@ def shutdown() -> None:
 async def commit_in_child(settings: Settings, url: str, jobs: Sequence[Job],
                           results: Mapping[str, Result], height: int) -> CommitReport:
     """producer.commit.commit_block in the child, through a Redis outage as before."""
-    job_parts = await _pickled(list(jobs))
+    job_parts = await _rows(jobs)
     result_parts = await _pickled([(j.tx_id, results[j.tx_id]) for j in jobs
                                    if j.tx_id in results])
     for resume in (False, True):
@@ -121,8 +123,8 @@ async def commit_in_child(settings: Settings, url: str, jobs: Sequence[Job],
     raw, order, packed_parts, fetched_parts = value
     report: CommitReport = pickle.loads(raw)
     report.packed = dict(await _unpickled(packed_parts))
-    fresh = {**await _decoded(report.packed), **dict(await _unpickled(fetched_parts))}
-    report.results = {tx: fresh.get(tx) or results[tx] for tx in order}
+    fetched = dict(await _unpickled(fetched_parts))
+    report.results = CommittedResults(order, report.packed, {**results, **fetched})
     return report
 
 
@@ -134,22 +136,21 @@ async def _pickled(items: list[Any]) -> list[bytes]:
     return parts
 
 
+async def _rows(jobs: Sequence[Job]) -> list[bytes]:
+    """`jobs` as packed chunks of Job rows (Job.to_row)."""
+    parts = []
+    for i in range(0, len(jobs), CHUNK):
+        parts.append(pack([job.to_row() for job in jobs[i : i + CHUNK]]))
+        await asyncio.sleep(0)
+    return parts
+
+
 async def _unpickled(parts: list[bytes]) -> list[Any]:
     items: list[Any] = []
     for part in parts:
         items += pickle.loads(part)
         await asyncio.sleep(0)
     return items
-
-
-async def _decoded(packed: Mapping[str, bytes]) -> dict[str, Result]:
-    """The Results of `packed`, CHUNK between two turns of the event loop."""
-    out: dict[str, Result] = {}
-    for i, (tx_id, data) in enumerate(packed.items(), 1):
-        out[tx_id] = Result.from_wire(unpack(data))
-        if i % CHUNK == 0:
-            await asyncio.sleep(0)
-    return out
 
 
 # -- the child ------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: 
     from producer.retrying import retrying_sync
     from worker.protocol import Keys
 
-    jobs: list[Job] = [j for part in job_parts for j in pickle.loads(part)]
+    jobs = [Job.from_row(row) for part in job_parts for row in unpack(part)]
     results: dict[str, Result] = {t: r for part in result_parts for t, r in pickle.loads(part)}
     engine, keys = _engine(settings), Keys(settings.key_prefix)
     attempts = 0
