@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,9 +105,9 @@ def shutdown() -> None:
 async def commit_in_child(settings: Settings, url: str, jobs: Sequence[Job],
                           results: Mapping[str, Result], height: int) -> CommitReport:
     """producer.commit.commit_block in the child, through a Redis outage as before."""
-    job_parts = await _rows(jobs)
-    result_parts = await _pickled([(j.tx_id, results[j.tx_id]) for j in jobs
-                                   if j.tx_id in results])
+    job_parts = await _in_chunks(jobs, _job_rows)
+    result_parts = await _in_chunks([(j.tx_id, results[j.tx_id]) for j in jobs
+                                     if j.tx_id in results], _pickle)
     for resume in (False, True):
         request = pickle.dumps((settings, url, job_parts, result_parts, height, resume),
                                pickle.HIGHEST_PROTOCOL)
@@ -128,21 +128,22 @@ async def commit_in_child(settings: Settings, url: str, jobs: Sequence[Job],
     return report
 
 
-async def _pickled(items: list[Any]) -> list[bytes]:
+async def _in_chunks(items: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]
+                    ) -> list[bytes]:
+    """`items` encoded CHUNK at a time, the event loop run between two chunks."""
     parts = []
     for i in range(0, len(items), CHUNK):
-        parts.append(pickle.dumps(items[i : i + CHUNK], pickle.HIGHEST_PROTOCOL))
+        parts.append(encode(items[i : i + CHUNK]))
         await asyncio.sleep(0)
     return parts
 
 
-async def _rows(jobs: Sequence[Job]) -> list[bytes]:
-    """`jobs` as packed chunks of Job rows (Job.to_row)."""
-    parts = []
-    for i in range(0, len(jobs), CHUNK):
-        parts.append(pack([job.to_row() for job in jobs[i : i + CHUNK]]))
-        await asyncio.sleep(0)
-    return parts
+def _pickle(items: Sequence[Any]) -> bytes:
+    return pickle.dumps(list(items), pickle.HIGHEST_PROTOCOL)
+
+
+def _job_rows(jobs: Sequence[Job]) -> bytes:
+    return pack([job.to_row() for job in jobs])
 
 
 async def _unpickled(parts: list[bytes]) -> list[Any]:
@@ -208,8 +209,7 @@ def _commit(settings: Settings, url: str, job_parts: list[bytes], result_parts: 
 
 
 def _chunks(items: list[Any]) -> list[bytes]:
-    return [pickle.dumps(items[i : i + CHUNK], pickle.HIGHEST_PROTOCOL)
-            for i in range(0, len(items), CHUNK)]
+    return [_pickle(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
 
 
 FULL_COLLECT_EVERY = 64
