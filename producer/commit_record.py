@@ -10,6 +10,10 @@ from typing import Any
 from engine.model import Result, pack, unpack
 from worker.protocol import encode_version
 
+# Not consensus results (the engine failed here): never committed, reported. Every other
+# status is one, charged, and (only `ok`) its writes applied.
+NOT_COMMITTED = ("timeout", "error")
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -20,6 +24,7 @@ class Applied:
     fee_used: int
     result: Result | None = None  # the re-executed result; None: the farm's stands
     data: bytes = b""  # that result as stored under `{p}:result:{tx_id}` (packed once)
+    fee_record: bytes = b""  # its fee record as the fee stream holds it (packed once)
 
     def decision(self) -> bytes:
         return bytes(pack([self.status, self.fee_used, self.data or None]))
@@ -27,23 +32,33 @@ class Applied:
     def entry(self) -> bytes:
         return encode_version(self.version) + self.decision()
 
+    def at(self, version: int) -> Applied:
+        """The same decision, its writes under `version`."""
+        return Applied(version, self.status, self.fee_used, self.result, self.data,
+                       self.fee_record)
+
     def result_row(self) -> tuple[bytes, bytes, str]:
         """The re-executed Result as a worker stores it: its bytes, fee record, status."""
         if self.result is None:
             raise ValueError("only a re-executed tx has a Result of its own to store")
-        return self.data, bytes(pack(self.result.fee.to_wire())), self.status
+        return self.data, self.fee_record, self.status
 
     @classmethod
     def decode(cls, entry: bytes) -> Applied:
         status, fee_used, data = unpack(entry[8:])
-        result = None if data is None else Result.from_wire(unpack(data))
-        return cls(int.from_bytes(entry[:8], "big"), status, fee_used, result, data or b"")
+        version = int.from_bytes(entry[:8], "big")
+        if data is None:
+            return cls(version, status, fee_used)
+        wire = unpack(data)
+        return cls(version, status, fee_used, Result.from_wire(wire), data, pack(wire["fee"]))
 
     @classmethod
     def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
         if not reexecuted:
             return cls(version, result.status, result.fee.used)
-        return cls(version, result.status, result.fee.used, result, pack(result.to_wire()))
+        wire = result.to_wire()
+        return cls(version, result.status, result.fee.used, result, pack(wire),
+                   pack(wire["fee"]))
 
 
 @dataclass(slots=True)

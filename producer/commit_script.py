@@ -1,6 +1,6 @@
 """COMMIT_LUA, the one atomic step that applies a run of a block's txs, and its arguments.
 
-A run is decided in the producer against the block's view (producer/commit.py), so inside
+A run is decided in the producer against the block's view (producer/committer.py), so inside
 it every read of a slot an earlier tx of the run wrote is current by construction. What
 the view cannot vouch for is its starting point: so the script checks each slot once, at
 the run's first touch of it (the version read, or the version a blind write replaces),

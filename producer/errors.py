@@ -17,6 +17,10 @@ class DeployError(Exception):
         self.reasons = list(reasons)
 
 
+class CommitError(RuntimeError):
+    """A block that cannot be committed (already committed, a tx that keeps going stale)."""
+
+
 class WaitTimeout(TimeoutError):
     """Not every tx had a result in time; `done` holds those that did."""
 

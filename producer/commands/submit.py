@@ -102,7 +102,7 @@ async def _submit(args: argparse.Namespace) -> int:
                 err("not committing an incomplete block")
             return EXIT_FAILED
         if args.commit:
-            from producer.commit import CommitError
+            from producer.errors import CommitError
 
             try:
                 report = await farm.commit_block(jobs, results, height)

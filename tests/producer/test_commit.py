@@ -17,7 +17,6 @@ from engine import MemoryCode, MemoryState, WasmEngine
 from engine.model import FeeReport, Job, Result, unpack
 from producer.block import Tx, dump_block
 from producer.client import FarmClient
-from producer.commit import CommitError
 from producer.committed_state import (
     RedisState,
     memory_state_root,
@@ -25,6 +24,7 @@ from producer.committed_state import (
     state_root_of,
     write_genesis,
 )
+from producer.errors import CommitError
 from tests.support import CONTRACTS
 from tests.support.farm import two_worker_farm
 from tests.support.state import assert_root_exact

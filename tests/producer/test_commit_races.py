@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from engine.model import Context, Job, Result, pack, unpack
-from producer.commit import CommitError, commit_block
+from producer.commit import commit_block
 from producer.committed_state import RedisState, write_genesis
-from producer.errors import TxIdReused
+from producer.errors import CommitError, TxIdReused
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs
 from tests.producer.test_commit import u64
@@ -102,9 +102,9 @@ def test_a_tx_the_commit_would_run_keeps_the_result_stored_under_its_id(
 def test_the_results_of_a_run_are_written_with_it_not_at_the_end(
     redis_url: str, key_prefix: str, local: LocalEngine, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from producer import commit
+    from producer import committer
 
-    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)
+    monkeypatch.setattr(committer, "TXS_PER_SCRIPT", 16)
     mints, txs = block(80, 6)
     txs = declared(txs)
     keys = fresh_farm(redis_url, key_prefix, local, mints)
@@ -156,9 +156,9 @@ def test_a_resumed_commit_keeps_what_it_decided_whatever_was_stored_since(
     """Another job's Result lands under k2's id after the commit looked and before k2's
     run (the run's script keeps it and the commit notes it); the connection drops at the
     next run. The resumed commit does not refuse k2 for it: k2 was decided already."""
-    from producer import commit
+    from producer import committer
 
-    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 1)
+    monkeypatch.setattr(committer, "TXS_PER_SCRIPT", 1)
     keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
     ks = declared([transfer("k1", "alice", "bob", 1), transfer("k2", "alice", "carol", 2),
                    transfer("k3", "alice", "dave", 3)])

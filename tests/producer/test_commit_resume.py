@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 
 from engine import MemoryState
 from engine.model import Context, Job, Result, unpack
-from producer import commit
-from producer.commit import CommitError, commit_block
+from producer import committer
+from producer.commit import commit_block
+from producer.commit_record import Applied
 from producer.committed_state import (
     RedisState,
     memory_state_root,
@@ -26,6 +27,7 @@ from producer.committed_state import (
     write_genesis,
 )
 from producer.deploy import bind, validate_and_init
+from producer.errors import CommitError
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs, farm_jobs
 from tests.producer.test_commit import TOKEN, u64
@@ -103,7 +105,7 @@ def test_a_resumed_commit_writes_the_uninterrupted_record(
 ) -> None:
     """With declared writes, most txs are the commit's to run (and to write the Results
     of): a cut may land on those writes too."""
-    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)  # many script calls to cut at
+    monkeypatch.setattr(committer, "TXS_PER_SCRIPT", 16)  # many script calls to cut at
     mints, txs = block(600, 40)
     if declare:
         txs = declared(txs)
@@ -161,7 +163,7 @@ def test_a_write_landing_inside_the_commit_applies_nothing_of_its_run(
     state: that run's check fails, nothing of it is applied, and it is decided again on
     the state as it now is: the block ends where sequential execution with that write
     between the 2nd and 3rd runs ends."""
-    monkeypatch.setattr(commit, "TXS_PER_SCRIPT", 16)
+    monkeypatch.setattr(committer, "TXS_PER_SCRIPT", 16)
     mints, txs = block(80, 6)
     keys = fresh_farm(redis_url, key_prefix, local, mints)
     outside = {b"bal:" + txs[32].context.caller.encode(): u64(777)}
@@ -181,5 +183,40 @@ def test_a_write_landing_inside_the_commit_applies_nothing_of_its_run(
         report = commit_block(client, keys, local, txs, results, 2)
         assert client.calls == 80 // 16 + 1  # the 3rd run went twice
         assert report.committed == 80
+        assert redis_state_root(client, keys) == memory_state_root(reference)
+        assert_root_exact(client, keys)
+
+
+def test_a_version_taken_by_another_writer_while_a_run_is_on_its_way_moves_the_rest(
+    redis_url: str, key_prefix: str, local: LocalEngine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer takes a version (state of another contract) just before the 2nd
+    run's script call, while the 3rd run is decided on the versions the 2nd was to leave:
+    the 2nd applies under the versions it got, the 3rd is decided again (its guess never
+    sent: no extra call, no failed check), and the block's writing txs hold consecutive
+    versions around the outside one."""
+    monkeypatch.setattr(committer, "TXS_PER_SCRIPT", 16)
+    mints, txs = block(80, 6)
+    keys = fresh_farm(redis_url, key_prefix, local, mints)
+    taken: list[int] = []
+    with redis.Redis.from_url(redis_url) as plain, Before(redis_url, 2, lambda: taken.append(
+            write_genesis(plain, keys, "elsewhere", {b"k": b"v"}))) as client:
+        state = RedisState(client, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in txs}
+        before = int(plain.get(keys.state_seq) or 0)  # type: ignore[arg-type]
+        report = commit_block(client, keys, local, txs, results, 2)
+        assert client.calls == 80 // 16 and report.committed == 80
+        decided = {bytes(t).decode(): Applied.decode(bytes(e)) for t, e in
+                   plain.hgetall(keys.block_applied(2)).items()}  # type: ignore[union-attr]
+        versions = [decided[j.tx_id].version for j in txs if decided[j.tx_id].version]
+        assert len(versions) > 30 and before < taken[0] < versions[-1]
+        assert sorted([*versions, *taken]) == list(range(before + 1, versions[-1] + 1))
+        assert versions == sorted(versions)
+        reference = MemoryState()
+        for job in (*mints, *txs):
+            result = local.execute(job, reference, state)
+            if result.status == "ok":
+                reference.apply("tok", result.write_set)
+        reference.apply("elsewhere", {b"k": b"v"})
         assert redis_state_root(client, keys) == memory_state_root(reference)
         assert_root_exact(client, keys)
