@@ -7,6 +7,7 @@ CAPABILITIES: tuple[str, ...]
 CATEGORIES: tuple[str, ...]
 
 def load(library_path: str, sizeof_extern: int, sizeof_func: int) -> None: ...
+def pack_result(result: Any) -> tuple[bytes, bytes] | None: ...
 
 class ExecutionState:
     limit: int

@@ -17,6 +17,12 @@ import msgpack
 
 from engine.errors import InvalidJob
 
+_native_pack_result: Callable[[Any], tuple[bytes, bytes] | None] | None
+try:  # Result.packed's C path (engine/native/packer.c), when it was built
+    from engine._native import pack_result as _native_pack_result
+except ImportError:
+    _native_pack_result = None
+
 Mode = Literal["call", "view"]
 MAX_ADDRESS_BYTES = 64
 # No contract lives at these: `{p}:state:seq` is the state version counter, not a
@@ -266,6 +272,17 @@ class Result:
 
     def consensus_bytes(self) -> bytes:
         return pack(self.consensus_wire())
+
+    def packed(self) -> tuple[bytes, bytes]:
+        """The Result as stored (`to_wire` packed) and its fee record (`fee.to_wire`
+        packed): in C when engine._native is built and there are no call sets, the same
+        bytes as this Python path (tests/engine/test_result_bytes.py)."""
+        if _native_pack_result is not None:
+            done: tuple[bytes, bytes] | None = _native_pack_result(self)
+            if done is not None:
+                return done
+        wire = self.to_wire()
+        return pack(wire), pack(wire["fee"])
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Result:

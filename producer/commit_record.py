@@ -56,9 +56,7 @@ class Applied:
     def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
         if not reexecuted:
             return cls(version, result.status, result.fee.used)
-        wire = result.to_wire()
-        return cls(version, result.status, result.fee.used, result, pack(wire),
-                   pack(wire["fee"]))
+        return cls(version, result.status, result.fee.used, result, *result.packed())
 
 
 @dataclass(slots=True)

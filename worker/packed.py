@@ -28,8 +28,8 @@ class PackedResult:
 
     @classmethod
     def of(cls, result: Result) -> PackedResult:
-        wire = result.to_wire()
-        return cls(result.tx_id, result.status, result.fee.used, pack(wire), pack(wire["fee"]))
+        data, fee = result.packed()
+        return cls(result.tx_id, result.status, result.fee.used, data, fee)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PackedResult:

@@ -243,6 +243,8 @@ static PyObject *load(PyObject *module, PyObject *const *args, Py_ssize_t n) {
 static PyMethodDef module_methods[] = {
     {"load", (PyCFunction)(void (*)(void))load, METH_FASTCALL,
      "load(library_path, sizeof_extern, sizeof_func): bind wasmtime's C API"},
+    {"pack_result", pack_result, METH_O,
+     "pack_result(result): (its stored bytes, its fee record), or None (call sets)"},
     {NULL},
 };
 

@@ -150,5 +150,7 @@ ABI_FUNCTIONS(DECLARE)
 
 /* trampolines.c */
 int register_host_functions(PyObject *module);
+/* engine/native/packer.c: a Result as msgpack (Result.to_wire packed), and its fee record. */
+PyObject *pack_result(PyObject *self, PyObject *result);
 
 #endif
