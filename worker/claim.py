@@ -184,7 +184,9 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
         try:
             await self._renew_leases()
             await self._advertise()
-            if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            # A worker holding all it may claim does not read the queue: read on every poll
+            # (every few ms), a block's parts cost a full worker a good part of its CPU.
+            if self.allow_pick_jobs and self.job_counter < self.max_jobs and max(self._room()) > 0:
                 job_ids = await self.pool.zrangebyscore(
                     self.queue_name, min=float("-inf"), max=timestamp_ms(),
                     start=self._queue_read_offset, num=self.queue_read_limit)
