@@ -101,7 +101,7 @@ class Committer:
                 settled = self._settle(run, reply.result(), todo)
                 at = run.end if settled is not Settled.NOT_APPLIED else run.start
                 if settled is Settled.AS_DECIDED:
-                    pending = None if guess is None else (
+                    pending = None if guess is None or not guess.txs else (
                         guess, calls.submit(self._call, self._arguments(guess)))
                     continue
                 pending = None
@@ -114,7 +114,9 @@ class Committer:
         """The next script call's txs from todo[i]: each one current against the view
         (the farm's result, or one run here), its writes staged in the view. A `guess`
         (decided while the run before it is on its way) leaves a tx re-executed as not
-        committed to be decided after that run: it returns None when that is its first."""
+        committed to be decided after that run, and is returned even with no tx (what it
+        re-executed is given back if it is dropped). Otherwise None: todo[i] was decided
+        as not committed, and dropped."""
         run = DecidedRun(i, self.view.seq, RunArgs(self.keys))
         while run.end < len(todo) and len(run.txs) < TXS_PER_SCRIPT:
             job, result = todo[run.end]
@@ -138,11 +140,12 @@ class Committer:
                 result = fresh  # (in `run` only: a run not applied is decided afresh)
             assert result is not None  # the farm's, or run here
             run.txs.append((job, result))
-            self._stage(run, job, result)
-        return run if run.txs else None
+            self._stage(run, job, result, reexecuted=fresh is not None)
+        return run
 
-    def _stage(self, run: DecidedRun, job: Job, result: Result) -> None:
-        """Add the tx to the run's arguments and lay its writes over the view."""
+    def _stage(self, run: DecidedRun, job: Job, result: Result, reexecuted: bool) -> None:
+        """Add the tx to the run's arguments and lay its writes over the view; `result`
+        is the farm's, or (`reexecuted`) the one run here for this decision."""
         touches: list[tuple[Slot, int]] = [
             ((contract, key), version) for contract, reads in
             result.reads_by_contract(job.contract).items() for key, version in reads.items()]
@@ -158,7 +161,7 @@ class Committer:
             ordinal = self.view.seq - run.base
             for contract, written in writes.items():
                 self.view.stage(contract, written, self.view.seq)
-        decided = Applied.of(result, self.reexecutions[job.tx_id] > 0)
+        decided = Applied.of(result, reexecuted)
         run.decided.append(decided)
         row = None  # a tx run here for the farm: the script stores its Result too
         if job.tx_id in self.ours and job.tx_id not in self.written and decided.data:

@@ -3,19 +3,28 @@
  * Result.to_wire is the reference; tests/engine/test_result_bytes.py compares the two on
  * generated Results). Every executor packs every Result it answers and the commit every
  * one it runs: built in Python, the wire map and its packing cost more than the
- * transfer they record (docs/HOT_PATH.md). A Result with call sets (ABI 1.1 calls) is
- * left to the Python path: pack_result returns None for it. */
+ * transfer they record (docs/HOT_PATH.md). Only the exact builtin types the engine builds
+ * are packed here: a Result with call sets (ABI 1.1 calls), a field of any other type
+ * (a subclass, a memoryview, a mapping that is not a dict) or nested deeper than
+ * MAX_DEPTH is left to the Python path, which decides its bytes or its error:
+ * pack_result returns None for it. */
 
 #include "native.h"
 
 #include <string.h>
 
-#define MAX_DEPTH 512 /* msgpack's own default nesting limit */
+#define MAX_DEPTH 32 /* deeper is left to the Python path (a Result nests 4 deep) */
 
 typedef struct {
     char *buf;
     Py_ssize_t len, cap;
+    bool unsupported; /* set, with -1 returned and no exception: the Python path packs it */
 } Out;
+
+static int unsupported(Out *o) {
+    o->unsupported = true;
+    return -1;
+}
 
 static int reserve(Out *o, Py_ssize_t n) {
     if (o->len + n <= o->cap)
@@ -129,10 +138,8 @@ static int pack_items(Out *o, PyObject *items, int depth) {
 
 /* A dict as `dict(sorted(d.items()))` packs. */
 static int pack_sorted(Out *o, PyObject *d, int depth) {
-    if (!PyDict_Check(d)) {
-        PyErr_Format(PyExc_TypeError, "expected a dict, got %.100s", Py_TYPE(d)->tp_name);
-        return -1;
-    }
+    if (!PyDict_CheckExact(d))
+        return unsupported(o);
     PyObject *items = PyDict_Items(d);
     if (items == NULL)
         return -1;
@@ -142,29 +149,27 @@ static int pack_sorted(Out *o, PyObject *d, int depth) {
 }
 
 static int pack_obj(Out *o, PyObject *v, int depth) {
-    if (depth > MAX_DEPTH) {
-        PyErr_SetString(PyExc_ValueError, "recursion limit exceeded");
-        return -1;
-    }
+    if (depth > MAX_DEPTH)
+        return unsupported(o);
     if (v == Py_None)
         return put_tagged(o, 0xc0, 0, 0);
     if (PyBool_Check(v))
         return put_tagged(o, v == Py_True ? 0xc3 : 0xc2, 0, 0);
-    if (PyLong_Check(v))
+    if (PyLong_CheckExact(v))
         return pack_int(o, v);
-    if (PyFloat_Check(v)) {
+    if (PyFloat_CheckExact(v)) {
         double x = PyFloat_AS_DOUBLE(v);
         uint64_t bits;
         memcpy(&bits, &x, sizeof bits);
         return put_tagged(o, 0xcb, bits, 8);
     }
-    if (PyBytes_Check(v))
+    if (PyBytes_CheckExact(v))
         return pack_bin(o, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
-    if (PyByteArray_Check(v))
+    if (PyByteArray_CheckExact(v))
         return pack_bin(o, PyByteArray_AS_STRING(v), PyByteArray_GET_SIZE(v));
-    if (PyUnicode_Check(v))
+    if (PyUnicode_CheckExact(v))
         return pack_str(o, v);
-    if (PyList_Check(v) || PyTuple_Check(v)) {
+    if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
         PyObject **items = PySequence_Fast_ITEMS(v);
         if (put_header(o, n, 0x90, 16, 0, 0xdc, 0xdd) < 0)
@@ -174,7 +179,7 @@ static int pack_obj(Out *o, PyObject *v, int depth) {
                 return -1;
         return 0;
     }
-    if (PyDict_Check(v)) {
+    if (PyDict_CheckExact(v)) {
         PyObject *items = PyDict_Items(v);
         if (items == NULL)
             return -1;
@@ -182,8 +187,7 @@ static int pack_obj(Out *o, PyObject *v, int depth) {
         Py_DECREF(items);
         return rc;
     }
-    PyErr_Format(PyExc_TypeError, "can not serialize %.100s object", Py_TYPE(v)->tp_name);
-    return -1;
+    return unsupported(o);
 }
 
 /* The attributes read, as interned strings made once (PyObject_GetAttrString would make
@@ -249,16 +253,16 @@ static int pack_events(Out *o, PyObject *result) {
     if (events == NULL)
         return -1;
     int rc = -1;
-    if (!PyList_Check(events)) {
-        PyErr_SetString(PyExc_TypeError, "events must be a list");
+    if (!PyList_CheckExact(events)) {
+        unsupported(o);
     } else if (pack_key(o, "events") == 0 &&
                put_header(o, PyList_GET_SIZE(events), 0x90, 16, 0, 0xdc, 0xdd) == 0) {
         rc = 0;
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(events); i++) {
             PyObject *e = PyList_GET_ITEM(events, i);
-            if (!(PyTuple_Check(e) || PyList_Check(e)) || PySequence_Fast_GET_SIZE(e) != 2) {
-                PyErr_SetString(PyExc_ValueError, "an event is not a (topic, data) pair");
-                rc = -1;
+            if (!(PyTuple_CheckExact(e) || PyList_CheckExact(e)) ||
+                PySequence_Fast_GET_SIZE(e) != 2) {
+                rc = unsupported(o);
             } else {
                 PyObject **pair = PySequence_Fast_ITEMS(e);
                 rc = put_tagged(o, 0x92, 0, 0) == 0 && pack_obj(o, pair[0], 2) == 0 &&
@@ -293,12 +297,10 @@ PyObject *pack_result(PyObject *self, PyObject *result) {
         return NULL;
     if (calls)
         Py_RETURN_NONE;
-    PyObject *job = attr(result, A_JOB);
-    PyObject *fee = attr(result, A_FEE);
     Out out = {0}, fees = {0};
-    PyObject *reply = NULL;
+    PyObject *reply = NULL, *fee = NULL, *job = attr(result, A_JOB);
     int with_job = job ? PyObject_IsTrue(job) : -1;
-    if (fee == NULL || with_job < 0 || pack_fee(&fees, fee) < 0)
+    if (with_job < 0 || (fee = attr(result, A_FEE)) == NULL || pack_fee(&fees, fee) < 0)
         goto done;
     if (put_tagged(&out, (uint8_t)(0x80 | (11 + with_job)), 0, 0) < 0 ||
         pack_field(&out, result, A_TX_ID, 0) < 0 || pack_field(&out, result, A_STATUS, 0) < 0 ||
@@ -313,6 +315,10 @@ PyObject *pack_result(PyObject *self, PyObject *result) {
         goto done;
     reply = Py_BuildValue("(y#y#)", out.buf, out.len, fees.buf, fees.len);
 done:
+    if (reply == NULL && (out.unsupported || fees.unsupported) && !PyErr_Occurred()) {
+        reply = Py_None;
+        Py_INCREF(reply);
+    }
     PyMem_Free(out.buf);
     PyMem_Free(fees.buf);
     Py_XDECREF(job);

@@ -4,6 +4,8 @@ Two workers, one with the C path and one without, must store the same bytes."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -98,12 +100,39 @@ def test_a_result_with_call_sets_is_packed_by_the_python_path() -> None:
     ("timings", {"exec_us": {1, 2}}, TypeError),  # a value msgpack cannot serialize
     ("read_set", {b"k": 2**64}, OverflowError),
 ])
-def test_what_python_cannot_pack_c_refuses_alike(field: str, value: Any,
+def test_what_python_cannot_pack_is_refused_alike(field: str, value: Any,
                                                   error: type[Exception]) -> None:
+    """C raises the same error, or hands the Result to the Python path, which raises."""
     result = Result("x", "ok", FeeReport(1, 1, {}, "s"))
     setattr(result, field, value)
     with pytest.raises(error):
         python_bytes(result)
-    assert engine_raw.native is not None
     with pytest.raises(error):
-        engine_raw.native.pack_result(result)
+        result.packed()
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@needs_native
+@pytest.mark.parametrize("field, value", [
+    ("timings", OrderedDict([("a", 1.0), ("b", 2.0)])),  # a dict subclass, reordered below
+    ("return_data", memoryview(b"data")),
+    ("events", ((b"t", b"d"),)),  # a tuple of events
+    ("read_set", MappingProxyType({b"k": 1})),  # a mapping that is not a dict
+    ("timings", {"deep": nested(200)}),
+    ("logs", type("Logs", (list,), {})([b"line"])),  # a list subclass
+])
+def test_what_is_not_the_engines_own_shape_goes_to_the_python_path(field: str,
+                                                                   value: Any) -> None:
+    result = Result("x", "ok", FeeReport(1, 1, {}, "s"))
+    setattr(result, field, value)
+    if isinstance(value, OrderedDict):
+        value.move_to_end("a")  # iteration order is no longer the dict's own
+    assert engine_raw.native is not None
+    assert engine_raw.native.pack_result(result) is None
+    assert result.packed() == python_bytes(result)

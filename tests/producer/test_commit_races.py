@@ -50,6 +50,28 @@ def test_a_run_decided_again_forgets_what_it_executed_the_first_time(
         assert (balance(client, keys, "alice"), balance(client, keys, "carol")) == (0, None)
 
 
+def test_a_farm_result_current_again_after_a_failed_check_is_not_recorded_as_re_executed(
+    redis_url: str, key_prefix: str, local: LocalEngine,
+) -> None:
+    """x read bob's balance before a1 wrote it, so the first decision re-ran x; an outside
+    write then fails a1's check and a1, decided again, reverts and writes nothing: x's
+    farm result is current again and stands, as a commit that never saw the first try
+    decides it (not as a re-executed result)."""
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m1", "alice", 100),
+                                                     mint("m2", "dave", 100)])
+    a1, x = transfer("a1", "alice", "bob", 50), transfer("x", "dave", "bob", 1)
+    with Before(redis_url, 1, lambda: write_genesis(
+            redis.Redis.from_url(redis_url), keys, "tok", {b"bal:alice": u64(0)})) as client:
+        state = RedisState(client, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in (a1, x)}
+        report = commit_block(client, keys, local, [a1, x], results, 2)
+        assert client.calls == 2  # the first try failed its check
+        assert report.results["a1"].status == "reverted" and report.reexecuted == 1
+        assert report.results["x"].consensus_bytes() == results["x"].consensus_bytes()
+        assert "x" not in report.packed
+        assert balance(client, keys, "bob") == 1
+
+
 def test_a_commit_beside_one_that_ran_the_block_first_takes_its_decisions(
     redis_url: str, key_prefix: str, local: LocalEngine,
 ) -> None:
