@@ -11,6 +11,7 @@ import redis
 
 from engine.model import Context, Job, Result, pack, unpack
 from producer.commit import commit_block
+from producer.commit_record import CommitReport
 from producer.committed_state import RedisState, write_genesis
 from producer.errors import CommitError, TxIdReused
 from producer.local_engine import LocalEngine
@@ -33,6 +34,18 @@ def mint(tx_id: str, account: str, amount: int) -> Job:
     return Job(tx_id, "tok", "mint", u64(amount) + account.encode(), 10**9)
 
 
+def commit_as_alice_is_emptied(redis_url: str, keys: Keys, local: LocalEngine, jobs: list[Job]
+                              ) -> tuple[dict[str, Result], CommitReport, int]:
+    """The farm's results of `jobs` on the state before the block, then their commit as
+    block 2, alice's balance set to 0 by another writer just before its first script
+    call: (the farm's results, the report, the script calls made)."""
+    with Before(redis_url, 1, lambda: write_genesis(
+            redis.Redis.from_url(redis_url), keys, "tok", {b"bal:alice": u64(0)})) as client:
+        state = RedisState(client, keys)
+        results = {j.tx_id: local.execute(j, state, state) for j in jobs}
+        return results, commit_block(client, keys, local, jobs, results, 2), client.calls
+
+
 def test_a_run_decided_again_forgets_what_it_executed_the_first_time(
     redis_url: str, key_prefix: str, local: LocalEngine,
 ) -> None:
@@ -40,13 +53,10 @@ def test_a_run_decided_again_forgets_what_it_executed_the_first_time(
     outside write taking exactly that version must not make that stale result current."""
     keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
     t1, t2 = transfer("t1", "alice", "bob", 50), transfer("t2", "alice", "carol", 30)
-    with Before(redis_url, 1, lambda: write_genesis(
-            redis.Redis.from_url(redis_url), keys, "tok", {b"bal:alice": u64(0)})) as client:
-        state = RedisState(client, keys)
-        results = {j.tx_id: local.execute(j, state, state) for j in (t1, t2)}
-        report = commit_block(client, keys, local, [t1, t2], results, 2)
-        assert {t: r.status for t, r in report.results.items()} == {"t1": "reverted",
-                                                                     "t2": "reverted"}
+    _, report, _ = commit_as_alice_is_emptied(redis_url, keys, local, [t1, t2])
+    assert {t: r.status for t, r in report.results.items()} == {"t1": "reverted",
+                                                                 "t2": "reverted"}
+    with redis.Redis.from_url(redis_url) as client:
         assert (balance(client, keys, "alice"), balance(client, keys, "carol")) == (0, None)
 
 
@@ -60,15 +70,12 @@ def test_a_farm_result_current_again_after_a_failed_check_is_not_recorded_as_re_
     keys = fresh_farm(redis_url, key_prefix, local, [mint("m1", "alice", 100),
                                                      mint("m2", "dave", 100)])
     a1, x = transfer("a1", "alice", "bob", 50), transfer("x", "dave", "bob", 1)
-    with Before(redis_url, 1, lambda: write_genesis(
-            redis.Redis.from_url(redis_url), keys, "tok", {b"bal:alice": u64(0)})) as client:
-        state = RedisState(client, keys)
-        results = {j.tx_id: local.execute(j, state, state) for j in (a1, x)}
-        report = commit_block(client, keys, local, [a1, x], results, 2)
-        assert client.calls == 2  # the first try failed its check
-        assert report.results["a1"].status == "reverted" and report.reexecuted == 1
-        assert report.results["x"].consensus_bytes() == results["x"].consensus_bytes()
-        assert "x" not in report.packed
+    results, report, calls = commit_as_alice_is_emptied(redis_url, keys, local, [a1, x])
+    assert calls == 2  # the first try failed its check
+    assert report.results["a1"].status == "reverted" and report.reexecuted == 1
+    assert report.results["x"].consensus_bytes() == results["x"].consensus_bytes()
+    assert "x" not in report.packed
+    with redis.Redis.from_url(redis_url) as client:
         assert balance(client, keys, "bob") == 1
 
 
