@@ -312,7 +312,8 @@ class FarmClient:
         watch = self.fee_watch
 
         async def collect(candidates: Sequence[str]) -> None:
-            found = await self.results(candidates)
+            # (a tx the stream named may have been found by a rescan since: not fetched again)
+            found = await self.results([t for t in candidates if t in pending])
             now = time.monotonic()
             new = 0
             for tx_id, result in found.items():

@@ -38,9 +38,22 @@ class Waiter:
         return ready
 
 
+def _tx_id(fields: list[bytes]) -> str:
+    """The tx id a stream entry names, from its flat field list ("" if none)."""
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"tx_id":
+            return fields[i + 1].decode("utf-8", "replace")
+    return ""
+
+
 class FeeWatch:
     def __init__(self, redis: Redis, stream: str, retry: Retry) -> None:
-        self.redis, self.stream, self.retry = redis, stream, retry
+        # Its own client on the same connections, with XREAD's reply left as Redis sends it:
+        # redis-py's parse into a dict per entry cost the producer more than the read, and
+        # only the tx id is wanted.
+        self.redis = Redis(connection_pool=redis.connection_pool)
+        self.redis.set_response_callback("XREAD", lambda response, **_: response)
+        self.stream, self.retry = stream, retry
         self.waiters: dict[str, list[Waiter]] = {}
         self.task: asyncio.Task[None] | None = None
         self.started: asyncio.Future[None] | None = None
@@ -97,9 +110,9 @@ class FeeWatch:
                 for _stream, entries in reply or []:
                     for entry_id, fields in entries:
                         last_id = entry_id.decode()
-                        group = self.waiters.get(fields.get(b"tx_id", b"").decode())
-                        for waiter in group or ():
-                            waiter.ready.append(fields[b"tx_id"].decode())
+                        tx_id = _tx_id(fields)
+                        for waiter in self.waiters.get(tx_id, ()):
+                            waiter.ready.append(tx_id)
                             woken.add(waiter)
                 for waiter in woken:
                     waiter.event.set()

@@ -191,6 +191,35 @@ async def test_results_wait_and_fee_reports(farm: FarmClient) -> None:
     assert len(await farm.fee_reports(count=10)) == 10
 
 
+async def test_a_wait_fetches_no_result_again_once_it_has_it(farm: FarmClient) -> None:
+    """Results land in batches, as workers write them, while the wait rescans on every
+    turn: a tx the stream named and a scan found in between is not fetched again."""
+    ids = [f"f{i}" for i in range(2_000)]
+    fetches: list[tuple[list[str], set[str]]] = []  # (asked, found) per fetch
+    fetch = farm.results
+
+    async def counted(tx_ids: list[str]) -> dict[str, Result | None]:
+        found = await fetch(tx_ids)
+        fetches.append((list(tx_ids), {t for t, r in found.items() if r is not None}))
+        return found
+
+    farm.results = counted  # type: ignore[method-assign]
+
+    async def later() -> None:
+        for i in range(0, len(ids), 50):
+            await store(farm, *(result(t) for t in ids[i : i + 50]))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(later())
+    done = await farm.wait(ids, timeout=60, rescan_s=0.0)
+    await task
+    assert set(done) == set(ids)
+    have: set[str] = set()
+    for asked, found in fetches:
+        assert not have & set(asked), sorted(have & set(asked))[:5]
+        have |= found
+
+
 async def test_state_reads_the_committed_layout(farm: FarmClient) -> None:
     await farm.redis.hset(farm.keys.state("tok"), b"k\x00", encode_state(b"\xffv", 42))
     assert await farm.state("tok", b"k\x00") == (b"\xffv", 42)
