@@ -39,7 +39,7 @@ ResultRow = tuple[bytes, bytes, str]  # a Result as stored, its fee record, its 
 TX_ARGS = 6  # COMMIT_LUA's arguments per tx
 COMMIT_LUA = STATE_LUA + RESULT_LUA + """
 local nt, nc, nw, nh = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local m, ttl, kept = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local m, ttl, kept = tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
 local t0 = 10
 local c0 = t0 + TX_ARGS * nt
 local w0 = c0 + 3 * nc
@@ -145,5 +145,5 @@ class RunArgs:
         """The script's ARGV; `retention`: the result ttl (s) and the fee records kept."""
         counts = [len(self.txs) // TX_ARGS, len(self.checks) // 3, len(self.writes) // 4,
                   len(self.hashes), self.writers]
-        return [delta, *counts, self.keys.result(""), *retention, *self.txs, *self.checks,
+        return [delta, *counts, self.keys.result(""), *map(int, retention), *self.txs, *self.checks,
                 *self.writes, *self.hashes]

@@ -274,14 +274,16 @@ end
 # charged twice and every tx id has exactly one stream entry. The result keys are built
 # here, not passed in KEYS: fine outside Redis Cluster, and in it too under a hash-tagged
 # prefix (docs/SCALING.md). RESULT_LUA's
-# write_once(result key prefix, ttl s (0: forever), fee stream, tx id, result, fee, status)
+# write_once(result key prefix, ttl s as its ARGV string ("0": forever; handed to SET as it
+# came: a Lua number would be formatted again on every row), fee stream, tx id, result,
+# fee, status)
 # returns true when it stored the result, else the stored result's bytes; the commit's
 # script uses it too (producer/commit_script.py).
 RESULT_LUA = """
 local function write_once(prefix, ttl, fees, tx_id, result, fee, status)
   local key = prefix .. tx_id
   local set
-  if ttl > 0 then
+  if ttl ~= '0' then
     set = redis.call('SET', key, result, 'NX', 'EX', ttl)
   else
     set = redis.call('SET', key, result, 'NX')
@@ -297,7 +299,7 @@ end
 # argument to unpack, and no dearer for redis-py to send). Returns per result 1 when this
 # call wrote it, else the first result's bytes.
 WRITE_ONCE_LUA = RESULT_LUA + """
-local out, ttl, kept = {}, tonumber(ARGV[2]), tonumber(ARGV[3])
+local out, ttl, kept = {}, ARGV[2], tonumber(ARGV[3])
 for i = 4, #ARGV, 4 do
   local stored = write_once(ARGV[1], ttl, KEYS[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
   if stored == true then out[#out + 1] = 1 else out[#out + 1] = stored end
@@ -314,7 +316,7 @@ def write_once_args(keys: Keys, rows: Iterable[tuple[str, bytes, bytes, str]],
                     retention: tuple[int, int]) -> list[Any]:
     """WRITE_ONCE_LUA's ARGV from (tx id, result bytes, fee bytes, status) rows and the
     retention (result TTL s, fee records kept)."""
-    args: list[Any] = [keys.result(""), *retention]
+    args: list[Any] = [keys.result(""), *map(int, retention)]  # (the ttl as digits: "0" is none)
     for row in rows:
         args += row
     return args

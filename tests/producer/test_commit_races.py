@@ -227,3 +227,20 @@ def test_a_job_naming_the_reserved_address_does_not_stop_its_block(
         report = commit_block(client, keys, local, [t1, evil], results, 2)
         assert report.committed == 2 and report.by_status == {"ok": 1, "invalid": 1}
         assert balance(client, keys, "bob") == 5
+
+
+@pytest.mark.parametrize("ttl", [0, 600])
+def test_the_results_the_commit_runs_keep_the_farms_result_ttl(
+    redis_url: str, key_prefix: str, local: LocalEngine, ttl: int,
+) -> None:
+    """A tx the commit ran for the farm gets its Result under the result TTL a worker
+    gives (0: kept for good)."""
+    keys = fresh_farm(redis_url, key_prefix, local, [mint("m", "alice", 100)])
+    ks = declared([transfer("k1", "alice", "bob", 1), transfer("k2", "alice", "carol", 2)])
+    assert commit_runs(ks) == {"k1", "k2"}
+    with redis.Redis.from_url(redis_url) as client:
+        report = commit_block(client, keys, local, ks, {}, 2, retention=(ttl, 0))
+        assert report.committed == 2
+        for tx_id in ("k1", "k2"):
+            left = client.ttl(keys.result(tx_id))
+            assert (left == -1) if ttl == 0 else (0 < left <= ttl)  # type: ignore[operator]
