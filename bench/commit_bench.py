@@ -163,13 +163,12 @@ async def run_commit_bench(rep: Report, settings: Settings, txs: int) -> None:
         finally:
             engine.shutdown()
         for name, done in runs.items():
-            n = txs
             key = f"commit_{name}"
             farm_s = statistics.median(r.farm_s for r in done)
             sequential_s = statistics.median(r.sequential_s for r in done)
             ratios = sorted(r.farm_s / r.sequential_s for r in done)
-            rep.set(f"{key}_conflict_rate", rounded(max(r.reexecuted for r in done) / n),
-                    f"of {n} txs, re-executed at commit (the most of {REPEATS} blocks)")
+            rep.set(f"{key}_conflict_rate", rounded(max(r.reexecuted for r in done) / txs),
+                    f"of {txs} txs, re-executed at commit (the most of {REPEATS} blocks)")
             rep.set(f"{key}_farm_s", rounded(farm_s),
                     f"submit → results → commit, median of {REPEATS} blocks; commit alone "
                     f"{statistics.median(r.commit_s for r in done):.3f} s")

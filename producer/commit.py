@@ -1,10 +1,10 @@
 """Block commit: apply a block's results in block order, re-executing stale ones.
 
 The txs are taken in block order, in runs of up to TXS_PER_SCRIPT (producer/committer.py).
-Each tx of a run is decided against the block's committed state, read once and kept up to
-date with the commit's own writes (Committer): the farm's result stands if every version it read is
-still the one there, else the tx is re-executed in-process through `engine/` against
-that state. Then one Lua script call (producer/commit_script.py) checks the run's
+Each tx of a run is decided against the block's committed state, read once and kept up
+to date with the commit's own writes (Committer): the farm's result stands if every
+version it read is still the one there, else the tx is re-executed in-process through
+`engine/` against that state. Then one Lua script call (producer/commit_script.py) checks the run's
 starting point against `{p}:state:{contract}` and applies the whole run atomically, each
 writing tx under a new version (INCRBY `{p}:state:seq`); what the view could not see
 (another writer) applies nothing, and the run is decided again on the state read again.

@@ -54,7 +54,6 @@ class DecidedRun:
     ran: list[str] = field(default_factory=list)  # its txs executed here
     forced: list[str] = field(default_factory=list)  # the forced txs it re-executed
     replaced: dict[Slot, bytes | None] = field(default_factory=dict)  # value before it
-    final: dict[Slot, tuple[bytes | None, int]] = field(default_factory=dict)
 
     @property
     def end(self) -> int:
@@ -171,12 +170,12 @@ class Committer:
     def _arguments(self, run: DecidedRun) -> list[Any]:
         """The run's script arguments, from the view as the run leaves it (so before the
         next run is staged over it)."""
-        run.final = {slot: (None, 0) if (now := self.view.get(*slot)) is None
-                     else (now[0], now[1] - run.base) for slot in run.replaced}
-        run.args.finish(run.final)
+        final = {slot: (None, 0) if (now := self.view.get(*slot)) is None
+                 else (now[0], now[1] - run.base) for slot in run.replaced}
+        run.args.finish(final)
         # The root's move by the whole run: per slot it writes, the value before the run
         # out and the one after it in (a hot key written by 50 txs costs two hashes).
-        delta = state_root.moved((contract, key, before, run.final[(contract, key)][0])
+        delta = state_root.moved((contract, key, before, final[(contract, key)][0])
                                  for (contract, key), before in run.replaced.items())
         return run.args.argv(state_root.to_bytes(delta) if delta != state_root.ZERO else b"",
                              self.retention)
