@@ -106,7 +106,7 @@ class FeePrices(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: str = "wes-fee-6"
+    version: str = "wes-fee-7"
     instruction: int = Field(10, gt=0, le=MAX_PRICE, description="per unit of wasmtime fuel")
     # Fuel the deploy-time instrumentation adds (engine/instrument.py), in fuel units: what a
     # loop iteration, a branch, a call, a load and a divide cost beyond the one fuel wasmtime

@@ -226,6 +226,12 @@ class ExecutionState:
         self.read_set.setdefault(key, version)
         return value
 
+    def read_declared(self, keys: tuple[bytes, ...]) -> None:
+        """Read the job's declared keys before its contract runs, each as storage_get
+        reads a key (charged, joining the read set)."""
+        for key in keys:
+            self.storage_get(key)
+
     def buffer_write(self, key: bytes, value: bytes | None, what: str) -> None:
         """Buffer a write (None removes), within the write set's caps."""
         limits = self.limits

@@ -30,11 +30,11 @@ MAX_ADDRESS_BYTES = 64
 RESERVED_ADDRESSES = frozenset({"seq"})
 MAX_TX_ID_BYTES = 128
 MAX_FUNCTION_BYTES = 128
-# A job's access list (keys of its contract to fetch before it runs) and its write list
-# (keys it may write: the producer runs a tx touching a key an earlier tx of its block
-# may write where the block is committed, producer/schedule.py): hints that never
-# change a result. Fetching a declared key nobody reads is not charged, so the list is
-# kept short: a real tx declares a handful of keys.
+# A job's access list (keys of its contract to fetch before it runs: each is read, and
+# charged as a read, before the contract starts, read or not) and its write list (keys
+# it may write: the producer runs a tx touching a key an earlier tx of its block may
+# write where the block is committed, producer/schedule.py; a hint that never changes a
+# result). A real tx declares a handful of keys.
 MAX_ACCESS_KEYS = 64
 MAX_ACCESS_KEY_BYTES = 256
 
@@ -64,6 +64,8 @@ class Job:
         used for another one is refused (a Result carries its job's digest)."""
         fields = [self.contract, self.function, self.input, self.fee_limit,
                   self.context.caller, self.mode, self.timeout_ms]
+        if self.access:  # its declared keys are read and paid for (none: digests as before)
+            fields.append(list(self.access))
         return hashlib.sha256(pack(fields)).hexdigest()[:32]
 
     def to_wire(self) -> dict[str, Any]:

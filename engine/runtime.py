@@ -208,6 +208,8 @@ class WasmEngine:
             if warm.instantiate_fuel:
                 ex.consume(warm.instantiate_fuel * sched.instruction, "instructions",
                            "instantiation")
+            if job.access:  # declared keys are read, and paid for, before the contract runs
+                ex.read_declared(job.access)
             self._running.append(id(contract))
             try:
                 self._call(ex, warm, job)

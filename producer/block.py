@@ -7,8 +7,9 @@
 default), `caller` is optional (""), `access` is optional: a list of hex keys of the
 contract the tx will read, fetched together before it runs, and `writes` too: the keys
 it may write (a tx touching a key an earlier one may write is run by the commit, not
-the farm: producer/schedule.py). Both are hints that never change a result; at most 64
-keys of 256 bytes each. Every problem is reported with its line
+the farm: producer/schedule.py). A write list is a hint that never changes a result; a
+declared key is read, and paid for, before the contract runs; at most 64 keys of 256
+bytes each. Every problem is reported with its line
 number, and all of them at once (up to a cap), so a bad block is fixed in one go.
 """
 

@@ -123,7 +123,8 @@ class Executor:
         self.worker = worker
         self.engine = WasmEngine(settings)
         self.client = redis.Redis.from_url(redis_url, socket_keepalive=True)
-        self.sources = RedisSources(self.client, Keys(settings.key_prefix), self._compiling)
+        self.sources = RedisSources(self.client, Keys(settings.key_prefix), self._compiling,
+                                    settings.executor_memory_mb * 1024 * 1024 // 8)
         self.progress = progress
         self.deltas = MetricsDelta()
         self.deltas.delta(self.engine.get_metrics())

@@ -25,10 +25,14 @@ from engine.model import (
 )
 from worker.protocol import Keys, decode_state, record_groups
 
-MAX_CACHED_READS = 500_000
-# Keys prefetched per request at most (declared keys are not charged until read; past
-# this many they are read when asked for, as undeclared ones are).
-MAX_PREFETCH = 2_048
+# The read cache's budget is counted as each entry's key, value and ENTRY_BYTES (its
+# dict slot and tuples, measured). Reads are paid per tx, but the cache outlives txs and
+# requests: bounded by count alone (64 KiB values), it held gigabytes.
+ENTRY_BYTES = 320
+LARGEST_ENTRY = MAX_ACCESS_KEY_BYTES + 64 * 1024 + ENTRY_BYTES  # (max_value_bytes' cap)
+# Keys prefetched per request at most, and fewer where half the budget would not hold
+# them all at the largest size (past it, keys are read when an execution asks).
+MAX_PREFETCH = 1_024
 
 
 def declared(jobs: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
@@ -53,6 +57,7 @@ class RedisSources:
         client: redis.Redis,
         keys: Keys,
         on_code_fetch: Callable[[str], None] | None = None,
+        cache_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -66,35 +71,40 @@ class RedisSources:
         # read keys earlier txs of the block read, and a Redis round trip costs more
         # than the execution. A commit racing a request can still leave a read stale;
         # the read set carries its version and the commit re-executes such a tx.
+        # It is emptied only between txs (reset), so a tx never sees two versions of a key.
         self._reads: dict[tuple[str, bytes], tuple[bytes, int] | None] = {}
+        self.cache_bytes, self.cached_bytes = cache_bytes, 0
+        self.max_prefetch = max(0, min(MAX_PREFETCH, cache_bytes // 2 // LARGEST_ENTRY))
         self._seq: bytes | None = None
 
     def begin_request(self, slots: Iterable[tuple[str, bytes]] = ()) -> None:
         """One round trip per request: whether anything was committed since the last one
         (`{p}:state:seq`; if so the cache goes), and the `slots` the request's jobs
-        declared (the first MAX_PREFETCH) not read already, one HMGET per contract
+        declared (the first max_prefetch) not read already, one HMGET per contract
         (protocol.record_groups), all in one pipeline. Only when the cache went, the
         declared slots it held are read again, in a second one. A Redis error (or a
         record that does not decode) leaves a slot to be read when a job asks for it."""
+        if self.cached_bytes > self.cache_bytes // 2:  # room for the largest prefetch
+            self._forget()
         fresh: list[tuple[str, bytes]] = []
         held: list[tuple[str, bytes]] = []
         for slot in slots:
-            (held if slot in self._reads else fresh).append(slot)
-            if len(fresh) >= MAX_PREFETCH:
+            if len(fresh) >= self.max_prefetch:
                 break
+            (held if slot in self._reads else fresh).append(slot)
         asked = record_groups(fresh)
         try:
             seq, *replies = self._read(asked, with_seq=True)
         except redis.RedisError:  # Redis away: the jobs' own reads will fail, be retried
-            self._reads.clear()
+            self._forget()
             self._seq = None
             return
         if isinstance(seq, redis.RedisError):
             seq = None
-        if seq is None or seq != self._seq or len(self._reads) > MAX_CACHED_READS:
-            self._reads.clear()
+        if seq is None or seq != self._seq:
+            self._forget()
             if held:
-                self._prefetch(record_groups(held[:MAX_PREFETCH]))
+                self._prefetch(record_groups(held[:self.max_prefetch]))
         self._seq = seq
         self._keep(asked, replies)
 
@@ -118,12 +128,24 @@ class RedisSources:
                 continue
             for key, packed in zip(keys, values, strict=True):
                 try:
-                    self._reads[(contract, key)] = None if packed is None else decode_state(packed)
+                    self._cache((contract, key), None if packed is None else decode_state(packed))
                 except ValueError:
                     continue
 
+    def _cache(self, slot: tuple[str, bytes], found: tuple[bytes, int] | None) -> None:
+        self._reads[slot] = found
+        self.cached_bytes += len(slot[1]) + ENTRY_BYTES + (0 if found is None else len(found[0]))
+
+    def _forget(self) -> None:
+        self._reads.clear()
+        self.cached_bytes = 0
+
     def reset(self) -> None:
+        """Between txs: past its budget the cache starts over (a tx adds at most what it
+        pays to read)."""
         self.failure = None
+        if self.cached_bytes > self.cache_bytes:
+            self._forget()
 
     def _fail(self, what: str, exc: Exception) -> None:
         self.failure = f"redis error while reading {what}: {exc}"
@@ -138,7 +160,7 @@ class RedisSources:
             self._fail("state", exc)
             raise
         found = None if packed is None else decode_state(packed)  # type: ignore[arg-type]
-        self._reads[slot] = found
+        self._cache(slot, found)
         return found
 
     def code_hash(self, address: str) -> str | None:

@@ -74,6 +74,22 @@ static int storage_get(Execution *ex, PyObject *key, PyObject **value) {
     return 0;
 }
 
+/* Read a job's declared keys (a tuple of bytes, validated by Job) before its contract runs:
+ * each a read of the state, charged and joining the read set as one. */
+PyObject *ex_read_declared(Execution *ex, PyObject *keys) {
+    if (!PyTuple_Check(keys))
+        return PyErr_Format(PyExc_TypeError, "read_declared(keys): keys must be a tuple");
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, i), *value = NULL;
+        if (!PyBytes_Check(key))
+            return PyErr_Format(PyExc_TypeError, "read_declared(keys): keys must be bytes");
+        if (storage_get(ex, key, &value) < 0)
+            return ex_raise_pending(ex);
+        Py_XDECREF(value);
+    }
+    Py_RETURN_NONE;
+}
+
 /* Buffer a write (value NULL: a removal) within the write set's caps; steals nothing. */
 static int buffer_write(Execution *ex, PyObject *key, PyObject *value, const char *what) {
     const Limits *l = &ex->host->limits;

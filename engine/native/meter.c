@@ -277,6 +277,8 @@ static PyMethodDef Execution_methods[] = {
      "charged"},
     {"settle", (PyCFunction)Execution_settle, METH_NOARGS,
      "charge the fuel and memory pages used since the last look"},
+    {"read_declared", (PyCFunction)ex_read_declared, METH_O,
+     "read_declared(keys): read the job's declared keys, each charged as a read"},
     {NULL},
 };
 

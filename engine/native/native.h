@@ -142,6 +142,8 @@ enum { NO_RESULT, I32_RESULT, I64_RESULT };
 int check_len(Execution *ex, uint64_t n, int64_t limit, const char *what);
 int charge_in(Execution *ex, uint64_t n, const char *reason);
 int write_bytes(Execution *ex, uint64_t dst, PyObject *data, const char *what);
+/* abi.c: Execution.read_declared (the methods table is meter.c's) */
+PyObject *ex_read_declared(Execution *ex, PyObject *keys);
 
 /* abi.c, signatures.c, calls.c: the functions */
 #define DECLARE(name, impl, sig, cap, result) int impl(Execution *ex, Args a, uint64_t *r);

@@ -260,11 +260,12 @@ def test_execute_rejects_an_impossible_fee_limit(chain: Chain, fee_limit: int) -
 def test_a_result_names_its_job_by_what_the_tx_is_not_where_it_ran(chain: Chain) -> None:
     job = Job("t1", "c", "f", b"in", 5, Context("alice", 3, 4))
     same_tx_elsewhere = replace(job, tx_id="t2", context=Context("alice", 9, 99),
-                                access=(b"k",))
+                                writes=(b"k",))
     assert job.digest() == same_tx_elsewhere.digest()
     for other in (replace(job, input=b"other"), replace(job, fee_limit=6),
                   replace(job, context=Context("bob", 3, 4)), replace(job, mode="view"),
-                  replace(job, function="g"), replace(job, timeout_ms=7)):
+                  replace(job, function="g"), replace(job, timeout_ms=7),
+                  replace(job, access=(b"k",))):  # declared keys are read and paid for
         assert other.digest() != job.digest()
     r = chain.run("token", "mint", u64(5))
     assert r.job == chain.job("token", "mint", u64(5)).digest()

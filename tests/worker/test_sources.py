@@ -151,3 +151,36 @@ def test_a_bad_hash_costs_its_own_keys_not_the_cache(redis_url: str, key_prefix:
     finally:
         client.delete(keys.state("c"), keys.state("odd"), keys.state_seq)
         client.close()
+
+
+def test_the_read_cache_holds_a_bounded_number_of_bytes_and_a_tx_one_version_of_a_key(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Large values read or declared, request after request, never leave the cache past
+    its budget between txs (by count alone it kept 500,000 values of up to 64 KiB); it is
+    emptied only between txs, so a tx reading a key twice sees one version of it."""
+    budget = 300_000
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}:bounded")
+    sources = RedisSources(client, keys, cache_bytes=budget)
+    values = {b"k%d" % i: bytes([i]) * 10_000 for i in range(40)}  # ~1.4 budgets
+    try:
+        client.set(keys.state_seq, 1)
+        client.hset(keys.state("c"), mapping={k: encode_state(v, 1) for k, v in values.items()})
+        seen = 0
+        for _ in range(3):
+            sources.begin_request(declared([{"contract": "c", "access": list(values)}]))
+            for key, value in values.items():
+                sources.reset()  # a tx: reads the key, Redis changes it, reads it again
+                assert sources.cached_bytes <= budget
+                seen = max(seen, sources.cached_bytes)
+                assert sources.get("c", key) == (value, 1)
+                client.hset(keys.state("c"), key, encode_state(b"newer", 2))
+                assert sources.get("c", key) == (value, 1)
+                assert sources.get("c", key + b"-absent") is None
+                client.hset(keys.state("c"), key, encode_state(value, 1))
+        assert seen > budget // 2  # it did fill up
+        assert sources.max_prefetch == 2  # what half the budget holds at 64 KiB a value
+    finally:
+        client.delete(keys.state("c"), keys.state_seq)
+        client.close()
