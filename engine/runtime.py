@@ -6,7 +6,6 @@ import ctypes
 import hashlib
 import logging
 import math
-import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +18,7 @@ from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
 from engine.calls import Calls
 from engine.compiler import build_config, fingerprint
 from engine.counters import EngineCounters
+from engine.epoch import EpochTicker
 from engine.errors import (
     ContractTrap,
     ExecutionError,
@@ -47,28 +47,6 @@ if TYPE_CHECKING:
     Metered = FeeMeter | AnyExecution
 TRAP_KINDS = {getattr(wasmtime.TrapCode, n): n.lower() for n in dir(wasmtime.TrapCode)
               if n.isupper()}
-
-
-class EpochTicker(threading.Thread):
-    """Advances the engine's epoch every tick; deadlines are counted in ticks.
-
-    Holds the engine strongly and lets go of it only after its last tick, in its own
-    thread: an engine freed while another thread ticks it is a use after free (Python
-    runs an object's finalizer, which frees the native engine with the GIL released,
-    before it clears weak references to it). The WasmEngine stops it when shut down or
-    collected."""
-
-    def __init__(self, engine: wasmtime.Engine, tick_ms: int) -> None:
-        super().__init__(name="wesfarm-epoch", daemon=True)
-        self.engine: wasmtime.Engine | None = engine
-        self.tick = tick_ms / 1000
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        engine, self.engine = self.engine, None
-        assert engine is not None
-        while not self.stopped.wait(self.tick):
-            engine.increment_epoch()
 
 
 class WasmEngine:
@@ -138,26 +116,50 @@ class WasmEngine:
                                 FeeMeter(fee_limit))
         return self.execute(job, state, codes)
 
+    def admitted(self, raw_job: Any, codes: CodeSource) -> Job | None:
+        """The Job a decoded map is, when nothing refuses it before it runs as far as can be
+        told without loading code: a valid map, not `init`, a deployed contract, with that
+        entry point if its code was loaded before. The farm fetches the declared keys of
+        such jobs ahead, and only of them: a refused job pays nothing, so fetching its keys
+        would be free work. None: execute_wire decides."""
+        try:
+            job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
+                                self.limits.max_timeout_ms)
+            if self._refusal(job) is not None or job.function == "init" or \
+                    codes.code_hash(job.contract) is None:
+                return None
+            info = self.loader.known(job.contract, codes)
+        except Exception:  # (invalid, or Redis away: the job's own run meets it and says so)
+            return None
+        return None if info is not None and job.function not in info.entry_points else job
+
+    def _refusal(self, job: Job) -> InvalidJob | None:
+        """Why the job alone, whatever the state and code, is invalid (None: it is not)."""
+        if not (type(job.fee_limit) is int and 0 < job.fee_limit <= self.limits.max_fee_limit):
+            return InvalidJob(f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
+                              "bad_fee_limit")
+        timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
+        if job.fee_limit > timeout_ms * self.limits.max_fee_per_timeout_ms:
+            return InvalidJob(
+                f"fee_limit {job.fee_limit} cannot run within a timeout of {timeout_ms} ms "
+                f"(at most {self.limits.max_fee_per_timeout_ms:,} fee units per ms of it)",
+                "fee_limit_outlasts_timeout")
+        try:
+            access_list(job.access)  # as from_wire checks it: the same job, the same verdict
+            access_list(job.writes, "writes")
+        except InvalidJob as exc:
+            return exc
+        return None
+
     def execute(self, job: Job, state: StateView, codes: CodeSource, *,
                 deploy: bool = False) -> Result:
         """Run one job. Only a deploy (`deploy=True`) may name `init`: it runs once, when
         the contract is deployed, and never again."""
         started = time.perf_counter()
-        if not (type(job.fee_limit) is int and 0 < job.fee_limit <= self.limits.max_fee_limit):
-            return self._failed(job.tx_id, InvalidJob(
-                f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
-                "bad_fee_limit"), FeeMeter(0))
+        refused = self._refusal(job)
+        if refused is not None:
+            return self._failed(job.tx_id, refused, FeeMeter(0))
         timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
-        if job.fee_limit > timeout_ms * self.limits.max_fee_per_timeout_ms:
-            return self._failed(job.tx_id, InvalidJob(
-                f"fee_limit {job.fee_limit} cannot run within a timeout of {timeout_ms} ms "
-                f"(at most {self.limits.max_fee_per_timeout_ms:,} fee units per ms of it)",
-                "fee_limit_outlasts_timeout"), FeeMeter(0))
-        try:
-            access_list(job.access)  # as from_wire checks it: the same job, the same verdict
-            access_list(job.writes, "writes")
-        except InvalidJob as exc:
-            return self._failed(job.tx_id, exc, FeeMeter(0))
         try:
             if job.function == "init" and not deploy:
                 raise InvalidJob("init runs only at deploy", "init_at_deploy_only")

@@ -157,15 +157,18 @@ class Executor:
                 seq: int | None = None) -> dict[str, Any]:
         rows: list[list[Any]] = []
         retry: list[int] = []
-        self.sources.begin_request(declared(jobs))
+        admitted = [self.engine.admitted(raw, self.sources) for raw in jobs]
+        self.sources.begin_request(declared(admitted))
         for index, raw in enumerate(jobs):
             if seq is not None and self.progress is not None:
                 self.progress.mark(seq, index)  # the worker's hard limit is per tx
             if TEST_HOOKS and isinstance(raw, dict):
                 self._test_hang(raw)
             self.sources.reset()
+            job = admitted[index]
             try:
-                result = self.engine.execute_wire(raw, self.sources, self.sources)
+                result = (self.engine.execute(job, self.sources, self.sources) if job is not None
+                          else self.engine.execute_wire(raw, self.sources, self.sources))
             except Exception as exc:  # execute_wire promises not to raise; be sure anyway
                 log.exception("engine raised on a job")
                 result = failure(

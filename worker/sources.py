@@ -17,12 +17,7 @@ from typing import Any
 
 import redis
 
-from engine.model import (
-    MAX_ACCESS_KEY_BYTES,
-    MAX_ACCESS_KEYS,
-    MAX_ADDRESS_BYTES,
-    RESERVED_ADDRESSES,
-)
+from engine.model import MAX_ACCESS_KEY_BYTES, Job
 from worker.protocol import Keys, decode_state, record_groups
 
 # The read cache's budget is counted as each entry's key, value and ENTRY_BYTES (its
@@ -35,18 +30,12 @@ LARGEST_ENTRY = MAX_ACCESS_KEY_BYTES + 64 * 1024 + ENTRY_BYTES  # (max_value_byt
 MAX_PREFETCH = 1_024
 
 
-def declared(jobs: Iterable[Any]) -> Iterator[tuple[str, bytes]]:
-    """The (contract, key)s raw job maps declare in their access lists; what the engine
-    would refuse as a bad access list is skipped here (the job ends `invalid` anyway)."""
-    for raw in jobs:
-        contract = raw.get("contract") if isinstance(raw, dict) else None
-        if not isinstance(contract, str) or len(contract) > MAX_ADDRESS_BYTES or \
-                contract in RESERVED_ADDRESSES:
-            continue
-        keys = raw.get("access")
-        if isinstance(keys, list) and len(keys) <= MAX_ACCESS_KEYS:
-            yield from ((contract, key) for key in keys
-                        if isinstance(key, bytes) and len(key) <= MAX_ACCESS_KEY_BYTES)
+def declared(jobs: Iterable[Job | None]) -> Iterator[tuple[str, bytes]]:
+    """The (contract, key)s that jobs (WasmEngine.admitted's, None for one it did not
+    admit) declare in their access lists."""
+    for job in jobs:
+        if job is not None:
+            yield from ((job.contract, key) for key in job.access)
 
 
 class RedisSources:

@@ -327,3 +327,56 @@ async def test_outcomes_do_not_depend_on_the_executors_memory(
     small, large = outcomes[0]
     assert small["status"] == "ok" and small["return_data"] == (2).to_bytes(4, "little")
     assert large["status"] == "trap" and "max_write_bytes" in large["error"]["message"]
+
+
+def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
+        tmp_path: Path, redis_url: str, key_prefix: str) -> None:
+    """A job refused before it runs pays nothing: fetching its declared keys would be free
+    work for whoever sends it (64 keys of 64 KiB a job). Each refusal the executor can
+    tell without loading code keeps its keys out of the request's prefetch; the verdicts
+    stay execute_wire's."""
+    from multiprocessing import Pipe
+
+    from tests.support.contracts import example
+    from worker.executor_main import Executor
+
+    prefix = f"{key_prefix}:admit"
+    client = redis.Redis.from_url(redis_url)
+    deploy(client, prefix, "token", example("token"))
+    parent, child = Pipe()
+    settings = load_settings(key_prefix=prefix, cache_dir=tmp_path / "cache")
+    executor = Executor(child, settings, redis_url)
+    fetched: list[tuple[str, bytes]] = []
+    begin = executor.sources.begin_request
+
+    def watched(slots: Any = ()) -> None:
+        fetched.extend(slots)
+        begin(fetched)
+
+    executor.sources.begin_request = watched  # type: ignore[method-assign]
+
+    def request(*jobs: dict[str, Any]) -> list[str]:
+        fetched.clear()
+        reply = executor.execute(list(jobs))
+        return [PackedResult.from_row(row).status for row in reply["results"]]
+
+    try:
+        ok = job_map("ok", "token", "total_supply", access=[b"bal:a"], fee_limit=100_000_000)
+        assert request(ok) == ["ok"] and fetched == [("token", b"bal:a")]
+        statuses = request(
+            job_map("nobody", "nowhere", "total_supply", access=[b"n"]),
+            job_map("init", "token", "init", access=[b"i"]),
+            job_map("nofn", "token", "no_such_entry", access=[b"u"]),  # its code is loaded
+            job_map("slow", "token", "total_supply", access=[b"s"],
+                    fee_limit=settings.limits.max_fee_per_timeout_ms + 1, timeout_ms=1),
+            job_map("badmap", "token", "total_supply", access=[b"m"], fee_limit="x"),
+            job_map("seq", "seq", "total_supply", access=[b"q"]),
+            {**ok, "tx_id": "ok2"})
+        assert statuses == ["invalid"] * 6 + ["ok"]
+        assert fetched == [("token", b"bal:a")]
+    finally:
+        executor.close()
+        parent.close()
+        child.close()
+        client.delete(*client.keys(f"{prefix}:*"))
+        client.close()

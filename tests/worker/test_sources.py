@@ -9,7 +9,7 @@ import pytest
 import redis
 import redis.client
 
-from engine.model import MAX_ACCESS_KEYS
+from engine.model import Job
 from worker.protocol import Keys, encode_state
 from worker.sources import RedisSources, declared
 
@@ -48,9 +48,8 @@ def test_declared_keys_are_read_together_and_served_from_the_prefetch(
     client = redis.Redis.from_url(redis_url)
     keys = Keys(f"{key_prefix}:prefetch")
     sources = RedisSources(client, keys)
-    jobs = [{"contract": "c", "access": [b"a", b"b"]}, {"contract": "d", "access": [b"x"]},
-            {"contract": "c", "access": "not a list"}, {"contract": "c", "access": [1, b"z"]},
-            {"contract": "c", "access": [b"k"] * (MAX_ACCESS_KEYS + 1)}, "not a map"]
+    jobs = [Job("t1", "c", "f", access=(b"a", b"b")), Job("t2", "d", "f", access=(b"x",)),
+            None, Job("t3", "c", "f", access=(b"z",)), Job("t4", "c", "f")]
     try:
         client.set(keys.state_seq, 1)
         client.hset(keys.state("c"), b"a", encode_state(b"A", 1))
@@ -143,7 +142,6 @@ def test_a_bad_hash_costs_its_own_keys_not_the_cache(redis_url: str, key_prefix:
         client.hset(keys.state("c"), mapping={b"a": encode_state(b"A", 1),
                                               b"n": encode_state(b"N", 1)})
         sources.begin_request([("c", b"a")])
-        assert list(declared([{"contract": "seq", "access": [b"x"]}])) == []
         sources.begin_request([("odd", b"k"), ("c", b"n")])
         client.delete(keys.state("c"))  # what follows comes from the cache and the prefetch
         assert sources.get("c", b"a") == (b"A", 1)
@@ -169,7 +167,7 @@ def test_the_read_cache_holds_a_bounded_number_of_bytes_and_a_tx_one_version_of_
         client.hset(keys.state("c"), mapping={k: encode_state(v, 1) for k, v in values.items()})
         seen = 0
         for _ in range(3):
-            sources.begin_request(declared([{"contract": "c", "access": list(values)}]))
+            sources.begin_request(declared([Job("t", "c", "f", access=tuple(values))]))
             for key, value in values.items():
                 sources.reset()  # a tx: reads the key, Redis changes it, reads it again
                 assert sources.cached_bytes <= budget
