@@ -13,10 +13,11 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import wasmtime
 
@@ -159,6 +160,14 @@ def _refusal(exc: wasmtime.WasmtimeError) -> ExecutionError:
     return InvalidJob(f"module does not validate: {detail}", "bad_module")
 
 
+_CODE_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def is_code_hash(text: str | None) -> TypeGuard[str]:
+    """Whether `text` is a code hash as deploy writes it: sha256, 64 lowercase hex digits."""
+    return text is not None and _CODE_HASH.fullmatch(text) is not None
+
+
 class ArtifactCache:
     """Compiled artifacts on disk, shared by every process of this host, tag-verified."""
 
@@ -175,6 +184,8 @@ class ArtifactCache:
         return mac.digest()
 
     def path(self, code_hash: str) -> Path:
+        if not is_code_hash(code_hash):  # it names a file: never anything but a sha256
+            raise ValueError(f"not a code hash: {code_hash[:80]!r}")
         return self.dir / f"{code_hash}.cwasm"
 
     def load(self, code_hash: str) -> tuple[bytes, bytes] | None:

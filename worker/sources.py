@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from engine.compiler import is_code_hash
 from engine.model import MAX_ACCESS_KEY_BYTES, Job
 from worker.protocol import Keys, decode_state, record_groups
 
@@ -161,9 +162,9 @@ class RedisSources:
         except redis.RedisError as exc:
             self._fail("an address", exc)
             raise
-        if raw is None:
-            return None
-        digest = raw.decode() if isinstance(raw, bytes) else str(raw)
+        digest = raw.decode("ascii", "replace") if isinstance(raw, bytes) else None
+        if not is_code_hash(digest):  # (absent, or not what deploy writes: no contract there;
+            return None  # a path-like one would have named a file outside the artifact cache)
         self._hashes[address] = digest
         return digest
 

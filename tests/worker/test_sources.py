@@ -3,6 +3,7 @@ keys jobs declare are fetched together."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,4 +182,36 @@ def test_the_read_cache_holds_a_bounded_number_of_bytes_and_a_tx_one_version_of_
         assert sources.max_prefetch == 2  # what half the budget holds at 64 KiB a value
     finally:
         client.delete(keys.state("c"), keys.state_seq)
+        client.close()
+
+
+def test_an_address_that_names_no_code_hash_is_no_contract_and_touches_no_file(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """The hash under `{p}:addr:` names the compiled artifact's file: a hostile record
+    ("../../victim") pointed the cache at a file outside it, which a failed tag check
+    then removed."""
+    from config import load_settings
+    from engine import WasmEngine
+    from engine.compiler import ArtifactCache
+    from tests.support.farm import job_map
+
+    victim = tmp_path / "victim.cwasm"
+    victim.write_bytes(b"someone else's file")
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}:traversal")
+    sources = RedisSources(client, keys)
+    engine = WasmEngine(load_settings(cache_dir=tmp_path / "cache"))
+    try:
+        for bad in ("../" * 12 + str(victim.with_suffix("")).lstrip("/"), "AB" * 32, "x"):
+            client.set(keys.address("c"), bad)
+            assert sources.code_hash("c") is None
+            result = engine.execute_wire(job_map("t", "c", "f"), sources, sources)
+            assert result.status == "invalid" and "unknown contract" in result.error["message"]
+        assert victim.read_bytes() == b"someone else's file"
+        with pytest.raises(ValueError, match="not a code hash"):
+            ArtifactCache(tmp_path / "cache", "fp", "secret").path("../victim")
+    finally:
+        engine.shutdown()
+        client.delete(keys.address("c"))
         client.close()
