@@ -305,6 +305,17 @@ class Result:
             **_calls_from_wire(raw.get("calls")),
         )
 
+    @classmethod
+    def from_stored(cls, tx_id: str, data: bytes) -> Result:
+        """The Result stored bytes hold. Bytes that hold none (not the farm's: someone
+        wrote them there) read as tx_id's uncharged `error`, so they fail nothing else."""
+        try:
+            return cls.from_wire(unpack(data))
+        except Exception as exc:
+            return cls(tx_id, "error", FeeReport(0, 0, {}, ""), error={
+                "kind": "unreadable_result",
+                "message": f"what is stored as its Result is none: {type(exc).__name__}"})
+
     def to_json(self) -> dict[str, Any]:
         """The `--json` shape: bytes as lowercase hex."""
         return {

@@ -117,11 +117,12 @@ class WasmEngine:
         return self.execute(job, state, codes)
 
     def admitted(self, raw_job: Any, codes: CodeSource) -> Job | None:
-        """The Job a decoded map is, when nothing refuses it before it runs as far as can be
+        """The Job a decoded map is, when it will pay for its declared keys as far as can be
         told without loading code: a valid map, not `init`, a deployed contract, with that
-        entry point if its code was loaded before. The farm fetches the declared keys of
-        such jobs ahead, and only of them: a refused job pays nothing, so fetching its keys
-        would be free work. None: execute_wire decides."""
+        entry point and a fee limit that covers bringing it in and every declared key if
+        its code was loaded before, else one that covers the keys. The farm fetches the
+        declared keys of such jobs ahead, and only of them: keys fetched for a job that
+        ends before it reads them would be free work. None: execute_wire decides."""
         try:
             job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
                                 self.limits.max_timeout_ms)
@@ -131,7 +132,12 @@ class WasmEngine:
             info = self.loader.known(job.contract, codes)
         except Exception:  # (invalid, or Redis away: the job's own run meets it and says so)
             return None
-        return None if info is not None and job.function not in info.entry_points else job
+        cost = len(set(job.access)) * self.schedule.storage_read_key
+        if info is not None:
+            if job.function not in info.entry_points:
+                return None
+            cost += self._bringing_in(info)
+        return job if cost <= job.fee_limit else None
 
     def _refusal(self, job: Job) -> InvalidJob | None:
         """Why the job alone, whatever the state and code, is invalid (None: it is not)."""

@@ -266,7 +266,7 @@ class FarmClient:
             keys = [self.keys.result(t) for t in group]
             values = await self._retry(partial(self.redis.mget, keys), "results")
             for tx_id, raw in zip(group, values, strict=True):
-                out[tx_id] = None if raw is None else Result.from_wire(unpack(raw))
+                out[tx_id] = None if raw is None else Result.from_stored(tx_id, raw)
         return out
 
     async def have_results(self, tx_ids: Sequence[str]) -> set[str]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import redis
 
-from engine.model import Job, Result, unpack
+from engine.model import Job, Result
 from producer.errors import refuse_reused
 from worker.protocol import Keys
 
@@ -26,7 +26,7 @@ class FarmResults:
         if not tx_ids:
             return
         raws = self.client.mget([self.keys.result(t) for t in tx_ids])
-        found = {t: Result.from_wire(unpack(raw)) for t, raw in  # type: ignore[arg-type]
+        found = {t: Result.from_stored(t, raw) for t, raw in  # type: ignore[arg-type]
                  zip(tx_ids, raws, strict=True) if raw is not None}  # type: ignore[arg-type]
         refuse_reused([self.jobs[t] for t in found], found)
         self.known.update(found)

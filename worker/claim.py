@@ -187,10 +187,17 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             # A worker holding all it may claim does not read the queue: read on every poll
             # (every few ms), a block's parts cost a full worker a good part of its CPU.
             if self.allow_pick_jobs and self.job_counter < self.max_jobs and max(self._room()) > 0:
+                # Scores are enqueue times (ms): what is at or below 0 is no job's.
                 job_ids = await self.pool.zrangebyscore(
-                    self.queue_name, min=float("-inf"), max=timestamp_ms(),
+                    self.queue_name, min=1, max=timestamp_ms(),
                     start=self._queue_read_offset, num=self.queue_read_limit)
+                started = self.job_counter
                 await self.start_jobs(job_ids)
+                # A full page none of which could be claimed (all running elsewhere, or
+                # held by leases that never lapse): the next poll reads the page after it,
+                # so no number of such members at the head starves the jobs behind them.
+                full = len(job_ids) == self.queue_read_limit and self.job_counter == started
+                self._queue_read_offset = self._queue_read_offset + len(job_ids) if full else 0
             await self.heart_beat()
         except (RedisError, OSError) as exc:
             await self._redis_trouble(exc)

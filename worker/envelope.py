@@ -27,6 +27,7 @@ JOB_TRY = 1
 _JOB_FIELDS = ("t", "f", "a", "k", "et")
 MAX_ENQUEUE_MS = 253_402_300_799_999  # 9999-12-31: what arq can turn into a datetime
 MAX_ARG_DEPTH = 8  # a batch is 4 deep (args, list, job map, context)
+MAX_JOB_TXS = 10_000  # txs a batch job may hold (config's batch_size bound)
 
 
 def _default(obj: Any) -> Any:
@@ -77,7 +78,7 @@ def _tx_ids(decoded: dict[Any, Any]) -> list[str]:
         maps = args[0]  # as execute_batch reads its txs, even called wrongly
     else:
         return []
-    return [m["tx_id"] for m in maps
+    return [m["tx_id"] for m in maps[:MAX_JOB_TXS]  # (the rest of an oversized batch: none)
             if isinstance(m, dict) and isinstance(m.get("tx_id"), str) and m["tx_id"]]
 
 
@@ -120,6 +121,10 @@ def _refusal(decoded: dict[Any, Any]) -> str | None:
         return "job payload has keyword arguments (the farm's jobs take none)"
     if _depth(decoded["a"]) > MAX_ARG_DEPTH:
         return f"job arguments nest deeper than {MAX_ARG_DEPTH}"
+    args = decoded["a"]
+    if decoded["f"] == FN_BATCH and args and isinstance(args[0], list | tuple) and \
+            len(args[0]) > MAX_JOB_TXS:
+        return f"a batch of {len(args[0])} txs, more than {MAX_JOB_TXS}"
     return None
 
 

@@ -170,6 +170,7 @@ async def _run(
     last_try = int(ctx.get("job_try", 1)) >= MAX_TRIES
     retry = False
     to_write: list[tuple[int, PackedResult]] = []
+    unstored = 0
     for i, result, transient in zip(todo, outcome.results, outcome.retry, strict=True):
         out[i] = result
         if transient and not last_try:
@@ -177,7 +178,10 @@ async def _run(
         elif ids[i]:
             to_write.append((i, result))
         else:
-            log.warning("job %s: a result with no usable tx id is not stored", ctx.get("job_id"))
+            unstored += 1
+    if unstored:  # (once a job: a batch of id-less maps logged a line each, for seconds)
+        log.warning("job %s: %d results with no usable tx id are not stored",
+                    ctx.get("job_id"), unstored)
     stored = await _store(farm, [r for _, r in to_write])
     for (i, _), result in zip(to_write, stored, strict=True):
         out[i] = result
@@ -216,9 +220,10 @@ def _bad_arguments(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 def receipt(result: PackedResult) -> dict[str, Any]:
     """What arq keeps as the job's return value. The Result itself lives under its tx
     id; arq storing a second copy of every Result cost the worker a large serialize
-    and write per job. A Result with no tx id was not stored, so it is kept whole."""
+    and write per job. A Result with no tx id was not stored: its status and error are
+    kept (whole, a batch of id-less maps made arq keep hundreds of megabytes)."""
     if not result.tx_id:
-        return result.wire()
+        return {"tx_id": "", "status": result.status, "error": result.wire().get("error")}
     return {"tx_id": result.tx_id, "status": result.status}
 
 

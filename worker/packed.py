@@ -32,11 +32,16 @@ class PackedResult:
         return cls(result.tx_id, result.status, result.fee.used, data, fee)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PackedResult:
-        """A stored Result read back from Redis."""
-        wire = unpack(data)
-        return cls(wire["tx_id"], wire["status"], int(wire["fee"]["used"]), data,
-                   pack(wire["fee"]))
+    def from_bytes(cls, data: bytes, tx_id: str) -> PackedResult:
+        """What Redis holds under tx_id's result key. Bytes that are no Result (not the
+        farm's: someone wrote them there) stand as an unreadable `error` record of that
+        tx, so they fail nothing else: its neighbours' results are written and read."""
+        try:
+            wire = unpack(data)
+            return cls(wire["tx_id"], wire["status"], int(wire["fee"]["used"]), data,
+                       pack(wire["fee"]))
+        except Exception:
+            return cls(tx_id, "error", 0, data, b"")
 
     def row(self) -> list[Any]:
         """The executor -> worker wire form."""

@@ -56,6 +56,7 @@ from worker.envelope import FN_EXECUTE as FN_EXECUTE
 from worker.envelope import FN_REJECT as FN_REJECT
 from worker.envelope import JOB_TRY as JOB_TRY
 from worker.envelope import MAX_ARG_DEPTH as MAX_ARG_DEPTH
+from worker.envelope import MAX_JOB_TXS as MAX_JOB_TXS
 from worker.envelope import TxMaps as TxMaps
 from worker.envelope import job_bytes as job_bytes
 from worker.envelope import job_deserializer as job_deserializer
@@ -63,7 +64,6 @@ from worker.envelope import job_serializer as job_serializer
 from worker.envelope import result_record as result_record
 
 BATCH_JOB_PREFIX = "batch:"
-MAX_JOB_TXS = 10_000  # config's batch_size bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +271,9 @@ end
 # Write each Result once per tx id, with its fee record, atomically per result: SET NX the
 # result key; only if that set it, XADD the fee stream entry. A second delivery of a tx
 # finds the first result, writes nothing and gets the first result back, so a tx is never
-# charged twice and every tx id has exactly one stream entry. The result keys are built
+# charged twice and every tx id has exactly one stream entry. A key of another type there
+# holds no result (written by someone else): this one takes its place, so it cannot make
+# the script fail half-way and leave the rows after it unwritten. The result keys are built
 # here, not passed in KEYS: fine outside Redis Cluster, and in it too under a hash-tagged
 # prefix (docs/SCALING.md). RESULT_LUA's
 # write_once(result key prefix, ttl s as its ARGV string ("0": forever; handed to SET as it
@@ -288,7 +290,15 @@ local function write_once(prefix, ttl, fees, tx_id, result, fee, status)
   else
     set = redis.call('SET', key, result, 'NX')
   end
-  if not set then return redis.call('GET', key) end
+  if not set then
+    local stored = redis.pcall('GET', key)
+    if type(stored) == 'string' then return stored end
+    if ttl ~= '0' then
+      redis.call('SET', key, result, 'EX', ttl)
+    else
+      redis.call('SET', key, result)
+    end
+  end
   redis.call('XADD', fees, '*', 'tx_id', tx_id, 'fee', fee, 'status', status)
   return true
 end

@@ -49,7 +49,7 @@ class ResultWriter:
         out: list[PackedResult | None] = []
         for tx_id in tx_ids:
             raw = found.get(tx_id) if tx_id else None
-            out.append(None if raw is None else PackedResult.from_bytes(raw))
+            out.append(None if raw is None else PackedResult.from_bytes(raw, tx_id or ""))
         return out
 
     async def write(self, results: Sequence[PackedResult]) -> list[Written]:
@@ -95,7 +95,7 @@ class ResultWriter:
             if isinstance(reply, int):
                 written.append(Written(result, True))
             else:
-                written.append(Written(PackedResult.from_bytes(reply), False))
+                written.append(Written(PackedResult.from_bytes(reply, result.tx_id), False))
         return written
 
     async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:

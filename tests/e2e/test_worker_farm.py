@@ -270,3 +270,24 @@ def test_queue_depth_gauge_counts_waiting_jobs(farm: Farm) -> None:
         wait_metric(farm, "wesfarm_queue_depth", 3)
     finally:
         farm.client.zrem(farm.queue, *later)
+
+
+def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Farm) -> None:
+    """A map with no usable tx id gets a Result nobody can look up: arq's record of the
+    job keeps its status and error, not the whole Result (a batch of id-less maps made arq
+    keep hundreds of megabytes and the worker log a line per map)."""
+    from worker.protocol import result_record
+
+    tx, job_id = farm.tx("beside-idless"), f"batch:{farm.prefix}-idless:3:x"
+    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch",
+            [[job_map(tx, "hello", "hello"), {}, {"tx_id": 5}]], job_id)
+    assert wait_results(farm.client, farm.prefix, [tx])[tx]["status"] == "ok"
+    key = Keys(farm.prefix).arq("result:") + job_id
+    deadline = time.monotonic() + 30
+    while (raw := farm.client.get(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert raw is not None
+    ok, *unstored = result_record(raw)["r"]
+    assert ok == {"tx_id": tx, "status": "ok"}
+    assert [set(r) for r in unstored] == [{"tx_id", "status", "error"}] * 2
+    assert all(r["status"] == "invalid" and r["error"]["message"] for r in unstored)

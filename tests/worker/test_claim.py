@@ -128,3 +128,33 @@ async def test_the_worker_runs_every_job_it_claims_with_arqs_own_machinery(
     assert worker._scripts is not None  # the jobs were claimed by the script
     assert worker.jobs_complete == 40 and worker.jobs_failed == 0
     assert [await job.result(timeout=5) for job in jobs] == [2 * i for i in range(40)]
+
+
+async def test_members_that_no_worker_can_claim_at_the_queue_head_starve_no_job(
+    redis_url: str, queue: tuple[redis.Redis, str], arq_pool: Any,
+) -> None:
+    """A poll reads a page of the queue from its head. Members scored at or below 0 and
+    members whose leases never lapse (written by someone else) filled every page, and
+    the jobs behind them never ran."""
+    import asyncio
+
+    from worker.arq_keys import in_progress_prefix
+
+    client, name = queue
+    limit = 50
+    client.zadd(name, {f"{name}-zero-{i}": 0 for i in range(2 * limit)})
+    client.zadd(name, {f"{name}-held-{i}": 1 for i in range(3 * limit)})
+    for i in range(3 * limit):
+        client.set(f"{in_progress_prefix()}{name}-held-{i}", b"1")  # no TTL
+    jobs = [await arq_pool.enqueue_job("double", i, _job_id=f"{name}-{i}") for i in range(5)]
+    worker = ClaimingWorker(functions=[func(double, name="double")], queue_name=name,
+                            redis_settings=RedisSettings.from_dsn(redis_url),
+                            max_jobs=8, poll_delay=0.01, handle_signals=False,
+                            queue_read_limit=limit)
+    running = asyncio.create_task(worker.main())
+    try:
+        assert [await job.result(timeout=20) for job in jobs] == [0, 2, 4, 6, 8]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()

@@ -331,12 +331,13 @@ async def test_outcomes_do_not_depend_on_the_executors_memory(
 
 def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
         tmp_path: Path, redis_url: str, key_prefix: str) -> None:
-    """A job refused before it runs pays nothing: fetching its declared keys would be free
-    work for whoever sends it (64 keys of 64 KiB a job). Each refusal the executor can
-    tell without loading code keeps its keys out of the request's prefetch; the verdicts
-    stay execute_wire's."""
+    """A job refused before it runs pays nothing, and one whose fee limit cannot cover its
+    declared keys pays for few: fetching their keys would be free work for whoever sends
+    them (64 keys of 64 KiB a job). Each such job the executor can tell without loading
+    code keeps its keys out of the request's prefetch; the verdicts stay execute_wire's."""
     from multiprocessing import Pipe
 
+    from tests.support import TEST_FEES
     from tests.support.contracts import example
     from worker.executor_main import Executor
 
@@ -344,7 +345,8 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
     client = redis.Redis.from_url(redis_url)
     deploy(client, prefix, "token", example("token"))
     parent, child = Pipe()
-    settings = load_settings(key_prefix=prefix, cache_dir=tmp_path / "cache")
+    settings = load_settings(key_prefix=prefix, cache_dir=tmp_path / "cache",
+                             fees={**TEST_FEES, "storage_read_key": 1_000})
     executor = Executor(child, settings, redis_url)
     fetched: list[tuple[str, bytes]] = []
     begin = executor.sources.begin_request
@@ -371,8 +373,9 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
                     fee_limit=settings.limits.max_fee_per_timeout_ms + 1, timeout_ms=1),
             job_map("badmap", "token", "total_supply", access=[b"m"], fee_limit="x"),
             job_map("seq", "seq", "total_supply", access=[b"q"]),
+            job_map("poor", "token", "total_supply", access=[b"p", b"p2"], fee_limit=1_999),
             {**ok, "tx_id": "ok2"})
-        assert statuses == ["invalid"] * 6 + ["ok"]
+        assert statuses == ["invalid"] * 6 + ["out_of_fee", "ok"]
         assert fetched == [("token", b"bal:a")]
     finally:
         executor.close()

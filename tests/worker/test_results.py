@@ -95,3 +95,41 @@ async def test_results_expire_and_the_fee_stream_stays_bounded(
         await client.delete(keys.fees, keys.result("kept"),
                             *(keys.result(f"tx-{i}") for i in range(3_000)))
         await client.aclose()
+
+
+async def test_a_key_of_another_type_under_a_result_key_fails_no_neighbour(
+    writer: ResultWriter,
+) -> None:
+    """A hash where a tx's result goes (someone wrote it) made the script fail at that
+    row: the rows after it in the call were never written, every retry failed the same
+    way, and their txs never got a Result. Now the result takes the key's place."""
+    await writer.redis.hset(writer.keys.result("poison"), "x", "y")
+    rows = [_result("a"), _result("poison", used=7), _result("b")]
+    written = await writer.write(rows)
+    assert [w.created for w in written] == [True, True, True]
+    assert await writer.existing(["a", "poison", "b"]) == rows
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert [e.tx_id for e in entries] == ["a", "poison", "b"]
+
+
+async def test_bytes_that_are_no_result_under_a_result_key_fail_no_neighbour(
+    writer: ResultWriter, redis_url: str
+) -> None:
+    """Garbage under one tx's result key read back as that tx's unreadable record (to
+    the worker, and to a producer's wait), not as an error for every tx of its batch."""
+    from config import load_settings
+    from producer import FarmClient
+
+    await writer.redis.set(writer.keys.result("junk"), b"\xc1 not msgpack")
+    written = await writer.write([_result("a"), _result("junk"), _result("b")])
+    assert [w.created for w in written] == [True, False, True]
+    assert written[1].result.tx_id == "junk" and written[1].result.status == "error"
+    [a, junk, b] = await writer.existing(["a", "junk", "b"])
+    assert (a, b) == (written[0].result, written[2].result)
+    assert junk is not None and junk.status == "error" and junk.data == b"\xc1 not msgpack"
+    settings = load_settings(redis_url=redis_url, key_prefix=writer.keys.prefix)
+    async with FarmClient(settings) as client:
+        seen = await client.results(["a", "junk"])
+    assert seen["a"] is not None and seen["a"].status == "ok"
+    assert seen["junk"] is not None and seen["junk"].status == "error"
+    assert (seen["junk"].error or {})["kind"] == "unreadable_result"

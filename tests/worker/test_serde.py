@@ -136,3 +136,18 @@ def test_a_batchs_arguments_have_a_short_repr_and_stay_a_list() -> None:
                                            "et": 1}))
     assert job["a"][0] == maps and isinstance(job["a"][0], list)
     assert repr(job["a"]) == "[<256 txs>]"
+
+
+def test_a_batch_of_more_txs_than_a_job_may_hold_is_refused_naming_as_many() -> None:
+    """A hostile batch of 200,000 tiny maps held a worker's event loop for seconds; more
+    than MAX_JOB_TXS is refused at decoding, its first MAX_JOB_TXS tx ids ended."""
+    from worker.protocol import MAX_JOB_TXS
+
+    maps = [{"tx_id": f"t{i}"} for i in range(MAX_JOB_TXS + 5)]
+    data = msgpack.packb({"t": 1, "f": "execute_batch", "a": [maps], "k": {}, "et": 0})
+    job = job_deserializer(data)
+    assert job["f"] == FN_REJECT and f"more than {MAX_JOB_TXS}" in job["a"][0]
+    assert job["k"]["tx_ids"] == [f"t{i}" for i in range(MAX_JOB_TXS)]
+    full = msgpack.packb({"t": 1, "f": "execute_batch", "a": [maps[:MAX_JOB_TXS]], "k": {},
+                          "et": 0})
+    assert job_deserializer(full)["f"] == "execute_batch"
