@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from engine.pool import WarmInstance
 
 PAGE = 65_536
+TRIM_SLACK = 4_096  # fuel a host charge may leave granted beyond an eighth (see trim_fuel)
 _string_at = ctypes.string_at
 _memmove = ctypes.memmove
 _get_fuel, _set_fuel, _memory_size = raw.fast_get_fuel, raw.fast_set_fuel, raw.fast_memory_data_size
@@ -150,6 +151,16 @@ class ExecutionState:
         self.fuel_granted = (meter.limit - meter.used) // self.fee_price
         if _set_fuel(self.ctx, c_uint64(self.fuel_granted)):
             raise InternalError("wasmtime refused set_fuel")
+
+    def trim_fuel(self) -> None:
+        """After a host call: once the fuel granted exceeds what the fee left would buy by
+        more than an eighth (and TRIM_SLACK), lower it to that (engine/native/trampolines.c's
+        trim_fuel, the same rule): a charge does not lower the fuel granted before it."""
+        cap = (self.meter.limit - self.meter.used) // self.fee_price
+        if self.fuel_granted > cap + cap // 8 + TRIM_SLACK:
+            if _set_fuel(self.ctx, c_uint64(cap)):
+                raise InternalError("wasmtime refused set_fuel")
+            self.fuel_granted = cap
 
     def cap_fuel(self) -> None:
         """After a call the callee's fee is charged here: wasm may not run past what is

@@ -59,6 +59,7 @@ def _public_callback(spec: HostFunction, holder: CurrentExecution, base: int) ->
             if cap in ex.denied:
                 raise _denied(spec)
             value = impl(ex, *(a & m for a, m in zip(args, masks, strict=True)))
+            ex.trim_fuel()
         except BaseException as exc:
             ex.pending = exc
             raise

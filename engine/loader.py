@@ -52,12 +52,17 @@ class ContractLoader:
     def validate(self, code: bytes) -> ModuleInfo:
         """Policy, budget and a compile behind the wall (the artifact is kept); raise
         Rejected/InvalidJob naming the problem."""
-        return self.load(hashlib.sha256(code).hexdigest(), lambda: code).info
+        loaded = self.load(hashlib.sha256(code).hexdigest(), lambda: code)
+        return loaded if isinstance(loaded, ModuleInfo) else loaded.info
 
-    def contract(self, address: str, codes: CodeSource) -> CompiledContract:
+    def contract(self, address: str, codes: CodeSource,
+                 payable: Callable[[ModuleInfo], bool] | None = None
+                 ) -> CompiledContract | ModuleInfo:
         """The compiled contract deployed at `address` (InvalidJob when there is none). A
         compile that hits the wall here, after the deploy passed it, is this machine's
-        trouble, not the contract's: an internal error, retried elsewhere."""
+        trouble, not the contract's: an internal error, retried elsewhere. Only its
+        ModuleInfo when it must be compiled here and `payable` says the job cannot pay for
+        bringing it in: compiling is never done for a job that cannot pay to run it."""
         code_hash = codes.code_hash(address)
         if code_hash is None:
             raise InvalidJob(f"unknown contract {address!r}", "unknown_contract")
@@ -75,10 +80,11 @@ class ContractLoader:
             return code
 
         try:
-            loaded = self.load(code_hash, fetch)
+            loaded = self.load(code_hash, fetch, payable)
         except CompileWall as exc:
             raise InternalError(f"compiling contract {address!r} here: {exc.message}") from None
-        self.infos[code_hash] = loaded.info
+        info = loaded if isinstance(loaded, ModuleInfo) else loaded.info
+        self.infos[code_hash] = info
         self.infos.move_to_end(code_hash)
         while len(self.infos) > KNOWN_INFOS:
             self.infos.popitem(last=False)
@@ -93,7 +99,9 @@ class ContractLoader:
         contract = self.compiled.get(code_hash)
         return contract.info if contract is not None else self.infos.get(code_hash)
 
-    def load(self, code_hash: str, fetch: Callable[[], bytes]) -> CompiledContract:
+    def load(self, code_hash: str, fetch: Callable[[], bytes],
+             payable: Callable[[ModuleInfo], bool] | None = None
+             ) -> CompiledContract | ModuleInfo:
         contract = self.compiled.get(code_hash)
         if contract is not None:
             return contract
@@ -113,6 +121,8 @@ class ContractLoader:
                 raise InvalidJob(f"code stored under {code_hash} does not hash to it",
                                  "bad_module")
             info = check_module(code, self.settings.limits)
+            if payable is not None and not payable(info):
+                return info
             validate_module(self.engine, code)  # before the instrumenter reads the code
             started = time.perf_counter()
             instrumented = instrument(code, self.metering)

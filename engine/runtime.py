@@ -8,6 +8,7 @@ import logging
 import math
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
@@ -15,6 +16,7 @@ import wasmtime
 from config import Settings
 from engine import raw
 from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
+from engine.admission import refusal
 from engine.calls import Calls
 from engine.compiler import build_config, fingerprint
 from engine.counters import EngineCounters
@@ -33,7 +35,7 @@ from engine.execution_state import PAGE, ExecutionState
 from engine.fees import FeeMeter, paid_pages
 from engine.linking import CurrentExecution, HostLinker, native_host
 from engine.loader import ContractLoader
-from engine.model import FeeReport, Job, ModuleInfo, Result, access_list
+from engine.model import FeeReport, Job, ModuleInfo, Result
 from engine.pool import CompiledContract, InstancePool, WarmInstance
 from engine.state import CodeSource, StateView
 
@@ -126,7 +128,8 @@ class WasmEngine:
         try:
             job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
                                 self.limits.max_timeout_ms)
-            if self._refusal(job) is not None or job.function == "init" or \
+            refused = refusal(job, self.limits, self.settings.default_timeout_ms)
+            if refused is not None or job.function == "init" or \
                     codes.code_hash(job.contract) is None:
                 return None
             info = self.loader.known(job.contract, codes)
@@ -139,47 +142,35 @@ class WasmEngine:
             cost += self._bringing_in(info)
         return job if cost <= job.fee_limit else None
 
-    def _refusal(self, job: Job) -> InvalidJob | None:
-        """Why the job alone, whatever the state and code, is invalid (None: it is not)."""
-        if not (type(job.fee_limit) is int and 0 < job.fee_limit <= self.limits.max_fee_limit):
-            return InvalidJob(f"fee_limit {job.fee_limit!r} outside 1..{self.limits.max_fee_limit}",
-                              "bad_fee_limit")
-        timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
-        if job.fee_limit > timeout_ms * self.limits.max_fee_per_timeout_ms:
-            return InvalidJob(
-                f"fee_limit {job.fee_limit} cannot run within a timeout of {timeout_ms} ms "
-                f"(at most {self.limits.max_fee_per_timeout_ms:,} fee units per ms of it)",
-                "fee_limit_outlasts_timeout")
-        try:
-            access_list(job.access)  # as from_wire checks it: the same job, the same verdict
-            access_list(job.writes, "writes")
-        except InvalidJob as exc:
-            return exc
-        return None
-
     def execute(self, job: Job, state: StateView, codes: CodeSource, *,
                 deploy: bool = False) -> Result:
         """Run one job. Only a deploy (`deploy=True`) may name `init`: it runs once, when
         the contract is deployed, and never again."""
         started = time.perf_counter()
-        refused = self._refusal(job)
+        refused = refusal(job, self.limits, self.settings.default_timeout_ms)
         if refused is not None:
             return self._failed(job.tx_id, refused, FeeMeter(0))
         timeout_ms = job.timeout_ms or self.settings.default_timeout_ms
         try:
             if job.function == "init" and not deploy:
                 raise InvalidJob("init runs only at deploy", "init_at_deploy_only")
-            contract = self.loader.contract(job.contract, codes)
-            if job.function not in contract.info.entry_points:
+            contract = self.loader.contract(job.contract, codes, self._payable(job))
+            info = contract if isinstance(contract, ModuleInfo) else contract.info
+            if job.function not in info.entry_points:
                 raise InvalidJob(f"contract {job.contract!r} has no entry point "
                                  f"{job.function!r}", "unknown_function")
-            self._calls = Calls(job, state, self.limits, timeout_ms,
-                                lambda callee, view: self._run_callee(callee, view, codes))
-            try:
-                result = self._run(job, contract, state)
-            finally:
-                calls, self._calls = self._calls, None
-            result = calls.finish(result)
+            unpaid = self._unpayable(job, info) if isinstance(contract, ModuleInfo) else None
+            if unpaid is not None:
+                result = unpaid  # (not compiled here: what running it would end in)
+            else:
+                assert not isinstance(contract, ModuleInfo)
+                self._calls = Calls(job, state, self.limits, timeout_ms,
+                                    lambda callee, view: self._run_callee(callee, view, codes))
+                try:
+                    result = self._run(job, contract, state)
+                finally:
+                    calls, self._calls = self._calls, None
+                result = calls.finish(result)
         except ExecutionError as exc:
             result = self._failed(job.tx_id, exc, FeeMeter(job.fee_limit))
         except Exception as exc:  # a bug: still a result, never a crash
@@ -253,18 +244,32 @@ class WasmEngine:
         if known is not None:
             if job.function not in known.entry_points:
                 return None
-            meter = FeeMeter(job.fee_limit)
-            try:
-                meter.consume(self._bringing_in(known), "execution", "execution")
-            except OutOfFee as exc:
-                return self._failed(job.tx_id, exc, meter)
+            unpaid = self._unpayable(job, known)
+            if unpaid is not None:
+                return unpaid
         try:
-            contract = self.loader.contract(job.contract, codes)
+            contract = self.loader.contract(job.contract, codes, self._payable(job))
         except (InvalidJob, Rejected):
             return None
-        if job.function not in contract.info.entry_points:
+        info = contract if isinstance(contract, ModuleInfo) else contract.info
+        if job.function not in info.entry_points:
             return None
+        if isinstance(contract, ModuleInfo):
+            return self._unpayable(job, info)
         return self._run(job, contract, state)
+
+    def _payable(self, job: Job) -> Callable[[ModuleInfo], bool]:
+        return lambda info: self._bringing_in(info) <= job.fee_limit
+
+    def _unpayable(self, job: Job, info: ModuleInfo) -> Result | None:
+        """The Result `_run` ends in when the job cannot pay for bringing the module in
+        (None: it can), without bringing it in."""
+        meter = FeeMeter(job.fee_limit)
+        try:
+            meter.consume(self._bringing_in(info), "execution", "execution")
+        except OutOfFee as exc:
+            return self._failed(job.tx_id, exc, meter)
+        return None
 
     def _native_call(self, ex: Any, address: bytes, function: bytes, data: bytes,
                      fee: int) -> tuple[int, bytes]:

@@ -28,6 +28,24 @@ static int enter(Execution *ex, const char *name) {
     return ex_consume(ex, base, CAT_HOST_CALLS, name);
 }
 
+/* A host charge does not lower the fuel granted before it: once the fuel exceeds what the
+ * fee left would buy by more than an eighth (and TRIM_SLACK), lower it to that, or wasm
+ * runs on what the charge took (ending out_of_fee all the same, after up to twice the work
+ * its fee pays for). engine/execution_state.py's trim_fuel is the same rule. */
+#define TRIM_SLACK 4096
+static int trim_fuel(Execution *ex) {
+    uint64_t cap = (uint64_t)((ex->limit - ex->used) / ex->host->prices.instruction);
+    if (ex->fuel_granted <= cap + cap / 8 + TRIM_SLACK)
+        return 0;
+    void *err = wt.set_fuel(ex->ctx, cap);
+    if (err != NULL) {
+        wt.error_delete(err);
+        return ex_internal(ex, "wasmtime refused set_fuel");
+    }
+    ex->fuel_granted = cap;
+    return 0;
+}
+
 static const char *capability_name(uint32_t bit);
 
 static void *trampoline(Host *host, Args a, Impl impl, const char *name, uint32_t capability,
@@ -43,6 +61,8 @@ static void *trampoline(Host *host, Args a, Impl impl, const char *name, uint32_
                      capability_name(capability));
     if (rc == 0)
         rc = impl(ex, a, &value);
+    if (rc == 0)
+        rc = trim_fuel(ex);
     if (rc == 0 && result != NO_RESULT) {
         a[0] = (uint32_t)value;
         if (result == I64_RESULT)

@@ -310,6 +310,29 @@ def test_a_known_callee_is_refused_before_loading_with_the_same_result(
         close_engine(c.engine)
 
 
+
+@pytest.mark.parametrize("raw_path", [True, False], ids=["raw", "public"])
+def test_a_callee_that_cannot_be_paid_for_is_not_compiled_for_the_call(
+    raw_path: bool, cache_dir: Path
+) -> None:
+    """Bringing a callee in is priced by its size: a call forwarding less than that ends
+    as it would with the callee compiled, without compiling it."""
+    from tests.support import TEST_FEES
+
+    settings = load_settings(cache_dir=cache_dir, fees={**TEST_FEES, "module_byte": 2})
+    c = Chain.start(settings, raw_calls=raw_path)
+    try:
+        c.deploy("proxy", PROXY)
+        c.deploy("bank", BANK)
+        cold, status, _ = fwd(c, "bank", "get", fee=3)
+        assert status == CALL_OUT_OF_FEE
+        assert c.engine.get_metrics()["cache"]["compiled"] == 1  # the proxy alone
+        assert fwd(c, "bank", "get", fee=0)[1] == CALL_OK  # all that is left: compiled
+        warm, _, _ = fwd(c, "bank", "get", fee=3)
+        assert _without_ids(cold) == _without_ids(warm)
+    finally:
+        close_engine(c.engine)
+
 def _without_ids(r: Result) -> bytes:
     r.tx_id = ""
     return r.consensus_bytes()

@@ -4,6 +4,7 @@ price, the module's size, traps and their frames, distinct reads -- on both host
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,31 @@ def test_bringing_the_module_in_is_priced_by_its_size_warm_or_cold(
         chain.close()
 
 
+
+def test_a_job_that_cannot_pay_to_bring_its_module_in_never_compiles_it(
+        tmp_path: Path, raw_calls: bool) -> None:
+    """Compiling on a host that has no artifact came before the first charge: a fee of 1
+    bought up to the whole compile budget. The verdict is the one the compiled module
+    gives; the compile waits for a job that can pay."""
+    chain = _chain(tmp_path, raw_calls, module_byte=2)
+    try:
+        code = bytes(wasmtime.wat2wasm(f'(module {M} (func (export "f")))'))
+        chain.deploy("m", code)
+        short = 2 * len(code) - 1  # bringing it in costs 2 a byte (execution: 0)
+
+        def verdicts() -> list[tuple[str, int, Any]]:
+            runs = [chain.run("m", "f", fee_limit=short), chain.run("m", "nope", fee_limit=1)]
+            return [(r.status, r.fee.used, r.error) for r in runs]
+
+        cold = verdicts()
+        assert [status for status, _, _ in cold] == ["out_of_fee", "invalid"]
+        assert chain.engine.get_metrics()["cache"]["compiled"] == 0
+        assert chain.run("m", "f").status == "ok"  # can pay: compiled
+        assert chain.engine.get_metrics()["cache"]["compiled"] == 1
+        assert verdicts() == cold
+    finally:
+        chain.close()
+
 RECURSE = f"""(module (import "wes" "input_read" (func $ir (param i32)))
   (import "wes" "revert" (func $rv (param i32 i32))) {M}
   (func $down (param i32) (if (i32.eqz (local.get 0)) (then unreachable))
@@ -268,3 +294,37 @@ def test_a_distinct_key_read_from_state_is_charged_once(reader_chain: Chain) -> 
     base = chain.run("probe", "read", key).fee.breakdown["storage_read"]
     base_price = TEST_FEES["storage_read"] + 4 * TEST_FEES["storage_read_byte"]
     assert base == base_price + 700  # absent key: one new read-set entry
+
+
+GROW_THEN_LOOP = """(module (import "wes" "fee_left" (func $fee_left (result i64)))
+  (memory (export "memory") 1 300)
+  (func (export "run") (local $i i32)
+    (drop (memory.grow (i32.const 100)))
+    (local.set $i (i32.const %d))
+    (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
+    (drop (call $fee_left))))"""
+
+
+def test_a_host_charge_lowers_the_fuel_wasm_may_still_burn(tmp_path: Path, raw_calls: bool) -> None:
+    """Fuel is granted once, as the whole budget: a host charge (here 100 pages) left it
+    granted, so wasm could run up to twice what its fee pays for before the next host
+    call found the fee gone. Now the fuel is lowered after the charge and wasm runs out
+    inside the loop: the fee runs out by one fuel unit, not by the whole loop."""
+    chain = _chain(tmp_path, raw_calls)
+    try:
+        small, n = 1_000, 200_000
+        chain.deploy("small", GROW_THEN_LOOP % small)
+        chain.deploy("big", GROW_THEN_LOOP % n)
+        probe = chain.run("small", "run", fee_limit=10**9)
+        assert probe.status == "ok", probe.error
+        grow, per_pass = probe.fee.used, probe.fee.breakdown["instructions"] / small
+        loop = int(n * per_pass)
+        # the loop fits in the fuel first granted, not in what the pages leave of it
+        limit = grow + loop * 3 // 4
+        assert loop <= limit // TEST_FEES["instruction"]
+        r = chain.run("big", "run", fee_limit=limit)
+        assert r.status == "out_of_fee" and r.error is not None
+        needs, left = (int(x) for x in re.findall(r"\d+", r.error["message"])[:2])
+        assert needs == left + 1, r.error["message"]
+    finally:
+        chain.close()
