@@ -20,6 +20,12 @@ def in_progress_prefix() -> str:
     return str(getattr(arq.worker, "in_progress_key_prefix"))  # noqa: B009  # patched
 
 
+def arq_key(constant: str, job_id: str) -> str:
+    """A job's arq key of one kind (an ARQ_KEY_CONSTANTS name), as this process's arq
+    names it."""
+    return str(getattr(arq.worker, constant)) + job_id
+
+
 def namespace_arq(prefix: str) -> None:
     """Point this process's arq at the farm's keys (`{prefix}:arq:...`): a worker process
     serves one farm, so two farms on one Redis never share a job key."""

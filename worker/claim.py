@@ -43,15 +43,17 @@ from typing import Any
 
 from arq.utils import timestamp_ms
 from arq.worker import Worker
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from worker.arq_keys import in_progress_prefix
-from worker.jobs import results_for_failed_job
+from worker.arq_keys import arq_key, in_progress_prefix
+from worker.jobs import results_for_failed_job, results_for_unreadable_job
 from worker.protocol import ADVERTISE_LUA, Keys, job_tx_count
 
 log = logging.getLogger("wesfarm.worker")
 MAX_BACKOFF_S = 5.0
 ADVERTISE_S, ADVERTISE_TTL_MS = 1.0, 5_000
+# Redis's replies to a command on a key holding what it cannot work on: data, not trouble.
+UNREADABLE = ("WRONGTYPE", "value is not an integer")
 PARTS_HELD = 2  # per live executor: the part it runs and the next, so it never waits a poll
 
 # KEYS[1] the queue; ARGV[1] now (ms), ARGV[2] lease (ms), ARGV[3] the in-progress key
@@ -219,6 +221,33 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             log.warning("redis unavailable (%s); retrying", exc)
         await asyncio.sleep(self._backoff)
         self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        except ResponseError as exc:
+            if not any(text in str(exc) for text in UNREADABLE):
+                raise
+            await self._unreadable(job_id, str(exc))
+
+    async def _unreadable(self, job_id: str, why: str) -> None:
+        """One of the job's arq keys holds what arq cannot read (someone else wrote it):
+        claimed, failed and lapsed every lease, it never ended. A payload key that is no
+        string: the job ends `invalid` and leaves the queue. Else (a retry count that is
+        no integer) that key goes, and the job runs on the next poll."""
+        job_key = arq_key("job_key_prefix", job_id)
+        payload_ok = await self.pool.type(job_key) in (b"string", b"none")
+        if not payload_ok:
+            await results_for_unreadable_job(self.ctx, job_id, why)
+        async with self.pool.pipeline(transaction=True) as pipe:
+            if not payload_ok:
+                pipe.zrem(self.queue_name, job_id)
+                pipe.delete(job_key)
+            pipe.delete(arq_key("retry_key_prefix", job_id),
+                        arq_key("in_progress_key_prefix", job_id))
+            await pipe.execute()
+        log.warning("job %s: an arq key of it was unreadable (%s); %s", job_id, why[:200],
+                    "the job ends invalid" if not payload_ok else "it runs again")
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq failed the job before (or instead of) running it: the txs still get a Result."""

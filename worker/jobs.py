@@ -301,6 +301,15 @@ async def reject_payload(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+async def results_for_unreadable_job(ctx: Ctx, job_id: str, why: str) -> None:
+    """A job whose arq payload key holds what arq cannot read (a key of another type,
+    written by someone else): its tx, the job id, ends `invalid` naming that."""
+    farm: Farm | None = ctx.get("farm")
+    if farm is not None and _storable(job_id):
+        await _fail_all(farm, [None], [job_id], "invalid", "malformed_payload",
+                        f"the job's arq key cannot be read: {why}"[:500])
+
+
 def _storable(job_id: str) -> bool:
     return not job_id.startswith(BATCH_JOB_PREFIX) and len(job_id.encode()) <= MAX_TX_ID_BYTES
 

@@ -291,3 +291,17 @@ def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Fa
     assert ok == {"tx_id": tx, "status": "ok"}
     assert [set(r) for r in unstored] == [{"tx_id", "status", "error"}] * 2
     assert all(r["status"] == "invalid" and r["error"]["message"] for r in unstored)
+
+
+def test_a_job_whose_payload_key_is_not_a_string_ends_invalid_and_leaves_the_queue(
+        farm: Farm) -> None:
+    tx = farm.tx("hash-payload")
+    farm.client.hset(Keys(farm.prefix).arq("job:") + tx, "f", "execute")
+    farm.client.zadd(farm.queue, {tx: int(time.time() * 1000)})
+    res = wait_results(farm.client, farm.prefix, [tx])[tx]
+    assert res["status"] == "invalid" and res["error"]["kind"] == "malformed_payload"
+    assert "cannot be read" in res["error"]["message"]
+    deadline = time.monotonic() + 10
+    while farm.client.zscore(farm.queue, tx) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert farm.client.zscore(farm.queue, tx) is None

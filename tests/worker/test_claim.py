@@ -158,3 +158,35 @@ async def test_members_that_no_worker_can_claim_at_the_queue_head_starve_no_job(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await worker.close()
+
+
+async def test_a_job_whose_arq_keys_cannot_be_read_ends_instead_of_lapsing_forever(
+    redis_url: str, queue: tuple[redis.Redis, str], arq_pool: Any,
+) -> None:
+    """A payload key of another type, or a retry count that is no integer (written by
+    someone else), made arq's run_job fail: the job was claimed, failed and lapsed every
+    lease, forever. The first leaves the queue; the second runs once the count goes."""
+    import asyncio
+
+    from worker.arq_keys import arq_key  # (as this process's arq names them)
+
+    client, name = queue
+    client.hset(arq_key("job_key_prefix", f"{name}-hash"), "f", "double")
+    client.zadd(name, {f"{name}-hash": int(time.time() * 1000)})
+    job = await arq_pool.enqueue_job("double", 21, _job_id=f"{name}-count")
+    client.set(arq_key("retry_key_prefix", f"{name}-count"), b"x")
+    worker = ClaimingWorker(functions=[func(double, name="double")], queue_name=name,
+                            redis_settings=RedisSettings.from_dsn(redis_url),
+                            max_jobs=8, poll_delay=0.01, handle_signals=False)
+    running = asyncio.create_task(worker.main())
+    try:
+        assert await job.result(timeout=20) == 42
+        deadline = time.monotonic() + 20
+        while client.zscore(name, f"{name}-hash") is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert client.zscore(name, f"{name}-hash") is None
+        assert not client.exists(arq_key("job_key_prefix", f"{name}-hash"))
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
