@@ -145,10 +145,17 @@ class ExecutionState:
             meter.consume(spent, "instructions")
             meter.consume(base, "host_calls", name)
 
+    def fuel_cap(self) -> int:
+        """The fuel the fee left buys, and one more: wasmtime traps once the fuel used
+        reaches what was granted, and sees a run past it only at a loop header or a call,
+        so with the one more every run past what the fee buys is seen (a trap, or all the
+        fuel gone at the next look) and ends out_of_fee, and one the fee pays for never
+        traps (engine/native/meter.c's ex_fuel_cap is the same)."""
+        return (self.meter.limit - self.meter.used) // self.fee_price + 1
+
     def grant_fuel(self) -> None:
         """Give wasm the budget left, as fuel (once, before the call)."""
-        meter = self.meter
-        self.fuel_granted = (meter.limit - meter.used) // self.fee_price
+        self.fuel_granted = self.fuel_cap()
         if _set_fuel(self.ctx, c_uint64(self.fuel_granted)):
             raise InternalError("wasmtime refused set_fuel")
 
@@ -156,7 +163,7 @@ class ExecutionState:
         """After a host call: once the fuel granted exceeds what the fee left would buy by
         more than an eighth (and TRIM_SLACK), lower it to that (engine/native/trampolines.c's
         trim_fuel, the same rule): a charge does not lower the fuel granted before it."""
-        cap = (self.meter.limit - self.meter.used) // self.fee_price
+        cap = self.fuel_cap()
         if self.fuel_granted > cap + cap // 8 + TRIM_SLACK:
             if _set_fuel(self.ctx, c_uint64(cap)):
                 raise InternalError("wasmtime refused set_fuel")
@@ -167,7 +174,7 @@ class ExecutionState:
         left (its fuel was granted before)."""
         if _get_fuel(self.ctx, self.fuel_ref):
             raise InternalError("wasmtime refused get_fuel")
-        cap = (self.meter.limit - self.meter.used) // self.fee_price
+        cap = self.fuel_cap()
         left = self.fuel_cell.value
         if left > cap:
             if _set_fuel(self.ctx, c_uint64(cap)):

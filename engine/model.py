@@ -310,11 +310,15 @@ class Result:
         """The Result stored bytes hold. Bytes that hold none (not the farm's: someone
         wrote them there) read as tx_id's uncharged `error`, so they fail nothing else."""
         try:
-            return cls.from_wire(unpack(data))
+            result = cls.from_wire(unpack(data))
+            why = "another tx's Result"
         except Exception as exc:
-            return cls(tx_id, "error", FeeReport(0, 0, {}, ""), error={
-                "kind": "unreadable_result",
-                "message": f"what is stored as its Result is none: {type(exc).__name__}"})
+            why = type(exc).__name__
+        else:
+            if result.tx_id == tx_id:
+                return result
+        return cls(tx_id, "error", FeeReport(0, 0, {}, ""), error={
+            "kind": "unreadable_result", "message": f"what is stored as its Result is none: {why}"})
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` shape: bytes as lowercase hex."""

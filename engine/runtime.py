@@ -154,7 +154,10 @@ class WasmEngine:
         try:
             if job.function == "init" and not deploy:
                 raise InvalidJob("init runs only at deploy", "init_at_deploy_only")
-            contract = self.loader.contract(job.contract, codes, self._payable(job))
+            payable = self._payable(job)
+            known = self.loader.known(job.contract, codes)  # (unpayable: no fetch again)
+            contract = known if known is not None and not payable(known) else \
+                self.loader.contract(job.contract, codes, payable)
             info = contract if isinstance(contract, ModuleInfo) else contract.info
             if job.function not in info.entry_points:
                 raise InvalidJob(f"contract {job.contract!r} has no entry point "
@@ -254,9 +257,8 @@ class WasmEngine:
         info = contract if isinstance(contract, ModuleInfo) else contract.info
         if job.function not in info.entry_points:
             return None
-        if isinstance(contract, ModuleInfo):
-            return self._unpayable(job, info)
-        return self._run(job, contract, state)
+        return self._unpayable(job, info) if isinstance(contract, ModuleInfo) else \
+            self._run(job, contract, state)
 
     def _payable(self, job: Job) -> Callable[[ModuleInfo], bool]:
         return lambda info: self._bringing_in(info) <= job.fee_limit

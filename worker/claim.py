@@ -103,6 +103,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
     _next_advert = 0.0
     _trouble_since: float | None = None
     _backoff = 0.05
+    _claimed = 0  # jobs the last start_jobs claimed
 
     def _script(self, index: int) -> Any:
         if self._scripts is None:
@@ -129,6 +130,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
                 executors * self.ctx["settings"].prefetch_txs - sum(held))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        self._claimed = 0
         free = self.max_jobs - self.job_counter
         if free <= 0 or not job_ids:
             return
@@ -153,6 +155,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             keys=[self.queue_name],
             args=[timestamp_ms(), self.lease_ms, in_progress_prefix(), free, part_room,
                   single_room, *weighted])
+        self._claimed = len(reply) // 2
         for i in range(0, len(reply), 2):
             job_id, score = reply[i].decode(), int(float(reply[i + 1]))
             await self.sem.acquire()  # never waits: at most `free` jobs were claimed
@@ -193,12 +196,11 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
                 job_ids = await self.pool.zrangebyscore(
                     self.queue_name, min=1, max=timestamp_ms(),
                     start=self._queue_read_offset, num=self.queue_read_limit)
-                started = self.job_counter
                 await self.start_jobs(job_ids)
                 # A full page none of which could be claimed (all running elsewhere, or
                 # held by leases that never lapse): the next poll reads the page after it,
                 # so no number of such members at the head starves the jobs behind them.
-                full = len(job_ids) == self.queue_read_limit and self.job_counter == started
+                full = len(job_ids) == self.queue_read_limit and not self._claimed
                 self._queue_read_offset = self._queue_read_offset + len(job_ids) if full else 0
             await self.heart_beat()
         except (RedisError, OSError) as exc:

@@ -38,10 +38,12 @@ class PackedResult:
         tx, so they fail nothing else: its neighbours' results are written and read."""
         try:
             wire = unpack(data)
-            return cls(wire["tx_id"], wire["status"], int(wire["fee"]["used"]), data,
-                       pack(wire["fee"]))
+            if wire["tx_id"] == tx_id:  # (another tx's Result is none of this one's)
+                return cls(tx_id, wire["status"], int(wire["fee"]["used"]), data,
+                           pack(wire["fee"]))
         except Exception:
-            return cls(tx_id, "error", 0, data, b"")
+            pass
+        return cls(tx_id, "error", 0, data, b"")
 
     def row(self) -> list[Any]:
         """The executor -> worker wire form."""

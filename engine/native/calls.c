@@ -52,7 +52,7 @@ int wes_call(Execution *ex, Args a, uint64_t *r) {
         wt.error_delete(err);
         return ex_internal(ex, "wasmtime refused get_fuel");
     }
-    uint64_t cap = (uint64_t)((ex->limit - ex->used) / p->instruction);
+    uint64_t cap = ex_fuel_cap(ex);
     if (left > cap) {
         err = wt.set_fuel(ex->ctx, cap);
         if (err != NULL) {

@@ -139,7 +139,7 @@ static PyObject *Host_call(Host *self, PyObject *const *args, Py_ssize_t n) {
         entry.kind != EXTERN_FUNC)
         Py_RETURN_FALSE;
     /* Give wasm the budget left, as fuel (once: host calls settle, never top up). */
-    ex->fuel_granted = (uint64_t)((ex->limit - ex->used) / self->prices.instruction);
+    ex->fuel_granted = ex_fuel_cap(ex);
     void *err = wt.set_fuel(ex->ctx, ex->fuel_granted);
     if (err != NULL) {
         wt.error_delete(err);

@@ -132,6 +132,15 @@ static int category_index(PyObject *name) {
 }
 
 /* Raise the pending exception (set by a failed charge) as a Python exception. */
+/* The fuel the fee left buys, and one more: wasmtime traps once the fuel used reaches what
+ * was granted, and sees a run past it only at a loop header or a call, so with the one
+ * more every run past what the fee buys is seen (a trap, or all the fuel gone at the next
+ * look) and ends out_of_fee, and a run that the fee pays for never traps.
+ * engine/execution_state.py's fuel_cap is the same. */
+uint64_t ex_fuel_cap(const Execution *ex) {
+    return (uint64_t)((ex->limit - ex->used) / ex->host->prices.instruction) + 1;
+}
+
 PyObject *ex_raise_pending(Execution *ex) {
     PyObject *exc = ex->pending;
     ex->pending = NULL;

@@ -104,6 +104,7 @@ PyObject *ex_read(Execution *ex, uint64_t ptr, uint64_t len, const char *what);
 int ex_write(Execution *ex, uint64_t ptr, const char *data, uint64_t len, const char *what);
 int ex_keep_python_error(Execution *ex);
 PyObject *ex_raise_pending(Execution *ex);
+uint64_t ex_fuel_cap(const Execution *ex);
 
 /* A raw argument array: ValRaw is 16 bytes, so i32 argument i is word 4*i. */
 typedef uint32_t *Args;

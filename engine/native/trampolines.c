@@ -34,7 +34,7 @@ static int enter(Execution *ex, const char *name) {
  * its fee pays for). engine/execution_state.py's trim_fuel is the same rule. */
 #define TRIM_SLACK 4096
 static int trim_fuel(Execution *ex) {
-    uint64_t cap = (uint64_t)((ex->limit - ex->used) / ex->host->prices.instruction);
+    uint64_t cap = ex_fuel_cap(ex);
     if (ex->fuel_granted <= cap + cap / 8 + TRIM_SLACK)
         return 0;
     void *err = wt.set_fuel(ex->ctx, cap);

@@ -328,3 +328,33 @@ def test_a_host_charge_lowers_the_fuel_wasm_may_still_burn(tmp_path: Path, raw_c
         assert needs == left + 1, r.error["message"]
     finally:
         chain.close()
+
+
+STRAIGHT = "(drop (i32.add (i32.const 1) (i32.const 2)))" * 100
+EXACT = f"""(module (import "wes" "fee_left" (func $fee_left (result i64)))
+  (memory (export "memory") 1 2)
+  (func (export "straight") {STRAIGHT})
+  (func (export "host_then_straight") (drop (call $fee_left)) {STRAIGHT})
+  (func (export "host_then_loop") (local $i i32) (drop (call $fee_left)) {STRAIGHT}
+    (local.set $i (i32.const 3))
+    (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))))"""
+
+
+@pytest.mark.parametrize("fn", ["straight", "host_then_straight", "host_then_loop"])
+@pytest.mark.parametrize("instruction", [1, 3])
+def test_a_fee_limit_runs_exactly_what_it_pays_for(tmp_path: Path, raw_calls: bool, fn: str,
+                                                   instruction: int) -> None:
+    """wasmtime traps once the fuel used reaches the grant and sees a run past it only at
+    a loop header or a call: granting exactly what the fee buys let straight code run past
+    it and end `ok` charged the limit, and made a paid-for loop trap. One more unit of
+    fuel makes `ok` exactly the limits that cover what the run uses."""
+    chain = _chain(tmp_path, raw_calls, instruction=instruction)
+    try:
+        chain.deploy("x", EXACT)
+        used = chain.run("x", fn, fee_limit=10**8).fee.used
+        for limit in range(used - 2 * instruction - 1, used + 2 * instruction + 2):
+            r = chain.run("x", fn, fee_limit=limit)
+            assert (r.status, r.fee.used) == (("ok", used) if limit >= used else
+                                              ("out_of_fee", limit)), limit
+    finally:
+        chain.close()

@@ -133,3 +133,17 @@ async def test_bytes_that_are_no_result_under_a_result_key_fail_no_neighbour(
     assert seen["a"] is not None and seen["a"].status == "ok"
     assert seen["junk"] is not None and seen["junk"].status == "error"
     assert (seen["junk"].error or {})["kind"] == "unreadable_result"
+
+
+async def test_another_txs_result_under_a_result_key_is_none_of_its_own(
+    writer: ResultWriter,
+) -> None:
+    """A Result copied under another tx's key would have been taken as that tx's."""
+    other = _result("other", used=900)
+    await writer.redis.set(writer.keys.result("victim"), other.data)
+    [w] = await writer.write([_result("victim")])
+    assert not w.created and w.result.tx_id == "victim" and w.result.status == "error"
+    [stored] = await writer.existing(["victim"])
+    assert stored is not None and stored.status == "error" and stored.fee_used == 0
+    assert Result.from_stored("victim", other.data).status == "error"
+    assert Result.from_stored("other", other.data).fee.used == 900
