@@ -59,9 +59,10 @@ PARTS_HELD = 2  # per live executor: the part it runs and the next, so it never 
 # KEYS[1] the queue; ARGV[1] now (ms), ARGV[2] lease (ms), ARGV[3] the in-progress key
 # prefix, ARGV[4] how many jobs to claim at most, ARGV[5] how many multi-tx jobs, ARGV[6]
 # how many single-tx jobs, ARGV[7..] job id, its txs, job id, its txs, ...
-# Returns [id, score, id, score, ...] of the jobs claimed, in the order given.
+# Returns [id, score, id, score, ...] of the jobs claimed, in the order given, then how many
+# of the others a lease holds (claimed by someone: not for want of room here).
 CLAIM_LUA = """
-local out, claimed, parts, singles = {}, 0, 0, 0
+local out, claimed, parts, singles, held = {}, 0, 0, 0, 0
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
 local part_room, single_room = tonumber(ARGV[5]), tonumber(ARGV[6])
 for i = 7, #ARGV, 2 do
@@ -78,8 +79,11 @@ for i = 7, #ARGV, 2 do
       claimed = claimed + 1
       if part then parts = parts + 1 else singles = singles + 1 end
     end
+  elseif fits then
+    held = held + 1
   end
 end
+out[#out + 1] = held
 return out
 """
 # ARGV[1] lease (ms), ARGV[2] the in-progress key prefix, ARGV[3..] job ids: renew the
@@ -103,7 +107,8 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
     _next_advert = 0.0
     _trouble_since: float | None = None
     _backoff = 0.05
-    _claimed = 0  # jobs the last start_jobs claimed
+    _held = 0  # members of the last page start_jobs saw that another's lease holds
+    _claimed = 0  # and the jobs it claimed
 
     def _script(self, index: int) -> Any:
         if self._scripts is None:
@@ -130,7 +135,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
                 executors * self.ctx["settings"].prefetch_txs - sum(held))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        self._claimed = 0
+        self._held = self._claimed = 0
         free = self.max_jobs - self.job_counter
         if free <= 0 or not job_ids:
             return
@@ -155,7 +160,8 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             keys=[self.queue_name],
             args=[timestamp_ms(), self.lease_ms, in_progress_prefix(), free, part_room,
                   single_room, *weighted])
-        self._claimed = len(reply) // 2
+        *reply, held = reply
+        self._held, self._claimed = int(held), len(reply) // 2
         for i in range(0, len(reply), 2):
             job_id, score = reply[i].decode(), int(float(reply[i + 1]))
             await self.sem.acquire()  # never waits: at most `free` jobs were claimed
@@ -163,6 +169,18 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
             task = self.loop.create_task(self.run_job(job_id, score))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    def _page_on(self, read: int) -> None:
+        """Where the next poll reads. After a full page that other workers' leases hold
+        throughout (jobs running elsewhere, or leases that never lapse, written by
+        someone else), the page after it, so no number of such members at the head
+        starves the jobs behind them; on there while it yields claims; else the head
+        (the oldest jobs first: a page not claimed for want of room here is no reason
+        to pass it)."""
+        if read == self.queue_read_limit == self._held:
+            self._queue_read_offset += read
+        elif not (self._claimed and self._queue_read_offset):
+            self._queue_read_offset = 0
 
     async def _renew_leases(self) -> None:
         now = time.monotonic()
@@ -197,11 +215,7 @@ class ClaimingWorker(Worker):  # type: ignore[misc]
                     self.queue_name, min=1, max=timestamp_ms(),
                     start=self._queue_read_offset, num=self.queue_read_limit)
                 await self.start_jobs(job_ids)
-                # A full page none of which could be claimed (all running elsewhere, or
-                # held by leases that never lapse): the next poll reads the page after it,
-                # so no number of such members at the head starves the jobs behind them.
-                full = len(job_ids) == self.queue_read_limit and not self._claimed
-                self._queue_read_offset = self._queue_read_offset + len(job_ids) if full else 0
+                self._page_on(len(job_ids))
             await self.heart_beat()
         except (RedisError, OSError) as exc:
             await self._redis_trouble(exc)

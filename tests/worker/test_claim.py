@@ -36,7 +36,7 @@ def claim(client: redis.Redis, queue: str, ids: list[str], limit: int = 1_000,
     reply = client.eval(CLAIM_LUA, 1, queue, now, 60_000, in_progress_key_prefix, limit,
                         limit if parts is None else parts,
                         limit if singles is None else singles, *weighted)
-    return [reply[i].decode() for i in range(0, len(reply), 2)]
+    return [reply[i].decode() for i in range(0, len(reply) - 1, 2)]  # (last: how many held)
 
 
 def test_two_workers_polling_the_same_ids_claim_each_job_once(
