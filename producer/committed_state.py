@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from engine.compiler import is_code_hash
 from producer import state_root
 from worker.protocol import Keys, decode_state, encode_state, record_groups
 
@@ -33,7 +34,8 @@ class RedisState:
 
     def code_hash(self, address: str) -> str | None:
         raw = self.client.get(self.keys.address(address))
-        return None if raw is None else raw.decode()  # type: ignore[union-attr]
+        digest = raw.decode("ascii", "replace") if isinstance(raw, bytes) else None
+        return digest if is_code_hash(digest) else None  # (else no contract: as in the farm)
 
     def code(self, code_hash: str) -> bytes | None:
         if code_hash not in self._codes:

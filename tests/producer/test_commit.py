@@ -297,3 +297,23 @@ async def test_a_tx_id_commits_once_whatever_block_names_it_again(farm: FarmClie
     assert second.not_committed == {"once-1": "committed in block 1"}
     raw = redis.Redis.from_url(farm.url).hget(farm.keys.state("once"), b"count")
     assert raw is not None and decode_state(raw)[0] == u64(3)  # 2 + 1, not 4
+
+
+def test_the_commits_view_takes_no_address_record_but_a_code_hash_for_a_contract(
+        redis_url: str, key_prefix: str) -> None:
+    """As the farm's executors do (worker/sources.py): a record like "../../x" named a file
+    outside the artifact cache when the commit ran the tx itself."""
+    from worker.protocol import Keys
+
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}:commit-addr")
+    view = RedisState(client, keys)
+    try:
+        for bad in ("../../victim", "AB" * 32, "x"):
+            client.set(keys.address("c"), bad)
+            assert view.code_hash("c") is None
+        client.set(keys.address("c"), "ab" * 32)
+        assert view.code_hash("c") == "ab" * 32
+    finally:
+        client.delete(keys.address("c"))
+        client.close()
