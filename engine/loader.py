@@ -56,13 +56,14 @@ class ContractLoader:
         return loaded if isinstance(loaded, ModuleInfo) else loaded.info
 
     def contract(self, address: str, codes: CodeSource,
-                 payable: Callable[[ModuleInfo], bool] | None = None
+                 wanted: Callable[[ModuleInfo], bool] | None = None
                  ) -> CompiledContract | ModuleInfo:
         """The compiled contract deployed at `address` (InvalidJob when there is none). A
         compile that hits the wall here, after the deploy passed it, is this machine's
         trouble, not the contract's: an internal error, retried elsewhere. Only its
-        ModuleInfo when it must be compiled here and `payable` says the job cannot pay for
-        bringing it in: compiling is never done for a job that cannot pay to run it."""
+        ModuleInfo when it is not compiled here and `wanted` says the job cannot run it
+        (no such entry point, or a fee that cannot bring it in): nothing is fetched or
+        compiled for such a job when the info is known, nor compiled when it is not."""
         code_hash = codes.code_hash(address)
         if code_hash is None:
             raise InvalidJob(f"unknown contract {address!r}", "unknown_contract")
@@ -71,6 +72,9 @@ class ContractLoader:
             self.compiled.move_to_end(code_hash)
             self.counters.cache["memory_hit"] += 1
             return contract
+        info = self.infos.get(code_hash)
+        if wanted is not None and info is not None and not wanted(info):
+            return info
 
         def fetch() -> bytes:
             code = codes.code(code_hash)
@@ -80,7 +84,7 @@ class ContractLoader:
             return code
 
         try:
-            loaded = self.load(code_hash, fetch, payable)
+            loaded = self.load(code_hash, fetch, wanted)
         except CompileWall as exc:
             raise InternalError(f"compiling contract {address!r} here: {exc.message}") from None
         info = loaded if isinstance(loaded, ModuleInfo) else loaded.info
@@ -100,7 +104,7 @@ class ContractLoader:
         return contract.info if contract is not None else self.infos.get(code_hash)
 
     def load(self, code_hash: str, fetch: Callable[[], bytes],
-             payable: Callable[[ModuleInfo], bool] | None = None
+             wanted: Callable[[ModuleInfo], bool] | None = None
              ) -> CompiledContract | ModuleInfo:
         contract = self.compiled.get(code_hash)
         if contract is not None:
@@ -121,9 +125,9 @@ class ContractLoader:
                 raise InvalidJob(f"code stored under {code_hash} does not hash to it",
                                  "bad_module")
             info = check_module(code, self.settings.limits)
-            if payable is not None and not payable(info):
-                return info
             validate_module(self.engine, code)  # before the instrumenter reads the code
+            if wanted is not None and not wanted(info):
+                return info  # (valid: the verdict is the one a compiled module gives)
             started = time.perf_counter()
             instrumented = instrument(code, self.metering)
             check_budget(instrumented, self.settings.limits)

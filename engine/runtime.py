@@ -154,10 +154,7 @@ class WasmEngine:
         try:
             if job.function == "init" and not deploy:
                 raise InvalidJob("init runs only at deploy", "init_at_deploy_only")
-            payable = self._payable(job)
-            known = self.loader.known(job.contract, codes)  # (unpayable: no fetch again)
-            contract = known if known is not None and not payable(known) else \
-                self.loader.contract(job.contract, codes, payable)
+            contract = self.loader.contract(job.contract, codes, self._wanted(job))
             info = contract if isinstance(contract, ModuleInfo) else contract.info
             if job.function not in info.entry_points:
                 raise InvalidJob(f"contract {job.contract!r} has no entry point "
@@ -251,7 +248,7 @@ class WasmEngine:
             if unpaid is not None:
                 return unpaid
         try:
-            contract = self.loader.contract(job.contract, codes, self._payable(job))
+            contract = self.loader.contract(job.contract, codes, self._wanted(job))
         except (InvalidJob, Rejected):
             return None
         info = contract if isinstance(contract, ModuleInfo) else contract.info
@@ -260,8 +257,11 @@ class WasmEngine:
         return self._unpayable(job, info) if isinstance(contract, ModuleInfo) else \
             self._run(job, contract, state)
 
-    def _payable(self, job: Job) -> Callable[[ModuleInfo], bool]:
-        return lambda info: self._bringing_in(info) <= job.fee_limit
+    def _wanted(self, job: Job) -> Callable[[ModuleInfo], bool]:
+        """Whether the job can run the module: an entry point it names, a fee that brings
+        it in (else ContractLoader compiles nothing for it: a free compile)."""
+        return lambda info: job.function in info.entry_points and \
+            self._bringing_in(info) <= job.fee_limit
 
     def _unpayable(self, job: Job, info: ModuleInfo) -> Result | None:
         """The Result `_run` ends in when the job cannot pay for bringing the module in

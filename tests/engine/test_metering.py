@@ -225,6 +225,7 @@ def test_a_job_that_cannot_pay_to_bring_its_module_in_never_compiles_it(
 
         cold = verdicts()
         assert [status for status, _, _ in cold] == ["out_of_fee", "invalid"]
+        assert chain.run("m", "nope", fee_limit=10**9).status == "invalid"  # paid, no entry
         assert chain.engine.get_metrics()["cache"]["compiled"] == 0
         assert chain.run("m", "f").status == "ok"  # can pay: compiled
         assert chain.engine.get_metrics()["cache"]["compiled"] == 1
