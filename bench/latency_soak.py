@@ -325,8 +325,9 @@ async def _used_memory(client: FarmClient) -> int:
 
 async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
                         blocks: int) -> dict[str, float]:
-    """Per soak tx: its result key and arq's result key (a sample), its fee-stream entry
-    and its applied-hash entry, and the block records (MEMORY USAGE)."""
+    """Per soak tx: its result key and arq's result key (a sample), its fee record (the
+    stream's size over the records it holds) and its applied-hash entry, and the block
+    records (MEMORY USAGE)."""
     from arq.constants import result_key_prefix
 
     redis, keys = client.redis, client.keys
@@ -338,7 +339,7 @@ async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
         return sum(found) / len(found) if found else 0.0
 
     stream = await redis.memory_usage(keys.fees, samples=0) or 0
-    entries = int(await redis.xlen(keys.fees))
+    records = len(await client.fee_reports())
     applied = blocks_total = 0
     for h in range(first_height, first_height + blocks):
         applied += await redis.memory_usage(keys.block_applied(h), samples=0) or 0
@@ -347,7 +348,7 @@ async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
         "result": rounded(await mean_usage([keys.result(t) for t in sample])),
         "arq_result (expires)": rounded(await mean_usage([result_key_prefix + t
                                                           for t in sample])),
-        "fee_stream": rounded(stream / max(1, entries)),
+        "fee_stream": rounded(stream / max(1, records)),
         "applied": rounded(applied / len(ids)),
         "block_record": rounded(blocks_total / len(ids)),
     }

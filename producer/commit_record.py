@@ -37,11 +37,11 @@ class Applied:
         return Applied(version, self.status, self.fee_used, self.result, self.data,
                        self.fee_record)
 
-    def result_row(self) -> tuple[bytes, bytes, str]:
-        """The re-executed Result as a worker stores it: its bytes, fee record, status."""
+    def result_row(self) -> tuple[bytes, bytes]:
+        """The re-executed Result as a worker stores it: its bytes and fee record."""
         if self.result is None:
             raise ValueError("only a re-executed tx has a Result of its own to store")
-        return self.data, self.fee_record, self.status
+        return self.data, self.fee_record
 
     @classmethod
     def decode(cls, entry: bytes) -> Applied:
@@ -50,7 +50,8 @@ class Applied:
         if data is None:
             return cls(version, status, fee_used)
         wire = unpack(data)
-        return cls(version, status, fee_used, Result.from_wire(wire), data, pack(wire["fee"]))
+        return cls(version, status, fee_used, Result.from_wire(wire), data,
+                   pack([wire["tx_id"], wire["status"], wire["fee"]]))
 
     @classmethod
     def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:
