@@ -1,10 +1,13 @@
-"""What refuses a job before anything runs: the job alone, whatever the state and code."""
+"""What refuses a job before anything runs (the job alone, whatever the state and code),
+and what an execution is charged before its contract runs."""
 
 from __future__ import annotations
 
 from config import PolicyLimits
 from engine.errors import InvalidJob
-from engine.model import Job, access_list
+from engine.fees import FeeSchedule, paid_pages
+from engine.model import Job, ModuleInfo, access_list
+from engine.pool import INSTANTIATE_FUEL
 
 
 def refusal(job: Job, limits: PolicyLimits, default_timeout_ms: int) -> InvalidJob | None:
@@ -25,3 +28,18 @@ def refusal(job: Job, limits: PolicyLimits, default_timeout_ms: int) -> InvalidJ
     except InvalidJob as exc:
         return exc
     return None
+
+
+def bringing_in(schedule: FeeSchedule, info: ModuleInfo) -> int:
+    """An execution's first charge: a warm instance, the call, the module by its size."""
+    return schedule.execution + info.size * schedule.module_byte
+
+
+def first_charges(schedule: FeeSchedule, info: ModuleInfo) -> int:
+    """What an execution of the module is charged before its declared keys are read, at
+    most: bringing it in, its initial memory and table, instantiating it (what its passive
+    segments consume, at most INSTANTIATE_FUEL)."""
+    return (bringing_in(schedule, info)
+            + paid_pages(schedule, info.memory_pages) * schedule.memory_page
+            + info.table_elements * schedule.table_element
+            + INSTANTIATE_FUEL * schedule.instruction)

@@ -16,7 +16,7 @@ import wasmtime
 from config import Settings
 from engine import raw
 from engine.abi import NOTHING_DENIED, VIEW_DENIED, capability_mask
-from engine.admission import refusal
+from engine.admission import bringing_in, first_charges, refusal
 from engine.calls import Calls
 from engine.compiler import build_config, fingerprint
 from engine.counters import EngineCounters
@@ -120,11 +120,12 @@ class WasmEngine:
 
     def admitted(self, raw_job: Any, codes: CodeSource) -> Job | None:
         """The Job a decoded map is, when it will pay for its declared keys as far as can be
-        told without loading code: a valid map, not `init`, a deployed contract, with that
-        entry point and a fee limit that covers bringing it in and every declared key if
-        its code was loaded before, else one that covers the keys. The farm fetches the
-        declared keys of such jobs ahead, and only of them: keys fetched for a job that
-        ends before it reads them would be free work. None: execute_wire decides."""
+        told without loading code: a valid map, not `init`, a contract whose code this
+        engine loaded before, with that entry point, and a fee limit that covers what the
+        execution is charged before the keys (first_charges) and every declared key. The
+        farm fetches the declared keys of such jobs ahead, and only of them: keys fetched
+        for a job that ends before it reads them would be free work. None: execute_wire
+        decides (and a job it runs reads its keys itself, paying as it goes)."""
         try:
             job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
                                 self.limits.max_timeout_ms)
@@ -135,12 +136,10 @@ class WasmEngine:
             info = self.loader.known(job.contract, codes)
         except Exception:  # (invalid, or Redis away: the job's own run meets it and says so)
             return None
+        if info is None or job.function not in info.entry_points:
+            return None  # (code not loaded yet: what it charges first is not known either)
         cost = len(set(job.access)) * self.schedule.storage_read_key
-        if info is not None:
-            if job.function not in info.entry_points:
-                return None
-            cost += self._bringing_in(info)
-        return job if cost <= job.fee_limit else None
+        return job if cost + first_charges(self.schedule, info) <= job.fee_limit else None
 
     def execute(self, job: Job, state: StateView, codes: CodeSource, *,
                 deploy: bool = False) -> Result:
@@ -190,7 +189,7 @@ class WasmEngine:
             sched = self.schedule
             # Bringing the module in is priced by what it is, whatever this executor has
             # cached: the same fee on every node.
-            ex.consume(self._bringing_in(info), "execution", "execution")
+            ex.consume(bringing_in(self.schedule, info), "execution", "execution")
             paid = paid_pages(sched, info.memory_pages)
             if paid:
                 ex.consume(paid * sched.memory_page, "memory", "initial memory")
@@ -218,10 +217,6 @@ class WasmEngine:
             return self._failed(job.tx_id, self._unwound(ex, warm, exc), ex, ex)
         return Result(job.tx_id, "ok", self._report(ex), ex.return_data, None, ex.events,
                       ex.logs, ex.read_set, ex.writes)
-
-    def _bringing_in(self, info: ModuleInfo) -> int:
-        """An execution's first charge: a warm instance, the call, the module by its size."""
-        return self.schedule.execution + info.size * self.schedule.module_byte
 
     def _execution(self, job: Job, state: StateView) -> AnyExecution:
         if self.host is not None:
@@ -261,14 +256,14 @@ class WasmEngine:
         """Whether the job can run the module: an entry point it names, a fee that brings
         it in (else ContractLoader compiles nothing for it: a free compile)."""
         return lambda info: job.function in info.entry_points and \
-            self._bringing_in(info) <= job.fee_limit
+            bringing_in(self.schedule, info) <= job.fee_limit
 
     def _unpayable(self, job: Job, info: ModuleInfo) -> Result | None:
         """The Result `_run` ends in when the job cannot pay for bringing the module in
         (None: it can), without bringing it in."""
         meter = FeeMeter(job.fee_limit)
         try:
-            meter.consume(self._bringing_in(info), "execution", "execution")
+            meter.consume(bringing_in(self.schedule, info), "execution", "execution")
         except OutOfFee as exc:
             return self._failed(job.tx_id, exc, meter)
         return None

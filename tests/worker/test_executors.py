@@ -332,9 +332,10 @@ async def test_outcomes_do_not_depend_on_the_executors_memory(
 def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
         tmp_path: Path, redis_url: str, key_prefix: str) -> None:
     """A job refused before it runs pays nothing, and one whose fee limit cannot cover its
-    declared keys pays for few: fetching their keys would be free work for whoever sends
-    them (64 keys of 64 KiB a job). Each such job the executor can tell without loading
-    code keeps its keys out of the request's prefetch; the verdicts stay execute_wire's."""
+    declared keys, or what it is charged before them, pays for few: fetching their keys
+    would be free work for whoever sends them (64 keys of 64 KiB a job). Nor can the
+    executor tell that of a contract whose code it has not loaded yet. Each such job keeps
+    its keys out of the request's prefetch; the verdicts stay execute_wire's."""
     from multiprocessing import Pipe
 
     from tests.support import TEST_FEES
@@ -344,6 +345,7 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
     prefix = f"{key_prefix}:admit"
     client = redis.Redis.from_url(redis_url)
     deploy(client, prefix, "token", example("token"))
+    deploy(client, prefix, "counter", example("counter"))
     parent, child = Pipe()
     settings = load_settings(key_prefix=prefix, cache_dir=tmp_path / "cache",
                              fees={**TEST_FEES, "storage_read_key": 1_000})
@@ -364,6 +366,7 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
 
     try:
         ok = job_map("ok", "token", "total_supply", access=[b"bal:a"], fee_limit=100_000_000)
+        assert request(ok) == ["ok"] and fetched == []  # its code is not loaded yet
         assert request(ok) == ["ok"] and fetched == [("token", b"bal:a")]
         statuses = request(
             job_map("nobody", "nowhere", "total_supply", access=[b"n"]),
@@ -374,9 +377,16 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
             job_map("badmap", "token", "total_supply", access=[b"m"], fee_limit="x"),
             job_map("seq", "seq", "total_supply", access=[b"q"]),
             job_map("poor", "token", "total_supply", access=[b"p", b"p2"], fee_limit=1_999),
+            # its keys, but not its initial memory (TEST_FEES: 5,000 a page)
+            job_map("first", "token", "total_supply", access=[b"f"], fee_limit=4_000),
+            job_map("cold", "counter", "get", access=[b"c"], mode="view",
+                    fee_limit=100_000_000),  # its code not loaded yet
             {**ok, "tx_id": "ok2"})
-        assert statuses == ["invalid"] * 6 + ["out_of_fee", "ok"]
+        assert statuses == ["invalid"] * 6 + ["out_of_fee", "out_of_fee", "ok", "ok"]
         assert fetched == [("token", b"bal:a")]
+        assert request(job_map("warm", "counter", "get", access=[b"w"], mode="view",
+                               fee_limit=100_000_000)) == ["ok"]
+        assert fetched == [("counter", b"w")]  # its code is loaded now
     finally:
         executor.close()
         parent.close()
