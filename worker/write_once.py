@@ -139,15 +139,10 @@ class FeeEntry:
     @classmethod
     def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> list[FeeEntry]:
         """The records of one stream entry, in the order stored (none when it holds none
-        that can be read). An entry of one record per tx (fields tx_id, fee, status), as
-        wesfarm wrote before, reads as that record."""
+        that can be read)."""
         sid = stream_id.decode()
         try:
-            if b"records" not in fields:
-                rows = [(fields[b"tx_id"].decode(), fields[b"status"].decode(),
-                         msgpack.unpackb(fields[b"fee"], raw=False))]
-            else:
-                rows = msgpack.unpackb(fields[b"records"], raw=False)
+            rows = msgpack.unpackb(fields[b"records"], raw=False)
             return [cls(sid, tx_id, fee if isinstance(fee, dict) else {"value": fee}, status)
                     for tx_id, status, fee in rows]
         except Exception:
@@ -156,11 +151,8 @@ class FeeEntry:
 
 def entry_tx_ids(fields: Sequence[bytes]) -> list[str]:
     """The tx ids a fee-stream entry holds records of, from its flat field list as Redis
-    sends it (none when it names none that can be read; FeeEntry.decode's older entries
-    name one)."""
+    sends it (none when it names none that can be read)."""
     for i in range(0, len(fields) - 1, 2):
-        if fields[i] == b"tx_id":
-            return [fields[i + 1].decode("utf-8", "replace")]
         if fields[i] == b"ids":
             try:
                 ids = msgpack.unpackb(fields[i + 1], raw=False)

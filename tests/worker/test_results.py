@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -169,23 +168,3 @@ async def test_another_txs_result_under_a_result_key_is_none_of_its_own(
     assert stored is not None and stored.status == "error" and stored.fee_used == 0
     assert Result.from_stored("victim", other.data).status == "error"
     assert Result.from_stored("other", other.data).fee.used == 900
-
-
-async def test_the_fee_stream_reads_older_entries_and_skips_unreadable_ones(
-    writer: ResultWriter,
-) -> None:
-    from worker.protocol import entry_tx_ids
-
-    fee = {"limit": 10, "used": 4, "refunded": 6, "breakdown": {}, "schedule": "test"}
-    stream = writer.keys.fees
-    await writer.redis.xadd(stream, {"tx_id": "old", "fee": msgpack.packb(fee),
-                                     "status": "ok"})  # one record per entry, as before
-    await writer.redis.xadd(stream, {"records": b"\xc1", "ids": b"\xc1"})  # not msgpack
-    await writer.write([_result("new", used=5)])
-    assert [(e.tx_id, e.status, e.fee["used"]) for e in await fee_entries(writer.redis,
-                                                                          writer.keys)] == [
-        ("old", "ok", 4), ("new", "ok", 5)]
-    plain = Redis(connection_pool=writer.redis.connection_pool)  # replies as Redis sends them
-    plain.set_response_callback("XRANGE", lambda response, **_: response)
-    raw = await plain.xrange(stream)
-    assert [entry_tx_ids(fields) for _, fields in raw] == [["old"], [], ["new"]]
