@@ -325,9 +325,8 @@ async def _used_memory(client: FarmClient) -> int:
 
 async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
                         blocks: int) -> dict[str, float]:
-    """Per soak tx: its result key and arq's result key (a sample), its fee record (the
-    stream's size over the records it holds) and its applied-hash entry, and the block
-    records (MEMORY USAGE)."""
+    """Per soak tx: its result key and arq's result key (a sample), its fee-stream entry
+    and its applied-hash entry, and the block records (MEMORY USAGE)."""
     from arq.constants import result_key_prefix
 
     redis, keys = client.redis, client.keys
@@ -339,7 +338,7 @@ async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
         return sum(found) / len(found) if found else 0.0
 
     stream = await redis.memory_usage(keys.fees, samples=0) or 0
-    records = len(await client.fee_reports())
+    entries = int(await redis.xlen(keys.fees))
     applied = blocks_total = 0
     for h in range(first_height, first_height + blocks):
         applied += await redis.memory_usage(keys.block_applied(h), samples=0) or 0
@@ -348,7 +347,7 @@ async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
         "result": rounded(await mean_usage([keys.result(t) for t in sample])),
         "arq_result (expires)": rounded(await mean_usage([result_key_prefix + t
                                                           for t in sample])),
-        "fee_stream": rounded(stream / max(1, records)),
+        "fee_stream": rounded(stream / max(1, entries)),
         "applied": rounded(applied / len(ids)),
         "block_record": rounded(blocks_total / len(ids)),
     }

@@ -276,16 +276,15 @@ class Result:
         return pack(self.consensus_wire())
 
     def packed(self) -> tuple[bytes, bytes]:
-        """The Result as stored (`to_wire` packed) and its fee record ([tx id, status,
-        `fee.to_wire`] packed, as the fee stream holds it): in C when engine._native is
-        built and there are no call sets, the same bytes as this Python path
-        (tests/engine/test_result_bytes.py)."""
+        """The Result as stored (`to_wire` packed) and its fee record (`fee.to_wire`
+        packed): in C when engine._native is built and there are no call sets, the same
+        bytes as this Python path (tests/engine/test_result_bytes.py)."""
         if _native_pack_result is not None:
             done: tuple[bytes, bytes] | None = _native_pack_result(self)
             if done is not None:
                 return done
         wire = self.to_wire()
-        return pack(wire), pack([wire["tx_id"], wire["status"], wire["fee"]])
+        return pack(wire), pack(wire["fee"])
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Result:

@@ -37,11 +37,11 @@ class Applied:
         return Applied(version, self.status, self.fee_used, self.result, self.data,
                        self.fee_record)
 
-    def result_row(self) -> tuple[bytes, bytes]:
-        """The re-executed Result as a worker stores it: its bytes and fee record."""
+    def result_row(self) -> tuple[bytes, bytes, str]:
+        """The re-executed Result as a worker stores it: its bytes, fee record, status."""
         if self.result is None:
             raise ValueError("only a re-executed tx has a Result of its own to store")
-        return self.data, self.fee_record
+        return self.data, self.fee_record, self.status
 
     @classmethod
     def decode(cls, entry: bytes) -> Applied:
@@ -50,8 +50,7 @@ class Applied:
         if data is None:
             return cls(version, status, fee_used)
         wire = unpack(data)
-        return cls(version, status, fee_used, Result.from_wire(wire), data,
-                   pack([wire["tx_id"], wire["status"], wire["fee"]]))
+        return cls(version, status, fee_used, Result.from_wire(wire), data, pack(wire["fee"]))
 
     @classmethod
     def of(cls, result: Result, reexecuted: bool, version: int = 0) -> Applied:

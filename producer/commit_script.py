@@ -19,26 +19,27 @@ from typing import Any
 from worker.protocol import RESULT_LUA, STATE_LUA, Keys, encode_version, state_write
 
 Slot = tuple[str, bytes]  # (contract, key)
-ResultRow = tuple[bytes, bytes]  # a Result as stored, its fee record
+ResultRow = tuple[bytes, bytes, str]  # a Result as stored, its fee record, its status
 
-# KEYS[1] seq, KEYS[2] applied hash, KEYS[3] the state hashes' registry (Keys.contracts), KEYS[4]
-# the state root, KEYS[5] the fee stream. ARGV[1] what the run moves the root by
-# (state_root.to_bytes; "" when nothing), ARGV[2..6] counts: txs, checks, writes, state hashes
-# written, writing txs (m); ARGV[7..9] the result key prefix, the result ttl ("0": none) and the
-# fee-stream entries kept (0: all; FeeTrim); then per tx: tx_id, decision, ordinal (k of the run's
-# m writing txs, 0: none), and for a tx the commit ran for the farm the length of its Result (the
-# decision's tail: Applied.decision) and its fee record (0, "" for any other); per check: state
-# hash, key, 8-byte version; per write: state hash, key, write (as protocol.state_write gives it),
-# ordinal of its last writer; the state hashes. The state hashes go in ARGV: fine outside Redis
-# Cluster, and in it too under a hash-tagged prefix. The writing txs take versions base+1 ..
-# base+m (INCRBY): the k-th writes under base+k. Returns {0, base, i...} when applied, the i-th
-# txs of the run being those under whose tx id another Result was stored first; {1, check} when a
-# check failed (nothing applied); {2, tx, its entry} when a tx of the run was decided by another
+# KEYS[1] seq, KEYS[2] applied hash, KEYS[3] the state hashes' registry (Keys.contracts),
+# KEYS[4] the state root, KEYS[5] the fee stream. ARGV[1] what the run moves the root by
+# (state_root.to_bytes; "" when nothing), ARGV[2..6] counts: txs, checks, writes, state
+# hashes written, writing txs (m); ARGV[7..9] the result key prefix, the result ttl and
+# the fee records kept (as WRITE_ONCE_LUA's); then per tx: tx_id, decision, ordinal (k of
+# the run's m writing txs, 0: none), and for a tx the commit ran for the farm the length
+# of its Result (the decision's tail: Applied.decision), its fee record and status (0, "",
+# "" for any other); per check: state hash, key, 8-byte version; per write: state hash,
+# key, write (as protocol.state_write gives it), ordinal of its last writer; the state
+# hashes. The state hashes go in ARGV: fine outside Redis Cluster, and in it too under a
+# hash-tagged prefix. The writing txs take versions base+1 .. base+m (INCRBY): the k-th
+# writes under base+k. Returns {0, base, i...} when applied, the i-th txs of the run
+# being those under whose tx id another Result was stored first; {1, check} when a check
+# failed (nothing applied); {2, tx, its entry} when a tx of the run was decided by another
 # commit (nothing applied).
-TX_ARGS = 5  # COMMIT_LUA's arguments per tx
+TX_ARGS = 6  # COMMIT_LUA's arguments per tx
 COMMIT_LUA = STATE_LUA + RESULT_LUA + """
 local nt, nc, nw, nh = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local m, ttl, maxlen = tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
+local m, ttl, kept = tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
 local t0 = 10
 local c0 = t0 + TX_ARGS * nt
 local w0 = c0 + 3 * nc
@@ -71,20 +72,20 @@ for i = 0, nt - 1 do
 end
 redis.call('HSET', KEYS[2], unpack(entries))
 root_add(KEYS[4], ARGV[1])
-local out, fees = {0, base}, fee_records()
+local out, wrote = {0, base}, false
 for i = 0, nt - 1 do
   local at = t0 + TX_ARGS * i
   local n = tonumber(ARGV[at + 3])
   if n > 0 then
     local decision = ARGV[at + 1]
-    if write_once(ARGV[7], ttl, ARGV[at], string.sub(decision, #decision - n + 1)) == true then
-      fees.add(ARGV[at], ARGV[at + 4])
-    else
+    local result = string.sub(decision, #decision - n + 1)
+    if write_once(ARGV[7], ttl, KEYS[5], ARGV[at], result, ARGV[at + 4], ARGV[at + 5]) ~= true then
       out[#out + 1] = i + 1
     end
+    wrote = true
   end
 end
-fees.append(KEYS[5], maxlen)
+if wrote and kept > 0 then redis.call('XTRIM', KEYS[5], 'MAXLEN', '~', kept) end
 return out
 """.replace("TX_ARGS", str(TX_ARGS))
 STALE, DECIDED = 1, 2  # the reply's first element ({0, base}: applied)
@@ -107,14 +108,15 @@ class RunArgs:
                touches: Sequence[tuple[Slot, int]], result: ResultRow | None = None) -> None:
         """One tx: `touches` are the (slot, version) it read or overwrote (reads first);
         `result`, for a tx the commit ran for the farm: its Result to store under its tx
-        id, which must be the decision's tail (Applied.decision), and its fee record."""
+        id, which must be the decision's tail (Applied.decision), its fee record, its
+        status."""
         index = len(self.txs) // TX_ARGS
-        row: tuple[int, bytes] = (0, b"")
+        row: tuple[int, bytes, str] = (0, b"", "")
         if result is not None:
-            data, fee = result
+            data, fee, status = result
             if not (data and decision.endswith(data)):
                 raise ValueError(f"{tx_id}: the Result to store is not the decision's tail")
-            row = (len(data), fee)
+            row = (len(data), fee, status)
         self.txs += [tx_id, decision, ordinal, *row]
         self.writers += ordinal > 0
         for slot, version in touches:
@@ -139,10 +141,9 @@ class RunArgs:
             self.hashes[state] = None
             self.writes += [state, key, state_write(value), ordinal]
 
-    def argv(self, delta: bytes, ttl_s: int, maxlen: int) -> list[Any]:
-        """The script's ARGV; `ttl_s`: the result ttl (0: none), `maxlen`: the fee-stream
-        entries kept (0: all; worker/write_once.py's FeeTrim)."""
+    def argv(self, delta: bytes, retention: tuple[int, int]) -> list[Any]:
+        """The script's ARGV; `retention`: the result ttl (s) and the fee records kept."""
         counts = [len(self.txs) // TX_ARGS, len(self.checks) // 3, len(self.writes) // 4,
                   len(self.hashes), self.writers]
-        return [delta, *counts, self.keys.result(""), int(ttl_s), int(maxlen), *self.txs,
-                *self.checks, *self.writes, *self.hashes]
+        return [delta, *counts, self.keys.result(""), *map(int, retention), *self.txs, *self.checks,
+                *self.writes, *self.hashes]

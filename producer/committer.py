@@ -35,7 +35,7 @@ from producer.commit_script import COMMIT_LUA, DECIDED, STALE, RunArgs, Slot
 from producer.committed_state import BlockView
 from producer.errors import CommitError
 from producer.local_engine import LocalEngine
-from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, FeeTrim, Keys, write_once_args
+from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_args
 
 TXS_PER_SCRIPT = 256  # a call holds Redis a few µs per tx, as a worker's result call of as many
 MAX_REEXECUTIONS = 16
@@ -75,7 +75,6 @@ class Committer:
         self.engine, self.client, self.keys, self.height = engine, client, keys, height
         self.applied, self.notes = applied, notes
         self.ours, self.retention = ours, retention  # txs run here for the farm
-        self.trim = FeeTrim(retention[1])
         self.written: set[str] = set()  # of those, the ones whose Result this run wrote
         self.view = BlockView(client, keys)
         self.script = client.register_script(COMMIT_LUA)
@@ -178,9 +177,8 @@ class Committer:
         # out and the one after it in (a hot key written by 50 txs costs two hashes).
         delta = state_root.moved((contract, key, before, final[(contract, key)][0])
                                  for (contract, key), before in run.replaced.items())
-        stored = sum(run.args.stores(i) for i in range(len(run.txs)))
         return run.args.argv(state_root.to_bytes(delta) if delta != state_root.ZERO else b"",
-                             self.retention[0], self.trim.entries(stored) if stored else 0)
+                             self.retention)
 
     def _call(self, argv: list[Any]) -> Any:
         script_keys = [self.keys.state_seq, self.keys.block_applied(self.height),
@@ -227,7 +225,7 @@ class Committer:
         """The Results of those of `tx_ids` (txs run here for the farm) not written yet."""
         todo = [t for t in tx_ids if t not in self.written]
         taken = _write_results(self.client, self.keys, [self.applied[t] for t in todo],
-                               self.retention[0], self.trim)
+                               self.retention)
         self.written.update(todo)
         self._taken(taken)
 
@@ -259,18 +257,17 @@ class Committer:
             self.applied[job.tx_id] = Applied.decode(bytes(entry))  # type: ignore[arg-type]
 
 
-def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied], ttl_s: int,
-                   trim: FeeTrim) -> list[str]:
+def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
+                   retention: tuple[int, int]) -> list[str]:
     """The Results (and fee records) of the txs the commit ran for the farm, written once
-    as a worker writes them (worker/write_once.py's WRITE_ONCE_LUA); the tx ids under which
+    as a worker writes them (worker/protocol.py's WRITE_ONCE_LUA); the tx ids under which
     another Result was stored first."""
     rows = [(a.result.tx_id, *a.result_row()) for a in decided if a.result is not None]
     script = client.register_script(WRITE_ONCE_LUA)
     taken: list[str] = []
     for i in range(0, len(rows), RESULTS_PER_CALL):
         chunk = rows[i : i + RESULTS_PER_CALL]
-        replies = script(keys=[keys.fees], args=write_once_args(
-            keys.result(""), chunk, ttl_s, trim.entries(len(chunk))))
+        replies = script(keys=[keys.fees], args=write_once_args(keys, chunk, retention))
         taken += [row[0] for row, reply in zip(chunk, replies, strict=True)
                   if reply != 1 and reply != row[1]]  # (the same bytes: stored by us)
     return taken

@@ -1,9 +1,9 @@
 """One reader of the `{p}:fees` stream per FarmClient, for all its waits.
 
-Every result a worker stores comes with a fee record in a fee-stream entry that names its
-tx id (written in the same atomic step), so FarmClient.wait learns of results from the
-stream. Each wait reading the whole stream itself (XREAD BLOCK, decode every entry)
-costs every wait every result: with W waits in flight the producer decodes each entry W times, and
+Every result a worker stores comes with a fee-stream entry naming its tx id (written in
+the same atomic step), so FarmClient.wait learns of results from the stream. Each wait
+reading the whole stream itself (XREAD BLOCK, decode every entry) costs every wait
+every result: with W waits in flight the producer decodes each entry W times, and
 more so the later results come, as waits pile up. FeeWatch reads the stream once
 (while anyone waits) and hands each wait just the tx ids it asked for.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.protocol import FeeEntry, entry_tx_ids
+from worker.protocol import FeeEntry
 
 Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 BLOCK_MS = 100
-COUNT = 1_000  # entries per XREAD (each holds up to a script call's records)
+COUNT = 10_000
 
 
 class Waiter:
@@ -36,6 +36,14 @@ class Waiter:
         ready, self.ready = self.ready, []
         self.event.clear()
         return ready
+
+
+def _tx_id(fields: list[bytes]) -> str:
+    """The tx id a stream entry names, from its flat field list ("" if none)."""
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"tx_id":
+            return fields[i + 1].decode("utf-8", "replace")
+    return ""
 
 
 class FeeWatch:
@@ -102,10 +110,10 @@ class FeeWatch:
                 for _stream, entries in reply or []:
                     for entry_id, fields in entries:
                         last_id = entry_id.decode()
-                        for tx_id in entry_tx_ids(fields):
-                            for waiter in self.waiters.get(tx_id, ()):
-                                waiter.ready.append(tx_id)
-                                woken.add(waiter)
+                        tx_id = _tx_id(fields)
+                        for waiter in self.waiters.get(tx_id, ()):
+                            waiter.ready.append(tx_id)
+                            woken.add(waiter)
                 for waiter in woken:
                     waiter.event.set()
         except Exception as exc:  # every wait raises it (FarmUnavailable, say)
@@ -120,9 +128,8 @@ class FeeWatch:
 async def read_fee_entries(redis: Redis, stream: str, retry: Retry,
                            tx_ids: Iterable[str] | None = None, start: str = "-",
                            end: str = "+", count: int | None = None,
-                           page: int = 100) -> list[FeeEntry]:
-    """Fee records of the stream's entries from `start` to `end`, in order (only `tx_ids`'
-    if given; at most `count`); `page`: entries per XRANGE."""
+                           page: int = 1_000) -> list[FeeEntry]:
+    """Entries of the fee stream from `start` to `end` in order (only `tx_ids`' if given)."""
     wanted = None if tx_ids is None else set(tx_ids)
     out: list[FeeEntry] = []
     cursor = start
@@ -132,8 +139,9 @@ async def read_fee_entries(redis: Redis, stream: str, retry: Retry,
         entries = await retry(partial(redis.xrange, stream, min=lo, max=end, count=page),
                               "fee_reports")
         for stream_id, fields in entries:
-            out += (r for r in FeeEntry.decode(stream_id, fields)
-                    if wanted is None or r.tx_id in wanted)
+            record = FeeEntry.decode(stream_id, fields)
+            if wanted is None or record.tx_id in wanted:
+                out.append(record)
         if len(entries) < page:
             break
         cursor, exclusive = entries[-1][0].decode(), True

@@ -11,10 +11,10 @@ from typing import Any, cast
 import msgpack
 import redis
 
-from worker.protocol import FARM_LUA, FeeEntry, Keys, health_check_key
+from worker.protocol import FARM_LUA, Keys, health_check_key
 
 WINDOW_MS = 60_000
-MAX_WINDOW_ENTRIES = 2_000  # the fee-stream entries a status reads at most
+MAX_WINDOW_ENTRIES = 200_000  # the fee records a status reads at most
 SCAN_COUNT = 1_000
 DELETE_CHUNK = 500
 
@@ -32,7 +32,7 @@ def farm_status(client: redis.Redis, keys: Keys, queue: str) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     entries = cast(list[Any], client.xrange(keys.fees, min=f"{now_ms - WINDOW_MS}-0",
                                             max="+", count=MAX_WINDOW_ENTRIES))
-    statuses = Counter(r.status for i, fields in entries for r in FeeEntry.decode(i, fields))
+    statuses = Counter(fields.get(b"status", b"?").decode() for _, fields in entries)
     height = cast(bytes | None, client.get(keys.height))
     block: dict[str, Any] | None = None
     if height is not None:

@@ -24,7 +24,7 @@ class PackedResult:
     status: str
     fee_used: int
     data: bytes  # the msgpack wire Result, exactly as stored under `{p}:result:{tx_id}`
-    fee: bytes  # its fee record, msgpack [tx_id, status, fee map], as the fee stream holds it
+    fee: bytes  # the msgpack fee map, exactly as appended to the fee stream
 
     @classmethod
     def of(cls, result: Result) -> PackedResult:
@@ -40,7 +40,7 @@ class PackedResult:
             wire = unpack(data)
             if wire["tx_id"] == tx_id:  # (another tx's Result is none of this one's)
                 return cls(tx_id, wire["status"], int(wire["fee"]["used"]), data,
-                           pack([tx_id, wire["status"], wire["fee"]]))
+                           pack(wire["fee"]))
         except Exception:
             pass
         return cls(tx_id, "error", 0, data, b"")

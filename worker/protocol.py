@@ -19,10 +19,7 @@ Redis layout under a key prefix `{p}`:
                              written (and "" once it is known to be complete), so
                              rebuilding the state root need not SCAN the keyspace
     {p}:result:{tx_id}       msgpack Result, written once (SET NX)
-    {p}:fees                 stream: an entry per script call that stored Results: their fee
-                             records: {ids: msgpack [tx id, ...], records: msgpack [[tx id,
-                             status, fee map], ...]}; exactly one record per tx id
-                             (worker/write_once.py)
+    {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack), status}
     {p}:block:{height}       msgpack commit record of a block
     {p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
                              block commit resumable (expires an hour after the record)
@@ -48,8 +45,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import msgpack
 
 from worker.envelope import FN_BATCH as FN_BATCH
 from worker.envelope import FN_EXECUTE as FN_EXECUTE
@@ -62,13 +62,6 @@ from worker.envelope import job_bytes as job_bytes
 from worker.envelope import job_deserializer as job_deserializer
 from worker.envelope import job_serializer as job_serializer
 from worker.envelope import result_record as result_record
-from worker.write_once import RESULT_LUA as RESULT_LUA
-from worker.write_once import RESULTS_PER_CALL as RESULTS_PER_CALL
-from worker.write_once import WRITE_ONCE_LUA as WRITE_ONCE_LUA
-from worker.write_once import FeeEntry as FeeEntry
-from worker.write_once import FeeTrim as FeeTrim
-from worker.write_once import entry_tx_ids as entry_tx_ids
-from worker.write_once import write_once_args as write_once_args
 
 BATCH_JOB_PREFIX = "batch:"
 
@@ -273,7 +266,89 @@ local function root_add(key, delta)
 end
 """
 
-# -- the workers' word ------------------------------------------------------------------
+# -- results and the fee stream ------------------------------------------------------------
+
+# Write each Result once per tx id, with its fee record, atomically per result: SET NX the
+# result key; only if that set it, XADD the fee stream entry. A second delivery of a tx
+# finds the first result, writes nothing and gets the first result back, so a tx is never
+# charged twice and every tx id has exactly one stream entry. A key of another type there
+# holds no result (written by someone else): this one takes its place, so it cannot make
+# the script fail half-way and leave the rows after it unwritten. The result keys are built
+# here, not passed in KEYS: fine outside Redis Cluster, and in it too under a hash-tagged
+# prefix (docs/SCALING.md). RESULT_LUA's
+# write_once(result key prefix, ttl s as its ARGV string ("0": forever; handed to SET as it
+# came: a Lua number would be formatted again on every row), fee stream, tx id, result,
+# fee, status)
+# returns true when it stored the result, else the stored result's bytes; the commit's
+# script uses it too (producer/commit_script.py).
+RESULT_LUA = """
+local function write_once(prefix, ttl, fees, tx_id, result, fee, status)
+  local key = prefix .. tx_id
+  local set
+  if ttl ~= '0' then
+    set = redis.call('SET', key, result, 'NX', 'EX', ttl)
+  else
+    set = redis.call('SET', key, result, 'NX')
+  end
+  if not set then
+    local stored = redis.pcall('GET', key)
+    if type(stored) == 'string' then return stored end
+    if ttl ~= '0' then
+      redis.call('SET', key, result, 'EX', ttl)
+    else
+      redis.call('SET', key, result)
+    end
+  end
+  redis.call('XADD', fees, '*', 'tx_id', tx_id, 'fee', fee, 'status', status)
+  return true
+end
+"""
+# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] the ttl; ARGV[3] the fee records
+# the stream keeps, approximately (0: all, else trimmed once per call); then per result:
+# tx id, result bytes, fee bytes, status (flat: cheaper for Redis than one msgpack
+# argument to unpack, and no dearer for redis-py to send). Returns per result 1 when this
+# call wrote it, else the first result's bytes.
+WRITE_ONCE_LUA = RESULT_LUA + """
+local out, ttl, kept = {}, ARGV[2], tonumber(ARGV[3])
+for i = 4, #ARGV, 4 do
+  local stored = write_once(ARGV[1], ttl, KEYS[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  if stored == true then out[#out + 1] = 1 else out[#out + 1] = stored end
+end
+if kept > 0 then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', kept) end
+return out
+"""
+
+
+RESULTS_PER_CALL = 256  # WRITE_ONCE_LUA rows per script call, whoever writes them
+
+
+def write_once_args(keys: Keys, rows: Iterable[tuple[str, bytes, bytes, str]],
+                    retention: tuple[int, int]) -> list[Any]:
+    """WRITE_ONCE_LUA's ARGV from (tx id, result bytes, fee bytes, status) rows and the
+    retention (result TTL s, fee records kept)."""
+    args: list[Any] = [keys.result(""), *map(int, retention)]  # (the ttl as digits: "0" is none)
+    for row in rows:
+        args += row
+    return args
+
+
+@dataclass(frozen=True, slots=True)
+class FeeEntry:
+    """One entry of the `{p}:fees` stream: exactly one per tx id."""
+
+    stream_id: str
+    tx_id: str
+    fee: dict[str, Any]
+    status: str = ""
+
+    @classmethod
+    def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> FeeEntry:
+        raw = fields.get(b"fee")
+        fee = msgpack.unpackb(raw, raw=False) if raw is not None else {}
+        return cls(stream_id.decode(), fields.get(b"tx_id", b"").decode(),
+                   fee if isinstance(fee, dict) else {"value": fee},
+                   fields.get(b"status", b"").decode())
+
 
 # Workers' word on their live executors. KEYS[1] {p}:workers, KEYS[2] {p}:workers:executors,
 # KEYS[3] {p}:workers:versions; ARGV[1] worker name, ARGV[2] how long the word holds (ms),

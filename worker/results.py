@@ -1,4 +1,4 @@
-"""Write each Result exactly once per tx id, with its fee record (worker/write_once.py's
+"""Write each Result exactly once per tx id, with its fee report (worker/protocol.py's
 WRITE_ONCE_LUA): a redelivered tx gets the first result back and is never charged twice.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.packed import PackedResult
-from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, FeeTrim, Keys, write_once_args
+from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_args
 
 # One script call per RESULTS_PER_CALL results. Calls go as EVALSHAs, not in a pipeline:
 # redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
@@ -33,8 +33,7 @@ class ResultWriter:
         stream keeps, approximately (0: all)."""
         self.redis = redis
         self.keys = keys
-        self.ttl_s = ttl_s
-        self.trim = FeeTrim(fees_kept)
+        self.retention = (ttl_s, fees_kept)
         self.script = redis.register_script(WRITE_ONCE_LUA)
         self._queued: list[Queued] = []
         self._flushing: set[asyncio.Task[None]] = set()
@@ -100,7 +99,7 @@ class ResultWriter:
         return written
 
     async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
-        args = write_once_args(self.keys.result(""), [(r.tx_id, r.data, r.fee) for r in chunk],
-                               self.ttl_s, self.trim.entries(len(chunk)))
+        args = write_once_args(self.keys, ((r.tx_id, r.data, r.fee, r.status) for r in chunk),
+                               self.retention)
         replies: list[Any] = await self.script(keys=[self.keys.fees], args=args)
         return replies

@@ -244,7 +244,7 @@ static PyMethodDef module_methods[] = {
     {"load", (PyCFunction)(void (*)(void))load, METH_FASTCALL,
      "load(library_path, sizeof_extern, sizeof_func): bind wasmtime's C API"},
     {"pack_result", pack_result, METH_O,
-     "pack_result(result): (its stored bytes, its fee record [tx id, status, fee]), or None (call sets)"},
+     "pack_result(result): (its stored bytes, its fee record), or None (call sets)"},
     {NULL},
 };
 

@@ -231,16 +231,6 @@ static int pack_field(Out *o, PyObject *obj, int which, int sorted) {
     return rc;
 }
 
-/* The attribute `which` alone (no key), as it is. */
-static int pack_field_value(Out *o, PyObject *obj, int which) {
-    PyObject *v = attr(obj, which);
-    if (v == NULL)
-        return -1;
-    int rc = pack_obj(o, v, 1);
-    Py_DECREF(v);
-    return rc;
-}
-
 /* FeeReport.to_wire: limit, used, refunded (= limit - used), breakdown sorted, schedule. */
 static int pack_fee(Out *o, PyObject *fee) {
     PyObject *limit = attr(fee, A_LIMIT);
@@ -307,24 +297,16 @@ PyObject *pack_result(PyObject *self, PyObject *result) {
         return NULL;
     if (calls)
         Py_RETURN_NONE;
-    /* fees: the fee record [tx id, status, fee map]; the fee map from fee_at is the
-     * Result's own `fee` */
     Out out = {0}, fees = {0};
-    Py_ssize_t fee_at = 0;
     PyObject *reply = NULL, *fee = NULL, *job = attr(result, A_JOB);
     int with_job = job ? PyObject_IsTrue(job) : -1;
-    if (with_job < 0 || (fee = attr(result, A_FEE)) == NULL ||
-        put_tagged(&fees, 0x93, 0, 0) < 0 || pack_field_value(&fees, result, A_TX_ID) < 0 ||
-        pack_field_value(&fees, result, A_STATUS) < 0)
-        goto done;
-    fee_at = fees.len;
-    if (pack_fee(&fees, fee) < 0)
+    if (with_job < 0 || (fee = attr(result, A_FEE)) == NULL || pack_fee(&fees, fee) < 0)
         goto done;
     if (put_tagged(&out, (uint8_t)(0x80 | (11 + with_job)), 0, 0) < 0 ||
         pack_field(&out, result, A_TX_ID, 0) < 0 || pack_field(&out, result, A_STATUS, 0) < 0 ||
         pack_field(&out, result, A_RETURN_DATA, 0) < 0 ||
         pack_field(&out, result, A_ERROR, 0) < 0 || pack_key(&out, "fee") < 0 ||
-        put(&out, fees.buf + fee_at, fees.len - fee_at) < 0 || pack_events(&out, result) < 0 ||
+        put(&out, fees.buf, fees.len) < 0 || pack_events(&out, result) < 0 ||
         pack_field(&out, result, A_LOGS, 0) < 0 || pack_field(&out, result, A_READ_SET, 1) < 0 ||
         pack_field(&out, result, A_WRITE_SET, 1) < 0 ||
         pack_field(&out, result, A_WORKER, 0) < 0 || pack_field(&out, result, A_TIMINGS, 0) < 0)

@@ -120,7 +120,7 @@ def wait_results(
 
 def fee_entries(client: redis.Redis, prefix: str) -> list[FeeEntry]:
     entries: list[Any] = client.xrange(Keys(prefix).fees)  # type: ignore[assignment]
-    return [r for entry_id, fields in entries for r in FeeEntry.decode(entry_id, fields)]
+    return [FeeEntry.decode(entry_id, fields) for entry_id, fields in entries]
 
 
 def child_pids(pid: int) -> list[int]:
