@@ -103,6 +103,12 @@ class ContractLoader:
         contract = self.compiled.get(code_hash)
         return contract.info if contract is not None else self.infos.get(code_hash)
 
+    def instantiation_traps(self, address: str, codes: CodeSource) -> bool:
+        """Whether instantiating the contract at `address` trapped here before."""
+        code_hash = codes.code_hash(address)
+        contract = self.compiled.get(code_hash) if code_hash is not None else None
+        return contract is not None and contract.instantiation_traps
+
     def load(self, code_hash: str, fetch: Callable[[], bytes],
              wanted: Callable[[ModuleInfo], bool] | None = None
              ) -> CompiledContract | ModuleInfo:

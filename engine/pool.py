@@ -32,6 +32,7 @@ class CompiledContract:
     pre: wasmtime.InstancePre
     info: ModuleInfo
     warm: deque[WarmInstance] = field(default_factory=deque)
+    instantiation_traps: bool = False  # (a segment out of bounds: every instantiation does)
 
 
 @dataclass(slots=True)
@@ -117,6 +118,7 @@ class InstancePool:
             err = raw.fast_instantiate_pre(pre, ctx, byref(instance), byref(trap))
             spent, left = left - store.get_fuel(), store.get_fuel()
             if trap:  # a segment out of bounds: the module's fault, not the engine's
+                contract.instantiation_traps = True
                 trapped = wasmtime.Trap._from_ptr(trap)  # takes ownership and frees it
                 raise ContractTrap(f"instantiation trapped: {trap_cause(trapped.message)}",
                                    "instantiation")

@@ -121,11 +121,12 @@ class WasmEngine:
     def admitted(self, raw_job: Any, codes: CodeSource) -> Job | None:
         """The Job a decoded map is, when it will pay for its declared keys as far as can be
         told without loading code: a valid map, not `init`, a contract whose code this
-        engine loaded before, with that entry point, and a fee limit that covers what the
-        execution is charged before the keys (first_charges) and every declared key. The
-        farm fetches the declared keys of such jobs ahead, and only of them: keys fetched
-        for a job that ends before it reads them would be free work. None: execute_wire
-        decides (and a job it runs reads its keys itself, paying as it goes)."""
+        engine loaded (and instantiated) before, with that entry point, no more declared
+        keys than a tx may read, and a fee limit that covers what the execution is charged
+        before the keys (first_charges) and every declared key. The farm fetches the
+        declared keys of such jobs ahead, and only of them: keys fetched for a job that
+        ends before it reads them would be free work. None: execute_wire decides (and a
+        job it runs reads its keys itself, paying as it goes)."""
         try:
             job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
                                 self.limits.max_timeout_ms)
@@ -134,11 +135,15 @@ class WasmEngine:
                     codes.code_hash(job.contract) is None:
                 return None
             info = self.loader.known(job.contract, codes)
+            if info is None or job.function not in info.entry_points or \
+                    self.loader.instantiation_traps(job.contract, codes):
+                return None  # (code not loaded yet: what it charges first is not known)
         except Exception:  # (invalid, or Redis away: the job's own run meets it and says so)
             return None
-        if info is None or job.function not in info.entry_points:
-            return None  # (code not loaded yet: what it charges first is not known either)
-        cost = len(set(job.access)) * self.schedule.storage_read_key
+        keys = len(set(job.access))
+        if keys > self.limits.max_read_entries:
+            return None
+        cost = keys * self.schedule.storage_read_key
         return job if cost + first_charges(self.schedule, info) <= job.fee_limit else None
 
     def execute(self, job: Job, state: StateView, codes: CodeSource, *,

@@ -339,13 +339,16 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
     from multiprocessing import Pipe
 
     from tests.support import TEST_FEES
-    from tests.support.contracts import example
+    from tests.support.contracts import example, module
     from worker.executor_main import Executor
 
     prefix = f"{key_prefix}:admit"
     client = redis.Redis.from_url(redis_url)
     deploy(client, prefix, "token", example("token"))
     deploy(client, prefix, "counter", example("counter"))
+    # a data segment past its memory: every instantiation traps, before any key is read
+    deploy(client, prefix, "trapper", wasm(module('(data (i32.const 65535) "xy") '
+                                                  '(func (export "f"))')))
     parent, child = Pipe()
     settings = load_settings(key_prefix=prefix, cache_dir=tmp_path / "cache",
                              fees={**TEST_FEES, "storage_read_key": 1_000})
@@ -387,6 +390,9 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
         assert request(job_map("warm", "counter", "get", access=[b"w"], mode="view",
                                fee_limit=100_000_000)) == ["ok"]
         assert fetched == [("counter", b"w")]  # its code is loaded now
+        trapping = job_map("t1", "trapper", "f", access=[b"t"], fee_limit=100_000_000)
+        assert request(trapping) == ["trap"] and fetched == []  # not loaded yet
+        assert request({**trapping, "tx_id": "t2"}) == ["trap"] and fetched == []
     finally:
         executor.close()
         parent.close()

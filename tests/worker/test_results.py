@@ -58,6 +58,22 @@ async def test_concurrent_writers_of_one_tx_produce_one_result(writer: ResultWri
     assert len(entries) == 1 and entries[0].fee["used"] == created[0].result.fee_used
 
 
+async def test_writers_racing_on_many_connections_store_each_tx_once(
+    writer: ResultWriter,
+) -> None:
+    tx_ids = [f"tx-{i}" for i in range(300)]  # more than one script call each
+    writers = [ResultWriter(writer.redis, writer.keys) for _ in range(6)]
+    outcomes = await asyncio.gather(*(
+        w.write([_result(t, used=k + 1, data=bytes([k])) for t in tx_ids])
+        for k, w in enumerate(writers)))
+    for i in range(len(tx_ids)):
+        mine = [written[i] for written in outcomes]
+        assert sum(w.created for w in mine) == 1
+        assert len({w.result for w in mine}) == 1  # every writer got the one stored back
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert sorted(e.tx_id for e in entries) == sorted(tx_ids)
+
+
 async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None:
     batch = [_result(f"tx-{i % 5}", used=i + 1) for i in range(12)]
     written = await writer.write(batch)
