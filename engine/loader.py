@@ -103,11 +103,11 @@ class ContractLoader:
         contract = self.compiled.get(code_hash)
         return contract.info if contract is not None else self.infos.get(code_hash)
 
-    def instantiation_traps(self, address: str, codes: CodeSource) -> bool:
-        """Whether instantiating the contract at `address` trapped here before."""
-        code_hash = codes.code_hash(address)
-        contract = self.compiled.get(code_hash) if code_hash is not None else None
-        return contract is not None and contract.instantiation_traps
+    def instantiable(self, code_hash: str) -> ModuleInfo | None:
+        """What the module is, if it is compiled here and instantiating it has not trapped
+        (None otherwise: no load, no fetch)."""
+        contract = self.compiled.get(code_hash)
+        return None if contract is None or contract.instantiation_traps else contract.info
 
     def load(self, code_hash: str, fetch: Callable[[], bytes],
              wanted: Callable[[ModuleInfo], bool] | None = None

@@ -380,7 +380,7 @@ def test_only_jobs_that_can_run_have_their_declared_keys_fetched(
             job_map("badmap", "token", "total_supply", access=[b"m"], fee_limit="x"),
             job_map("seq", "seq", "total_supply", access=[b"q"]),
             job_map("poor", "token", "total_supply", access=[b"p", b"p2"], fee_limit=1_999),
-            # its keys, but not its initial memory (TEST_FEES: 5,000 a page)
+            # its keys, but not what is charged before them (its initial memory, 5,000 a page)
             job_map("first", "token", "total_supply", access=[b"f"], fee_limit=4_000),
             job_map("cold", "counter", "get", access=[b"c"], mode="view",
                     fee_limit=100_000_000),  # its code not loaded yet
