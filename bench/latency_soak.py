@@ -2,9 +2,13 @@
 capacity, with realistic state and a block commit every few seconds.
 
 State: a token contract of its own with ACCOUNTS funded accounts (a genesis block of
-mints, committed through the farm). Capacity: closed loop first, no commits (rounds of
-CAPACITY_ROUND single-tx transfers, CAPACITY_DEPTH rounds in flight, a new one enqueued
-as each completes; the median of CAPACITY_RUNS runs) gives `soak_capacity_tx_per_s`.
+mints, committed through the farm). Capacity: closed loop first, with the soak's
+commits (rounds of CAPACITY_ROUND single-tx transfers, CAPACITY_DEPTH rounds in flight,
+a new one enqueued as each completes, the txs done committed every BLOCK_S): every tx
+over the time until the last commit is done gives `soak_capacity_tx_per_s`, a rate the
+farm and its commits keep up together (the commit competes with the farm for the
+machine's cores, and its blocks of transfers among few accounts are mostly
+re-executed).
 Soak: transfers among the ACCOUNTS (random sender and recipient) arrive open-loop at
 `load` × that capacity, each enqueued through `FarmClient.enqueue` when its arrival
 time comes (every tx due goes in one pipelined call, so a late producer does not lower
@@ -51,7 +55,7 @@ ACCOUNTS = 1_000
 BLOCK_S = 5.0
 LOAD = 0.5
 COHORT_S = 0.1
-CAPACITY_ROUND, CAPACITY_DEPTH, CAPACITY_RUNS = 256, 4, 3
+CAPACITY_ROUND, CAPACITY_DEPTH = 256, 4
 WARM_TXS = 500
 SOAK_S = {"tiny": 6.0, "quick": 60.0, "full": 180.0}
 CAPACITY_S = {"tiny": 2.0, "quick": 8.0, "full": 15.0}
@@ -152,15 +156,15 @@ async def run_soak(rep: Report, settings: Settings, soak_s: float, load: float =
         warm = [traffic.transfer(f"w{i}", height + 1, GENESIS_TIME_MS) for i in range(WARM_TXS)]
         await client.enqueue(warm)
         await client.wait([j.tx_id for j in warm], timeout=300)
-        capacity = await _capacity(client, traffic, capacity_s, height + 1)
+        capacity, first = await _capacity(client, traffic, capacity_s, height + 1)
         offered = rate if rate is not None else load * capacity
         rep.progress(f"soak: capacity {capacity:.0f} tx/s; {soak_s:g} s at {offered:.0f} tx/s, "
                      f"a block every {BLOCK_S:g} s ...")
-        figures = await _soak(client, traffic, offered, soak_s, height + 1)
+        figures = await _soak(client, traffic, offered, soak_s, first)
         figures.capacity_tx_per_s = rounded(capacity)
     rep.set("soak_capacity_tx_per_s", figures.capacity_tx_per_s,
-            f"closed loop, {CAPACITY_DEPTH}×{CAPACITY_ROUND} single-tx transfers in flight, "
-            f"median of {CAPACITY_RUNS} runs")
+            f"closed loop for {capacity_s:g} s, {CAPACITY_DEPTH}×{CAPACITY_ROUND} single-tx "
+            f"transfers in flight, a block committed every {BLOCK_S:g} s")
     rep.set("soak_rate_tx_per_s", figures.rate_tx_per_s,
             f"offered {figures.offered_tx_per_s:.0f} tx/s for {soak_s:g} s, {figures.txs} txs"
             + (f", {figures.not_ok} not ok! ({figures.not_ok_sample:.120})"
@@ -180,11 +184,15 @@ async def run_soak(rep: Report, settings: Settings, soak_s: float, load: float =
     return figures
 
 
-async def _capacity(client: FarmClient, traffic: Traffic, seconds: float, height: int) -> float:
-    """Closed loop: CAPACITY_DEPTH rounds in flight, a new one as each completes; the
-    median of CAPACITY_RUNS runs of `seconds` / CAPACITY_RUNS (one burst of other load
-    on the machine moves one run, not the figure)."""
+async def _capacity(client: FarmClient, traffic: Traffic, seconds: float,
+                    height: int) -> tuple[float, int]:
+    """Closed loop with the soak's commits: CAPACITY_DEPTH rounds in flight, a new one as
+    each completes, for `seconds`; every BLOCK_S the txs whose results are in are
+    committed as the next block (one commit after another, as in the soak). The rate is
+    every tx over the time until the last commit is done: a rate the farm and its commits
+    can keep up. Returns it and the next free height."""
     counter = 0
+    finished: list[tuple[list[Job], dict[str, Result]]] = []  # rounds, as they complete
 
     async def one_round() -> int:
         nonlocal counter
@@ -193,21 +201,46 @@ async def _capacity(client: FarmClient, traffic: Traffic, seconds: float, height
         counter += CAPACITY_ROUND
         waiter = asyncio.create_task(client.wait([j.tx_id for j in jobs], timeout=300))
         await client.enqueue(jobs)
-        await waiter
+        finished.append((jobs, await waiter))
         return len(jobs)
 
-    rates = []
-    for _ in range(CAPACITY_RUNS):
-        started = time.perf_counter()
-        tasks = {asyncio.create_task(one_round()) for _ in range(CAPACITY_DEPTH)}
-        done = 0
-        while tasks:
-            finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            done += sum(t.result() for t in finished)
-            if time.perf_counter() - started < seconds / CAPACITY_RUNS:
-                tasks |= {asyncio.create_task(one_round()) for _ in finished}
-        rates.append(done / (time.perf_counter() - started))
-    return sorted(rates)[len(rates) // 2]
+    async def commit(rounds: list[tuple[list[Job], dict[str, Result]]], at: int,
+                     previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous
+        jobs = [j for block, _ in rounds for j in block]
+        report = await client.commit_block(jobs, {t: r for _, done in rounds
+                                                  for t, r in done.items()}, at)
+        if report.not_committed:
+            raise RuntimeError(f"capacity block {at}: {len(report.not_committed)} not committed")
+
+    commits: list[asyncio.Task[None]] = []
+
+    def cut() -> None:
+        rounds = finished[:]
+        finished.clear()
+        commits.append(asyncio.create_task(
+            commit(rounds, height + len(commits), commits[-1] if commits else None)))
+
+    started = time.perf_counter()
+    next_cut = started + BLOCK_S
+    tasks = {asyncio.create_task(one_round()) for _ in range(CAPACITY_DEPTH)}
+    done = 0
+    while tasks:
+        ended, tasks = await asyncio.wait(tasks, timeout=max(0.0, next_cut - time.perf_counter()),
+                                          return_when=asyncio.FIRST_COMPLETED)
+        done += sum(t.result() for t in ended)
+        now = time.perf_counter()
+        if now - started < seconds:
+            tasks |= {asyncio.create_task(one_round()) for _ in ended}
+        if now >= next_cut:
+            next_cut = now + BLOCK_S
+            if finished:
+                cut()
+    if finished:
+        cut()
+    await asyncio.gather(*commits)
+    return done / (time.perf_counter() - started), height + len(commits)
 
 
 async def _soak(client: FarmClient, traffic: Traffic, rate: float, soak_s: float,

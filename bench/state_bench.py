@@ -129,12 +129,14 @@ async def _genesis(client: FarmClient, names: list[str]) -> None:
 
 
 async def _measured(client: FarmClient, jobs: list[Job], pids: list[int]) -> dict[str, Any]:
-    before, commands = await _cpu(client, pids), await _command_usec(client)
+    commands = await _command_usec(client)
+    before = await _cpu(client, pids, opening=True)
     started = time.perf_counter()
     await client.submit_batch(jobs)
     done = await client.wait([j.tx_id for j in jobs], timeout=600)
     seconds = time.perf_counter() - started
-    after, spent = await _cpu(client, pids), await _command_usec(client)
+    after = await _cpu(client, pids, opening=False)
+    spent = await _command_usec(client)
     bad = [r for r in done.values() if r.status not in ("ok", "reverted")]
     if bad:
         raise RuntimeError(f"{len(bad)} transfers ended {bad[0].status}: {bad[0].error}")
@@ -155,13 +157,16 @@ async def _command_usec(client: FarmClient) -> dict[str, int]:
             if isinstance(fields, dict) and "usec" in fields}
 
 
-async def _cpu(client: FarmClient, pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far: Redis's, the workers' with their executors', this process's."""
+async def _cpu(client: FarmClient, pids: list[int], opening: bool) -> dict[str, float]:
+    """CPU seconds so far: Redis's, the workers' with their executors', this process's.
+    This process's own clock is read after the scan of /proc when the window opens and
+    before it when it closes: the reading's own work is not the producer's."""
+    closing = None if opening else resource.getrusage(resource.RUSAGE_SELF)
     info = await client.redis.info("cpu")
-    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = sum(_process_cpu(p) for p in _with_children(pids))
+    own = closing if closing is not None else resource.getrusage(resource.RUSAGE_SELF)
     return {"redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            "workers": sum(_process_cpu(p) for p in _with_children(pids)),
-            "producer": own.ru_utime + own.ru_stime}
+            "workers": workers, "producer": own.ru_utime + own.ru_stime}
 
 
 def _with_children(pids: list[int]) -> list[int]:
