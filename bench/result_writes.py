@@ -11,6 +11,9 @@ call batch, R rounds, and the median of the rounds is printed:
   per part, and tx id -> part in one hash (one HMGET to find txs already written, one
   HSET): exactly once per tx id, as today, with a per-part record;
 - `part_and_index_keys`: the same with the index as a small key per tx (SET NX EX);
+- `part_hash_and_index_tx_fees`: the part's record as a hash (tx id -> Result, so a
+  reader takes just the fields it wants) with the same index, and the fee stream as
+  today, an entry per tx;
 - `part_only`: the part's record alone, nothing per tx (exactly once per part only).
 """
 
@@ -51,14 +54,40 @@ redis.call('SET', ARGV[1] .. ARGV[3], ARGV[2], 'NX', 'EX', ARGV[4])
 redis.call('XADD', KEYS[1], '*', 'part', ARGV[3])
 return 0
 """
-WAYS = ("write_once", "part_and_index", "part_and_index_keys", "part_only")
+# ARGV as PART_AND_INDEX's without the part's record (ARGV[2] unused), then the txs'
+# Results, then their fee records.
+PART_HASH_AND_INDEX_TX_FEES = """
+local n = (#ARGV - 4) / 3
+local ids, kv, part = {}, {}, {}
+for i = 1, n do ids[i] = ARGV[4 + i] end
+local have = redis.call('HMGET', KEYS[2], unpack(ids))
+for i, t in ipairs(ids) do
+  if have[i] then return {1, i} end
+  kv[#kv + 1] = t
+  kv[#kv + 1] = ARGV[3]
+  part[#part + 1] = t
+  part[#part + 1] = ARGV[4 + n + i]
+end
+redis.call('HSET', KEYS[2], unpack(kv))
+local key = ARGV[1] .. ARGV[3]
+redis.call('HSET', key, unpack(part))
+redis.call('EXPIRE', key, ARGV[4])
+for i = 1, n do
+  redis.call('XADD', KEYS[1], '*', 'tx_id', ids[i], 'fee', ARGV[4 + 2 * n + i], 'status', 'ok')
+end
+return 0
+"""
+WAYS = ("write_once", "part_and_index", "part_and_index_keys", "part_hash_and_index_tx_fees",
+        "part_only")
 
 
 def measure(url: str, rows: int, calls: int, rounds: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
     scripts = {"write_once": client.register_script(WRITE_ONCE_LUA),
                "part_and_index": client.register_script(PART_AND_INDEX),
-               "part_and_index_keys": client.register_script(PART_AND_INDEX_KEYS)}
+               "part_and_index_keys": client.register_script(PART_AND_INDEX_KEYS),
+               "part_hash_and_index_tx_fees": client.register_script(
+                   PART_HASH_AND_INDEX_TX_FEES)}
     result, fee = os.urandom(RESULT_BYTES), os.urandom(FEE_BYTES)
     blob = (result + fee) * rows
     per_row: dict[str, list[float]] = {way: [] for way in WAYS}
@@ -75,6 +104,10 @@ def measure(url: str, rows: int, calls: int, rounds: int) -> dict[str, Any]:
                         for tx_id in ids:
                             args += [tx_id, result, fee, "ok"]
                         scripts[way](keys=["rw:fees"], args=args)
+                    elif way == "part_hash_and_index_tx_fees":
+                        scripts[way](keys=["rw:fees", "rw:txpart"],
+                                     args=["rw:part:", b"", str(serial), TTL, *ids,
+                                           *[result] * rows, *[fee] * rows])
                     elif way == "part_only":
                         client.set(f"rw:part:{serial}", blob, ex=int(TTL), nx=True)
                     else:
