@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.commit_bench import GENESIS_TIME_MS, _free_height, u64
 from bench.common import TOKEN, Report, Scale, rounded
+from bench.redis_memory import bytes_by_key, used_memory
 
 if TYPE_CHECKING:
     from config import Settings
@@ -60,7 +61,6 @@ WARM_TXS = 500
 SOAK_S = {"tiny": 6.0, "quick": 60.0, "full": 180.0}
 CAPACITY_S = {"tiny": 2.0, "quick": 8.0, "full": 15.0}
 CONTRACT = "soak-token"
-SAMPLE_KEYS = 200
 
 
 @dataclass(slots=True)
@@ -259,7 +259,7 @@ async def _soak(client: FarmClient, traffic: Traffic, rate: float, soak_s: float
     commit_tasks: list[asyncio.Task[None]] = []
     bad: list[Result] = []
     not_ok = [0]
-    used_before = await _used_memory(client)
+    used_before = await used_memory(client)
     t0 = time.monotonic() + 0.05
     wall_t0 = t0 + time.time() - time.monotonic()
     first_fee = f"{int(wall_t0 * 1000) - 1_000}-0"
@@ -316,7 +316,7 @@ async def _soak(client: FarmClient, traffic: Traffic, rate: float, soak_s: float
         commit_tasks.append(asyncio.create_task(
             commit(n // per_block, commit_tasks[-1] if commit_tasks else None)))
     await asyncio.gather(*commit_tasks)
-    used_after = await _used_memory(client)
+    used_after = await used_memory(client)
 
     ids = [traffic.tx_id(f"s{k}") for k in range(n)]
     written = {e.tx_id: int(e.stream_id.split("-")[0]) / 1000 - wall_t0 + t0
@@ -345,45 +345,10 @@ async def _soak(client: FarmClient, traffic: Traffic, rate: float, soak_s: float
         p99_during_commit_ms=rounded(quantile(during, 0.99) * 1e3) if during else None,
         p99_outside_commit_ms=rounded(quantile(outside, 0.99) * 1e3) if outside else None,
         redis_bytes_per_tx=rounded((used_after - used_before) / n),
-        redis_bytes_per_tx_by_key=await _bytes_by_key(client, ids, first_height, len(commits)),
+        redis_bytes_per_tx_by_key=await bytes_by_key(client, ids, first_height, len(commits)),
         commits=sorted(commits, key=lambda c: c.height),
         not_ok=not_ok[0], not_ok_sample=f"{bad[0].status}: {bad[0].error}" if bad else "",
         samples=samples)
-
-
-async def _used_memory(client: FarmClient) -> int:
-    info = await client.redis.info("memory")
-    return int(info["used_memory"])
-
-
-async def _bytes_by_key(client: FarmClient, ids: list[str], first_height: int,
-                        blocks: int) -> dict[str, float]:
-    """Per soak tx: its result key and arq's result key (a sample), its fee-stream entry
-    and its applied-hash entry, and the block records (MEMORY USAGE)."""
-    from arq.constants import result_key_prefix
-
-    redis, keys = client.redis, client.keys
-    sample = ids[:: max(1, len(ids) // SAMPLE_KEYS)]
-
-    async def mean_usage(names: list[str]) -> float:
-        sizes = [await redis.memory_usage(name, samples=0) for name in names]
-        found = [s for s in sizes if s is not None]
-        return sum(found) / len(found) if found else 0.0
-
-    stream = await redis.memory_usage(keys.fees, samples=0) or 0
-    entries = int(await redis.xlen(keys.fees))
-    applied = blocks_total = 0
-    for h in range(first_height, first_height + blocks):
-        applied += await redis.memory_usage(keys.block_applied(h), samples=0) or 0
-        blocks_total += await redis.memory_usage(keys.block(h), samples=0) or 0
-    return {
-        "result": rounded(await mean_usage([keys.result(t) for t in sample])),
-        "arq_result (expires)": rounded(await mean_usage([result_key_prefix + t
-                                                          for t in sample])),
-        "fee_stream": rounded(stream / max(1, entries)),
-        "applied": rounded(applied / len(ids)),
-        "block_record": rounded(blocks_total / len(ids)),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

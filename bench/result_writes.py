@@ -5,15 +5,16 @@ redis-server, calls of N rows (a token transfer's Result and fee record sizes, f
 ids every call), Redis CPU (INFO cpu, user + sys) per row; the ways alternate call by
 call batch, R rounds, and the median of the rounds is printed:
 
-- `write_once`: the farm's write today (WRITE_ONCE_LUA): per tx a result key written once
-  (SET NX EX) and a fee-stream entry;
-- `part_and_index`: one record per part (SET NX EX of all its rows), one fee-stream entry
-  per part, and tx id -> part in one hash (one HMGET to find txs already written, one
-  HSET): exactly once per tx id, as today, with a per-part record;
-- `part_and_index_keys`: the same with the index as a small key per tx (SET NX EX);
+- `key_per_tx`: the farm's write before parts (KEY_PER_TX below): per tx a result key
+  written once (SET NX EX) and a fee-stream entry;
+- `write_part`: the farm's write (WRITE_PART_LUA): one record per part, one fee-stream
+  entry per part, and tx id -> part in an index hash (one HMGET per generation to find
+  txs already written, one HSET): exactly once per tx id;
+- `part_and_index_keys`: a record per part with the index as a small key per tx (SET NX
+  EX);
 - `part_hash_and_index_tx_fees`: the part's record as a hash (tx id -> Result, so a
-  reader takes just the fields it wants) with the same index, and the fee stream as
-  today, an entry per tx;
+  reader takes just the fields it wants) with an index hash, and a fee-stream entry per
+  tx;
 - `part_only`: the part's record alone, nothing per tx (exactly once per part only).
 """
 
@@ -27,34 +28,33 @@ from typing import Any
 
 import redis
 
-from producer.devfarm import EmbeddedRedis
-from worker.protocol import WRITE_ONCE_LUA
+from producer import EmbeddedRedis
+from worker.protocol import WRITE_PART_LUA, PartArgs
 
 RESULT_BYTES, FEE_BYTES = 508, 211  # a token transfer's, packed (engine.model.Result.packed)
 TTL = "86400"  # the default result_ttl_s
-# ARGV: part key prefix, the part's record, part id, ttl, its tx ids; KEYS: stream, index.
-PART_AND_INDEX = """
-local ids = {}
-for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
-local have = redis.call('HMGET', KEYS[2], unpack(ids))
-local kv = {}
-for i, t in ipairs(ids) do
-  if have[i] then return {1, i} end
-  kv[#kv + 1] = t
-  kv[#kv + 1] = ARGV[3]
+# KEYS[1] the stream; ARGV: result key prefix, ttl, (unused), then per tx: tx id, Result,
+# fee record, status (the farm's script before parts).
+KEY_PER_TX = """
+local out, ttl = {}, ARGV[2]
+for i = 4, #ARGV, 4 do
+  if redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1], 'NX', 'EX', ttl) then
+    redis.call('XADD', KEYS[1], '*', 'tx_id', ARGV[i], 'fee', ARGV[i + 2], 'status', ARGV[i + 3])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = redis.call('GET', ARGV[1] .. ARGV[i])
+  end
 end
-redis.call('HSET', KEYS[2], unpack(kv))
-redis.call('SET', ARGV[1] .. ARGV[3], ARGV[2], 'NX', 'EX', ARGV[4])
-redis.call('XADD', KEYS[1], '*', 'part', ARGV[3])
-return 0
+return out
 """
+# KEYS: stream, index; ARGV: part key prefix, the part's record, part id, ttl, tx ids.
 PART_AND_INDEX_KEYS = """
 for i = 5, #ARGV do redis.call('SET', ARGV[1] .. ARGV[i], ARGV[3], 'NX', 'EX', ARGV[4]) end
 redis.call('SET', ARGV[1] .. ARGV[3], ARGV[2], 'NX', 'EX', ARGV[4])
 redis.call('XADD', KEYS[1], '*', 'part', ARGV[3])
 return 0
 """
-# ARGV as PART_AND_INDEX's without the part's record (ARGV[2] unused), then the txs'
+# ARGV as PART_AND_INDEX_KEYS' without the part's record (ARGV[2] unused), then the txs'
 # Results, then their fee records.
 PART_HASH_AND_INDEX_TX_FEES = """
 local n = (#ARGV - 4) / 3
@@ -77,14 +77,14 @@ for i = 1, n do
 end
 return 0
 """
-WAYS = ("write_once", "part_and_index", "part_and_index_keys", "part_hash_and_index_tx_fees",
+WAYS = ("key_per_tx", "write_part", "part_and_index_keys", "part_hash_and_index_tx_fees",
         "part_only")
 
 
 def measure(url: str, rows: int, calls: int, rounds: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
-    scripts = {"write_once": client.register_script(WRITE_ONCE_LUA),
-               "part_and_index": client.register_script(PART_AND_INDEX),
+    scripts = {"key_per_tx": client.register_script(KEY_PER_TX),
+               "write_part": client.register_script(WRITE_PART_LUA),
                "part_and_index_keys": client.register_script(PART_AND_INDEX_KEYS),
                "part_hash_and_index_tx_fees": client.register_script(
                    PART_HASH_AND_INDEX_TX_FEES)}
@@ -99,11 +99,14 @@ def measure(url: str, rows: int, calls: int, rounds: int) -> dict[str, Any]:
                 for _ in range(calls):
                     serial += 1
                     ids = [f"bench-rw-{serial}-{i}" for i in range(rows)]
-                    if way == "write_once":
+                    if way == "key_per_tx":
                         args: list[Any] = ["rw:result:", TTL, 0]
                         for tx_id in ids:
                             args += [tx_id, result, fee, "ok"]
                         scripts[way](keys=["rw:fees"], args=args)
+                    elif way == "write_part":
+                        part = PartArgs.of((t, result, fee, "ok") for t in ids)
+                        scripts[way](args=part.argv("rw", (int(TTL), 1_000_000)))
                     elif way == "part_hash_and_index_tx_fees":
                         scripts[way](keys=["rw:fees", "rw:txpart"],
                                      args=["rw:part:", b"", str(serial), TTL, *ids,

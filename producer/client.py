@@ -41,11 +41,14 @@ from worker.protocol import (
     FN_EXECUTE,
     FeeEntry,
     Keys,
+    ResultLookup,
     batch_job_id,
     decode_state,
     health_check_key,
     job_deserializer,
     job_serializer,
+    located,
+    stored_results,
 )
 
 if TYPE_CHECKING:
@@ -259,30 +262,28 @@ class FarmClient:
 
     # -- results ------------------------------------------------------------------------------
 
-    async def results(self, tx_ids: Sequence[str]) -> dict[str, Result | None]:
-        """tx id -> Result (None while there is none), MGET in chunks."""
+    async def results(self, tx_ids: Sequence[str], parts: Mapping[str, str] | None = None
+                      ) -> dict[str, Result | None]:
+        """tx id -> Result (None while there is none): the index, then the parts (`parts`:
+        tx id -> the part holding its Result, where known: not looked up)."""
         out: dict[str, Result | None] = {}
         for group in chunks(list(tx_ids), MGET_CHUNK):
-            keys = [self.keys.result(t) for t in group]
-            values = await self._retry(partial(self.redis.mget, keys), "results")
-            for tx_id, raw in zip(group, values, strict=True):
+            known = {t: parts[t] for t in group if t in parts} if parts else None
+            found = (await self._retry(partial(
+                stored_results, self.redis, self.keys.prefix, self.settings.result_ttl_s, group,
+                known), "results")).results
+            for tx_id in group:
+                raw = found.get(tx_id)
                 out[tx_id] = None if raw is None else Result.from_stored(tx_id, raw)
         return out
 
     async def have_results(self, tx_ids: Sequence[str]) -> set[str]:
-        """The tx ids that already have a result (EXISTS, pipelined)."""
+        """The tx ids that already have a result (the index alone)."""
         have: set[str] = set()
         for group in chunks(list(tx_ids), MGET_CHUNK):
-            keys = [self.keys.result(t) for t in group]
-
-            async def exists(keys: list[str] = keys) -> list[int]:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.exists(key)
-                    return list(await pipe.execute())
-
-            flags = await self._retry(exists, "have_results")
-            have.update(t for t, flag in zip(group, flags, strict=True) if flag)
+            lookup = ResultLookup(self.keys.prefix, self.settings.result_ttl_s, group)
+            await self._retry(partial(located, self.redis, lookup), "have_results")
+            have |= lookup.found()
         return have
 
     async def wait(
@@ -311,9 +312,10 @@ class FarmClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         watch = self.fee_watch
 
-        async def collect(candidates: Sequence[str]) -> None:
+        async def collect(candidates: Sequence[str], parts: Mapping[str, str] | None = None
+                          ) -> None:
             # (a tx the stream named may have been found by a rescan since: not fetched again)
-            found = await self.results([t for t in candidates if t in pending])
+            found = await self.results([t for t in candidates if t in pending], parts)
             now = time.monotonic()
             new = 0
             for tx_id, result in found.items():
@@ -345,7 +347,7 @@ class FarmClient:
                     raise watch.error
                 ready = waiter.take()
                 if ready:
-                    await collect(ready)
+                    await collect([t for t, _ in ready], {t: p for t, p in ready if p})
                 if pending and time.monotonic() >= next_scan:
                     await collect([t for t in order if t in pending])
                     next_scan = time.monotonic() + rescan_s

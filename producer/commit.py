@@ -75,7 +75,8 @@ def commit_block(
     chained = commit_runs(jobs)
     # (not what the commit decided already: a resumed commit's Result stands whatever
     # another job stored under its id since, which the run's script noted and kept)
-    FarmResults(client, keys, jobs, known).fetch(sorted(chained - known.keys() - applied.keys()))
+    FarmResults(client, keys, jobs, known, retention[0]).fetch(
+        sorted(chained - known.keys() - applied.keys()))
     ours = chained - known.keys()
     if stored is None:
         todo = [(job, known.get(job.tx_id)) for job in jobs if job.tx_id not in applied

@@ -23,7 +23,7 @@ class Applied:
     status: str
     fee_used: int
     result: Result | None = None  # the re-executed result; None: the farm's stands
-    data: bytes = b""  # that result as stored under `{p}:result:{tx_id}` (packed once)
+    data: bytes = b""  # that result as stored in its part record (packed once)
     fee_record: bytes = b""  # its fee record as the fee stream holds it (packed once)
 
     def decision(self) -> bytes:

@@ -16,34 +16,35 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.protocol import RESULT_LUA, STATE_LUA, Keys, encode_version, state_write
+from worker.protocol import PART_LUA, STATE_LUA, Keys, PartArgs, encode_version, state_write
 
 Slot = tuple[str, bytes]  # (contract, key)
 ResultRow = tuple[bytes, bytes, str]  # a Result as stored, its fee record, its status
 
 # KEYS[1] seq, KEYS[2] applied hash, KEYS[3] the state hashes' registry (Keys.contracts),
-# KEYS[4] the state root, KEYS[5] the fee stream. ARGV[1] what the run moves the root by
-# (state_root.to_bytes; "" when nothing), ARGV[2..6] counts: txs, checks, writes, state
-# hashes written, writing txs (m); ARGV[7..9] the result key prefix, the result ttl and
-# the fee records kept (as WRITE_ONCE_LUA's); then per tx: tx_id, decision, ordinal (k of
-# the run's m writing txs, 0: none), and for a tx the commit ran for the farm the length
-# of its Result (the decision's tail: Applied.decision), its fee record and status (0, "",
-# "" for any other); per check: state hash, key, 8-byte version; per write: state hash,
-# key, write (as protocol.state_write gives it), ordinal of its last writer; the state
-# hashes. The state hashes go in ARGV: fine outside Redis Cluster, and in it too under a
-# hash-tagged prefix. The writing txs take versions base+1 .. base+m (INCRBY): the k-th
-# writes under base+k. Returns {0, base, i...} when applied, the i-th txs of the run
-# being those under whose tx id another Result was stored first; {1, check} when a check
-# failed (nothing applied); {2, tx, its entry} when a tx of the run was decided by another
+# KEYS[4] the state root. ARGV[1] what the run moves the root by (state_root.to_bytes; ""
+# when nothing), ARGV[2..6] counts: txs, checks, writes, state hashes written, writing txs
+# (m); ARGV[7..9] the key prefix with its colon, the result ttl and the fee records kept
+# (as WRITE_PART_LUA's); then per tx: tx_id, decision, ordinal (k of the run's m writing
+# txs, 0: none); per check: state hash, key, 8-byte version; per write: state hash, key,
+# write (as protocol.state_write gives it), ordinal of its last writer; the state hashes;
+# then the part of Results of the txs the commit ran for the farm (as WRITE_PART_LUA's
+# ARGV[4..]: part id, record, n, tx ids, fee records; n is 0 when none). The state
+# hashes go in ARGV: fine outside Redis Cluster, and in it too under a hash-tagged
+# prefix. The writing txs take versions base+1 .. base+m (INCRBY): the k-th writes under
+# base+k. Returns {0, base, i...} when applied, the i-th rows of the part being those
+# under whose tx id another Result was stored first; {1, check} when a check failed
+# (nothing applied); {2, tx, its entry} when a tx of the run was decided by another
 # commit (nothing applied).
-TX_ARGS = 6  # COMMIT_LUA's arguments per tx
-COMMIT_LUA = STATE_LUA + RESULT_LUA + """
+TX_ARGS = 3  # COMMIT_LUA's arguments per tx
+COMMIT_LUA = STATE_LUA + PART_LUA + """
 local nt, nc, nw, nh = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local m, ttl, kept = tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
+local m = tonumber(ARGV[6])
 local t0 = 10
 local c0 = t0 + TX_ARGS * nt
 local w0 = c0 + 3 * nc
 local h0 = w0 + 4 * nw
+local p0 = h0 + nh
 for i = 0, nt - 1 do
   local prev = redis.call('HGET', KEYS[2], ARGV[t0 + TX_ARGS * i])
   if prev then return {2, i + 1, prev} end
@@ -72,20 +73,21 @@ for i = 0, nt - 1 do
 end
 redis.call('HSET', KEYS[2], unpack(entries))
 root_add(KEYS[4], ARGV[1])
-local out, wrote = {0, base}, false
-for i = 0, nt - 1 do
-  local at = t0 + TX_ARGS * i
-  local n = tonumber(ARGV[at + 3])
-  if n > 0 then
-    local decision = ARGV[at + 1]
-    local result = string.sub(decision, #decision - n + 1)
-    if write_once(ARGV[7], ttl, KEYS[5], ARGV[at], result, ARGV[at + 4], ARGV[at + 5]) ~= true then
-      out[#out + 1] = i + 1
-    end
-    wrote = true
+local out = {0, base}
+local n = tonumber(ARGV[p0 + 2])
+if n > 0 then
+  local ids, recs = {}, {}
+  for i = 1, n do
+    ids[i] = ARGV[p0 + 2 + i]
+    recs[i] = ARGV[p0 + 2 + n + i]
+  end
+  local part = ARGV[p0]
+  local have = write_part(ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), part, ARGV[p0 + 1],
+                          ids, recs)
+  for i = 1, n do
+    if have[i] and have[i] ~= part then out[#out + 1] = i end
   end
 end
-if wrote and kept > 0 then redis.call('XTRIM', KEYS[5], 'MAXLEN', '~', kept) end
 return out
 """.replace("TX_ARGS", str(TX_ARGS))
 STALE, DECIDED = 1, 2  # the reply's first element ({0, base}: applied)
@@ -102,6 +104,8 @@ class RunArgs:
     writes: list[Any] = field(default_factory=list)
     hashes: dict[str, None] = field(default_factory=dict)  # written state hashes, in order
     writers: int = 0
+    part_rows: list[tuple[str, bytes, bytes, str]] = field(default_factory=list)
+    part_owner: list[int] = field(default_factory=list)  # per part row: its tx's index
     _touched: set[Slot] = field(default_factory=set)
 
     def add_tx(self, tx_id: str, decision: bytes, ordinal: int,
@@ -111,13 +115,13 @@ class RunArgs:
         id, which must be the decision's tail (Applied.decision), its fee record, its
         status."""
         index = len(self.txs) // TX_ARGS
-        row: tuple[int, bytes, str] = (0, b"", "")
         if result is not None:
             data, fee, status = result
             if not (data and decision.endswith(data)):
                 raise ValueError(f"{tx_id}: the Result to store is not the decision's tail")
-            row = (len(data), fee, status)
-        self.txs += [tx_id, decision, ordinal, *row]
+            self.part_rows.append((tx_id, data, fee, status))
+            self.part_owner.append(index)
+        self.txs += [tx_id, decision, ordinal]
         self.writers += ordinal > 0
         for slot, version in touches:
             if slot not in self._touched:  # later touches follow from the run itself
@@ -131,7 +135,7 @@ class RunArgs:
 
     def stores(self, index: int) -> bool:
         """Whether the script stores the Result of the run's tx at `index`."""
-        return int(self.txs[TX_ARGS * index + 3]) > 0
+        return index in self.part_owner
 
     def finish(self, final: Mapping[Slot, tuple[bytes | None, int]]) -> None:
         """Every slot the run writes: its final value (None: removed) and the ordinal of
@@ -145,5 +149,11 @@ class RunArgs:
         """The script's ARGV; `retention`: the result ttl (s) and the fee records kept."""
         counts = [len(self.txs) // TX_ARGS, len(self.checks) // 3, len(self.writes) // 4,
                   len(self.hashes), self.writers]
-        return [delta, *counts, self.keys.result(""), *map(int, retention), *self.txs, *self.checks,
-                *self.writes, *self.hashes]
+        part = (PartArgs.of(self.part_rows).argv(self.keys.prefix, retention)[3:]
+                if self.part_rows else ["", b"", 0])
+        return [delta, *counts, f"{self.keys.prefix}:", *map(int, retention), *self.txs,
+                *self.checks, *self.writes, *self.hashes, *part]
+
+    def owner(self, row: int) -> int:
+        """The run's tx index of the part's `row`-th (1-based) Result."""
+        return self.part_owner[row - 1]

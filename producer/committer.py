@@ -35,7 +35,13 @@ from producer.commit_script import COMMIT_LUA, DECIDED, STALE, RunArgs, Slot
 from producer.committed_state import BlockView
 from producer.errors import CommitError
 from producer.local_engine import LocalEngine
-from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_args
+from worker.protocol import (
+    RESULTS_PER_CALL,
+    WRITE_PART_LUA,
+    Keys,
+    PartArgs,
+    stored_results_sync,
+)
 
 TXS_PER_SCRIPT = 256  # a call holds Redis a few µs per tx, as a worker's result call of as many
 MAX_REEXECUTIONS = 16
@@ -182,7 +188,7 @@ class Committer:
 
     def _call(self, argv: list[Any]) -> Any:
         script_keys = [self.keys.state_seq, self.keys.block_applied(self.height),
-                       self.keys.contracts, self.keys.root, self.keys.fees]
+                       self.keys.contracts, self.keys.root]
         return self.script(keys=script_keys, client=self.client, args=argv)
 
     def _settle(self, run: DecidedRun, reply: Any, todo: Todo) -> Settled:
@@ -206,7 +212,7 @@ class Committer:
             self.applied[job.tx_id] = decided.at(base + ordinal if ordinal else 0)
             if run.args.stores(n):
                 self.written.add(job.tx_id)
-        self._taken([run.txs[int(n) - 1][0].tx_id for n in reply[2:]])
+        self._taken([run.txs[run.args.owner(int(n))][0].tx_id for n in reply[2:]])
         if base == run.base:
             return Settled.AS_DECIDED
         return Settled.REBASED  # another writer took versions: read the real ones back
@@ -260,16 +266,21 @@ class Committer:
 def _write_results(client: redis.Redis, keys: Keys, decided: Sequence[Applied],
                    retention: tuple[int, int]) -> list[str]:
     """The Results (and fee records) of the txs the commit ran for the farm, written once
-    as a worker writes them (worker/protocol.py's WRITE_ONCE_LUA); the tx ids under which
+    as a worker writes them (worker/protocol.py's WRITE_PART_LUA); the tx ids under which
     another Result was stored first."""
     rows = [(a.result.tx_id, *a.result_row()) for a in decided if a.result is not None]
-    script = client.register_script(WRITE_ONCE_LUA)
+    script = client.register_script(WRITE_PART_LUA)
     taken: list[str] = []
     for i in range(0, len(rows), RESULTS_PER_CALL):
         chunk = rows[i : i + RESULTS_PER_CALL]
-        replies = script(keys=[keys.fees], args=write_once_args(keys, chunk, retention))
-        taken += [row[0] for row, reply in zip(chunk, replies, strict=True)
-                  if reply != 1 and reply != row[1]]  # (the same bytes: stored by us)
+        part = PartArgs.of(chunk)
+        replies = script(args=part.argv(keys.prefix, retention))
+        elsewhere = {row[0]: row[1] for row, reply in zip(chunk, replies, strict=True)
+                     if reply is not None and bytes(reply).decode() != part.part_id}
+        if elsewhere:
+            stored = stored_results_sync(client, keys.prefix, retention[0], elsewhere).results
+            taken += [t for t, data in elsewhere.items()
+                      if stored.get(t) != data]  # (the same bytes: stored by us before)
     return taken
 
 

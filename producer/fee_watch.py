@@ -1,7 +1,7 @@
 """One reader of the `{p}:fees` stream per FarmClient, for all its waits.
 
-Every result a worker stores comes with a fee-stream entry naming its tx id (written in
-the same atomic step), so FarmClient.wait learns of results from the stream. Each wait
+Every part of results a worker stores comes with a fee-stream entry naming its tx ids
+(written in the same atomic step), so FarmClient.wait learns of results from the stream. Each wait
 reading the whole stream itself (XREAD BLOCK, decode every entry) costs every wait
 every result: with W waits in flight the producer decodes each entry W times, and
 more so the later results come, as waits pile up. FeeWatch reads the stream once
@@ -17,11 +17,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.protocol import FeeEntry
+from worker.protocol import FeeEntry, entry_tx_ids
 
 Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 BLOCK_MS = 100
-COUNT = 10_000
+COUNT = 1_000  # entries a read takes at most: an entry holds up to a part of records
 
 
 class Waiter:
@@ -29,21 +29,13 @@ class Waiter:
 
     def __init__(self, pending: Iterable[str]) -> None:
         self.pending = set(pending)
-        self.ready: list[str] = []
+        self.ready: list[tuple[str, str | None]] = []  # (tx id, the part holding its Result)
         self.event = asyncio.Event()
 
-    def take(self) -> list[str]:
+    def take(self) -> list[tuple[str, str | None]]:
         ready, self.ready = self.ready, []
         self.event.clear()
         return ready
-
-
-def _tx_id(fields: list[bytes]) -> str:
-    """The tx id a stream entry names, from its flat field list ("" if none)."""
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == b"tx_id":
-            return fields[i + 1].decode("utf-8", "replace")
-    return ""
 
 
 class FeeWatch:
@@ -110,10 +102,10 @@ class FeeWatch:
                 for _stream, entries in reply or []:
                     for entry_id, fields in entries:
                         last_id = entry_id.decode()
-                        tx_id = _tx_id(fields)
-                        for waiter in self.waiters.get(tx_id, ()):
-                            waiter.ready.append(tx_id)
-                            woken.add(waiter)
+                        for tx_id, part in entry_tx_ids(fields):
+                            for waiter in self.waiters.get(tx_id, ()):
+                                waiter.ready.append((tx_id, part))
+                                woken.add(waiter)
                 for waiter in woken:
                     waiter.event.set()
         except Exception as exc:  # every wait raises it (FarmUnavailable, say)
@@ -139,9 +131,8 @@ async def read_fee_entries(redis: Redis, stream: str, retry: Retry,
         entries = await retry(partial(redis.xrange, stream, min=lo, max=end, count=page),
                               "fee_reports")
         for stream_id, fields in entries:
-            record = FeeEntry.decode(stream_id, fields)
-            if wanted is None or record.tx_id in wanted:
-                out.append(record)
+            out += [record for record in FeeEntry.decode(stream_id, fields)
+                    if wanted is None or record.tx_id in wanted]
         if len(entries) < page:
             break
         cursor, exclusive = entries[-1][0].decode(), True

@@ -11,10 +11,10 @@ from typing import Any, cast
 import msgpack
 import redis
 
-from worker.protocol import FARM_LUA, Keys, health_check_key
+from worker.protocol import FARM_LUA, Keys, entry_statuses, health_check_key
 
 WINDOW_MS = 60_000
-MAX_WINDOW_ENTRIES = 200_000  # the fee records a status reads at most
+MAX_WINDOW_ENTRIES = 10_000  # fee-stream entries (parts) a status reads at most
 SCAN_COUNT = 1_000
 DELETE_CHUNK = 500
 
@@ -32,7 +32,7 @@ def farm_status(client: redis.Redis, keys: Keys, queue: str) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     entries = cast(list[Any], client.xrange(keys.fees, min=f"{now_ms - WINDOW_MS}-0",
                                             max="+", count=MAX_WINDOW_ENTRIES))
-    statuses = Counter(fields.get(b"status", b"?").decode() for _, fields in entries)
+    statuses = Counter(s for _, fields in entries for s in entry_statuses(fields))
     height = cast(bytes | None, client.get(keys.height))
     block: dict[str, Any] | None = None
     if height is not None:
@@ -45,7 +45,7 @@ def farm_status(client: redis.Redis, keys: Keys, queue: str) -> dict[str, Any]:
         "workers": workers, "executors": sum(w["executors"] for w in workers),
         "health_check": bool(client.exists(health_check_key(queue))),
         "queue_depth": int(cast(int, client.zcard(queue))),
-        "last_minute": {"txs": len(entries), "tx_per_s": round(len(entries) / 60, 1),
+        "last_minute": {"txs": statuses.total(), "tx_per_s": round(statuses.total() / 60, 1),
                         "by_status": dict(sorted(statuses.items())),
                         "truncated": len(entries) >= MAX_WINDOW_ENTRIES},
         "last_block": block,

@@ -23,7 +23,7 @@ class PackedResult:
     tx_id: str
     status: str
     fee_used: int
-    data: bytes  # the msgpack wire Result, exactly as stored under `{p}:result:{tx_id}`
+    data: bytes  # the msgpack wire Result, exactly as its part record holds it
     fee: bytes  # the msgpack fee map, exactly as appended to the fee stream
 
     @classmethod

@@ -3,8 +3,9 @@
 This is the only module of `worker/` that producers import. It holds the Redis key
 layout, the arq job functions' names and the job (de)serializers (defined in
 worker/envelope.py, exported here), batch job ids, the committed-state record, the
-fee-stream entry, and the Lua scripts whose effects the other side reads (arq's
-enqueue, the write-once result + fee record, the state root, the workers' word).
+results and the fee stream (defined in worker/result_store.py, exported here), and the
+Lua scripts whose effects the other side reads (arq's enqueue, the state root, the
+workers' word).
 
 Redis layout under a key prefix `{p}`:
 
@@ -18,8 +19,11 @@ Redis layout under a key prefix `{p}`:
     {p}:contracts            set: the name of every `{p}:state:{address}` hash ever
                              written (and "" once it is known to be complete), so
                              rebuilding the state root need not SCAN the keyspace
-    {p}:result:{tx_id}       msgpack Result, written once (SET NX)
-    {p}:fees                 stream: one entry per tx id {tx_id, fee (msgpack), status}
+    {p}:part:{part id}       msgpack map tx id -> Result: what one write stored
+    {p}:txpart:{generation}  hash: tx id -> the part holding its Result (set once)
+    {p}:fees                 stream: an entry per part, a fee record per tx id in it
+    {p}:fees:marks           sorted set: entry id by records so far (trimming by records)
+                             (worker/result_store.py has these four)
     {p}:block:{height}       msgpack commit record of a block
     {p}:block:{height}:applied  hash: tx id -> version its writes got (0: none); makes a
                              block commit resumable (expires an hour after the record)
@@ -45,11 +49,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import msgpack
 
 from worker.envelope import FN_BATCH as FN_BATCH
 from worker.envelope import FN_EXECUTE as FN_EXECUTE
@@ -62,6 +63,21 @@ from worker.envelope import job_bytes as job_bytes
 from worker.envelope import job_deserializer as job_deserializer
 from worker.envelope import job_serializer as job_serializer
 from worker.envelope import result_record as result_record
+from worker.result_store import PART_LUA as PART_LUA
+from worker.result_store import RESULTS_PER_CALL as RESULTS_PER_CALL
+from worker.result_store import WRITE_PART_LUA as WRITE_PART_LUA
+from worker.result_store import FeeEntry as FeeEntry
+from worker.result_store import PartArgs as PartArgs
+from worker.result_store import ResultLookup as ResultLookup
+from worker.result_store import entry_statuses as entry_statuses
+from worker.result_store import entry_tx_ids as entry_tx_ids
+from worker.result_store import fee_record as fee_record
+from worker.result_store import generation as generation
+from worker.result_store import index_key as index_key
+from worker.result_store import located as located
+from worker.result_store import part_key as part_key
+from worker.result_store import stored_results as stored_results
+from worker.result_store import stored_results_sync as stored_results_sync
 
 BATCH_JOB_PREFIX = "batch:"
 
@@ -105,12 +121,16 @@ class Keys:
     def worker_versions(self) -> str:
         return f"{self.prefix}:workers:versions"
 
-    def result(self, tx_id: str) -> str:
-        return f"{self.prefix}:result:{tx_id}"
+    def part(self, part_id: str) -> str:
+        return part_key(self.prefix, part_id)
 
     @property
     def fees(self) -> str:
         return f"{self.prefix}:fees"
+
+    @property
+    def fee_marks(self) -> str:
+        return f"{self.prefix}:fees:marks"
 
     def block(self, height: int) -> str:
         return f"{self.prefix}:block:{height}"
@@ -265,90 +285,6 @@ local function root_add(key, delta)
   redis.call('SET', key, struct.pack(LANES, unpack(r, 1, 1024)))
 end
 """
-
-# -- results and the fee stream ------------------------------------------------------------
-
-# Write each Result once per tx id, with its fee record, atomically per result: SET NX the
-# result key; only if that set it, XADD the fee stream entry. A second delivery of a tx
-# finds the first result, writes nothing and gets the first result back, so a tx is never
-# charged twice and every tx id has exactly one stream entry. A key of another type there
-# holds no result (written by someone else): this one takes its place, so it cannot make
-# the script fail half-way and leave the rows after it unwritten. The result keys are built
-# here, not passed in KEYS: fine outside Redis Cluster, and in it too under a hash-tagged
-# prefix (docs/SCALING.md). RESULT_LUA's
-# write_once(result key prefix, ttl s as its ARGV string ("0": forever; handed to SET as it
-# came: a Lua number would be formatted again on every row), fee stream, tx id, result,
-# fee, status)
-# returns true when it stored the result, else the stored result's bytes; the commit's
-# script uses it too (producer/commit_script.py).
-RESULT_LUA = """
-local function write_once(prefix, ttl, fees, tx_id, result, fee, status)
-  local key = prefix .. tx_id
-  local set
-  if ttl ~= '0' then
-    set = redis.call('SET', key, result, 'NX', 'EX', ttl)
-  else
-    set = redis.call('SET', key, result, 'NX')
-  end
-  if not set then
-    local stored = redis.pcall('GET', key)
-    if type(stored) == 'string' then return stored end
-    if ttl ~= '0' then
-      redis.call('SET', key, result, 'EX', ttl)
-    else
-      redis.call('SET', key, result)
-    end
-  end
-  redis.call('XADD', fees, '*', 'tx_id', tx_id, 'fee', fee, 'status', status)
-  return true
-end
-"""
-# KEYS[1] fee stream; ARGV[1] result key prefix; ARGV[2] the ttl; ARGV[3] the fee records
-# the stream keeps, approximately (0: all, else trimmed once per call); then per result:
-# tx id, result bytes, fee bytes, status (flat: cheaper for Redis than one msgpack
-# argument to unpack, and no dearer for redis-py to send). Returns per result 1 when this
-# call wrote it, else the first result's bytes.
-WRITE_ONCE_LUA = RESULT_LUA + """
-local out, ttl, kept = {}, ARGV[2], tonumber(ARGV[3])
-for i = 4, #ARGV, 4 do
-  local stored = write_once(ARGV[1], ttl, KEYS[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-  if stored == true then out[#out + 1] = 1 else out[#out + 1] = stored end
-end
-if kept > 0 then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', kept) end
-return out
-"""
-
-
-RESULTS_PER_CALL = 256  # WRITE_ONCE_LUA rows per script call, whoever writes them
-
-
-def write_once_args(keys: Keys, rows: Iterable[tuple[str, bytes, bytes, str]],
-                    retention: tuple[int, int]) -> list[Any]:
-    """WRITE_ONCE_LUA's ARGV from (tx id, result bytes, fee bytes, status) rows and the
-    retention (result TTL s, fee records kept)."""
-    args: list[Any] = [keys.result(""), *map(int, retention)]  # (the ttl as digits: "0" is none)
-    for row in rows:
-        args += row
-    return args
-
-
-@dataclass(frozen=True, slots=True)
-class FeeEntry:
-    """One entry of the `{p}:fees` stream: exactly one per tx id."""
-
-    stream_id: str
-    tx_id: str
-    fee: dict[str, Any]
-    status: str = ""
-
-    @classmethod
-    def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> FeeEntry:
-        raw = fields.get(b"fee")
-        fee = msgpack.unpackb(raw, raw=False) if raw is not None else {}
-        return cls(stream_id.decode(), fields.get(b"tx_id", b"").decode(),
-                   fee if isinstance(fee, dict) else {"value": fee},
-                   fields.get(b"status", b"").decode())
-
 
 # Workers' word on their live executors. KEYS[1] {p}:workers, KEYS[2] {p}:workers:executors,
 # KEYS[3] {p}:workers:versions; ARGV[1] worker name, ARGV[2] how long the word holds (ms),

@@ -1,5 +1,6 @@
-"""Write each Result exactly once per tx id, with its fee report (worker/protocol.py's
-WRITE_ONCE_LUA): a redelivered tx gets the first result back and is never charged twice.
+"""Write each Result exactly once per tx id, with its fee report, a part per script call
+(worker/protocol.py's WRITE_PART_LUA): a redelivered tx gets the first result back and is
+never charged twice.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.packed import PackedResult
-from worker.protocol import RESULTS_PER_CALL, WRITE_ONCE_LUA, Keys, write_once_args
+from worker.protocol import (
+    RESULTS_PER_CALL,
+    WRITE_PART_LUA,
+    Keys,
+    PartArgs,
+    stored_results,
+)
 
 # One script call per RESULTS_PER_CALL results. Calls go as EVALSHAs, not in a pipeline:
 # redis-py checks a pipeline's scripts with SCRIPT EXISTS first.
@@ -28,13 +35,14 @@ class Written:
 
 
 class ResultWriter:
-    def __init__(self, redis: Redis, keys: Keys, ttl_s: int = 0, fees_kept: int = 0) -> None:
-        """`ttl_s`: how long a result stays (0: forever); `fees_kept`: fee records the
-        stream keeps, approximately (0: all)."""
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int, fees_kept: int) -> None:
+        """`ttl_s`: how long a result stays (0: forever; the farm's, which its readers
+        share: it places the index); `fees_kept`: fee records the stream keeps, at least
+        (0: all)."""
         self.redis = redis
         self.keys = keys
         self.retention = (ttl_s, fees_kept)
-        self.script = redis.register_script(WRITE_ONCE_LUA)
+        self.script = redis.register_script(WRITE_PART_LUA)
         self._queued: list[Queued] = []
         self._flushing: set[asyncio.Task[None]] = set()
 
@@ -43,14 +51,10 @@ class ResultWriter:
         wanted = [t for t in tx_ids if t]
         if not wanted:
             return [None] * len(tx_ids)
-        found = dict(
-            zip(wanted, await self.redis.mget([self.keys.result(t) for t in wanted]), strict=True)
-        )
-        out: list[PackedResult | None] = []
-        for tx_id in tx_ids:
-            raw = found.get(tx_id) if tx_id else None
-            out.append(None if raw is None else PackedResult.from_bytes(raw, tx_id or ""))
-        return out
+        found = (await stored_results(self.redis, self.keys.prefix, self.retention[0],
+                                      wanted)).results
+        return [PackedResult.from_bytes(found[t], t) if t and t in found else None
+                for t in tx_ids]
 
     async def write(self, results: Sequence[PackedResult]) -> list[Written]:
         """Write results (each must carry a non-empty tx_id), a script call per chunk, one
@@ -88,18 +92,28 @@ class ResultWriter:
             at += len(results)
 
     async def _write_now(self, results: Sequence[PackedResult]) -> list[Written]:
-        replies = [await self._write_chunk(results[i : i + RESULTS_PER_CALL])
-                   for i in range(0, len(results), RESULTS_PER_CALL)]
         written: list[Written] = []
-        for result, reply in zip(results, (r for chunk in replies for r in chunk), strict=True):
-            if isinstance(reply, int):
-                written.append(Written(result, True))
-            else:
-                written.append(Written(PackedResult.from_bytes(reply, result.tx_id), False))
+        for i in range(0, len(results), RESULTS_PER_CALL):
+            written += await self._write_part(results[i : i + RESULTS_PER_CALL])
         return written
 
-    async def _write_chunk(self, chunk: Sequence[PackedResult]) -> list[Any]:
-        args = write_once_args(self.keys, ((r.tx_id, r.data, r.fee, r.status) for r in chunk),
-                               self.retention)
-        replies: list[Any] = await self.script(keys=[self.keys.fees], args=args)
-        return replies
+    async def _write_part(self, chunk: Sequence[PackedResult]) -> list[Written]:
+        part = PartArgs.of((r.tx_id, r.data, r.fee, r.status) for r in chunk)
+        replies: list[Any] = await self.script(args=part.argv(self.keys.prefix, self.retention))
+        first: dict[str, PackedResult] = {}  # a tx id twice: its first row was stored
+        for result in chunk:
+            first.setdefault(result.tx_id, result)
+        elsewhere = [r.tx_id for r, part_id in zip(chunk, replies, strict=True)
+                     if part_id is not None and part_id.decode() != part.part_id]
+        stored = (await stored_results(self.redis, self.keys.prefix, self.retention[0],
+                                       elsewhere)).results if elsewhere else {}
+        written: list[Written] = []
+        for result, part_id in zip(chunk, replies, strict=True):
+            if part_id is None:
+                written.append(Written(result, True))
+            elif part_id.decode() == part.part_id:
+                written.append(Written(first[result.tx_id], False))
+            else:
+                written.append(Written(PackedResult.from_bytes(
+                    stored.get(result.tx_id, b""), result.tx_id), False))
+        return written

@@ -1,4 +1,5 @@
-"""`wesfarm status` (the farm at a glance) and `wesfarm clean` (delete a farm's keys)."""
+"""`wesfarm status` (the farm at a glance), `wesfarm clean` (delete a farm's keys) and
+`wesfarm migrate-results` (Results of before part records)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def register(sub: Any) -> None:
     c.add_argument("--yes", action="store_true", help="really delete (state included)")
     c.add_argument("--json", action="store_true", help="print exactly one JSON object")
     c.set_defaults(handler=run_clean)
+    m = sub.add_parser(
+        "migrate-results", help="move Results stored a key per tx into part records",
+        description="Results written before part records (`{prefix}:result:{tx id}`) are "
+        "read by nothing now: move them into parts and the index, their expiry and fee "
+        "records kept. Stop the workers first; run once per farm.")
+    m.set_defaults(handler=run_migrate)
 
 
 def _client() -> tuple[Any, Any, str]:
@@ -44,6 +51,20 @@ def run_status(args: argparse.Namespace) -> int:
     with client:
         status = farm_status(client, keys, queue)
     print(json.dumps(status) if args.json else render_status(status))
+    return EXIT_OK
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    import redis
+
+    from producer.migrate import migrate_results
+    from worker.protocol import Keys
+
+    settings, url = settings_and_url()
+    keys = Keys(settings.key_prefix)
+    with redis.Redis.from_url(url) as client:
+        moved = migrate_results(client, keys, settings.result_ttl_s)
+    print(f"moved {moved:,} Results of farm {keys.prefix!r} into part records")
     return EXIT_OK
 
 

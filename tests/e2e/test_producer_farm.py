@@ -271,13 +271,13 @@ def test_clean_counts_refuses_without_yes_and_deletes_only_its_prefix(farm: Farm
     other = f"{farm.prefix}x"  # another farm whose prefix starts like ours
     env_other = {"WESFARM_KEY_PREFIX": other, "WESFARM_QUEUE_NAME": f"{other}:queue"}
     with redis.Redis.from_url(farm.redis_url) as sync:
-        sync.set(f"{other}:result:t1", b"r")
+        sync.set(f"{other}:part:p1", b"r")
         sync.hset(f"{other}:state:c", b"k", b"v")
         sync.zadd(f"{other}:queue", {"job": 1})
         before = sum(1 for _ in sync.scan_iter(match=f"{farm.prefix}:*"))
         dry = farm.cli("clean", "--dry-run", "--json", env=env_other)
         assert json.loads(dry.stdout) == {"prefix": other, "keys": 3, "deleted": 0,
-                                          "by_kind": {"queue": 1, "result": 1, "state": 1}}
+                                          "by_kind": {"part": 1, "queue": 1, "state": 1}}
         refused = farm.cli("clean", env=env_other)
         assert refused.returncode == 2 and "pass --yes" in refused.stderr
         done = farm.cli("clean", "--yes", env=env_other)

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.support.farm import (
+    RESULT_TTL_S,
     WorkerProcess,
     deploy,
     enqueue,
@@ -28,6 +29,7 @@ from tests.support.farm import (
     metric,
     running_worker,
     scrape,
+    stored_result,
     wait_results,
     wasm,
 )
@@ -188,7 +190,7 @@ def test_a_stuck_executor_is_replaced_and_its_tx_runs_again(farm: Farm) -> None:
             [job_map(tx, "hello", "hello", timeout_ms=50, _test_hang_while=stall)], tx)
     wait_metric(farm, "wesfarm_executor_restarts_total", restarts + 1, reason="timeout")
     assert farm.value("wesfarm_executor_timeouts_total") >= timeouts + 1
-    assert farm.client.get(Keys(farm.prefix).result(tx)) is None  # no verdict for a stall
+    assert stored_result(farm.client, Keys(farm.prefix), tx, RESULT_TTL_S) is None  # no verdict
     farm.client.delete(stall)
     res = wait_results(farm.client, farm.prefix, [tx])[tx]
     assert res["status"] == "ok" and res["return_data"] == b"hello"

@@ -26,8 +26,8 @@ import redis
 from config import Settings, load_settings
 from producer.devfarm import answers, free_port, redis_server_binary
 from tests.support import ROOT
-from tests.support.farm import WORK_WAT, WorkerProcess, metric, scrape
-from worker.protocol import Keys
+from tests.support.farm import RESULT_TTL_S, WORK_WAT, WorkerProcess, metric, scrape
+from worker.protocol import FeeEntry, Keys, stored_results_sync
 
 # `work`: read the key named by its input (a state read of a key no other tx reads, so
 # none is served from an executor's read cache: each blocks while Redis stalls), then
@@ -233,12 +233,7 @@ def alive(pid: int) -> bool:
 
 def results(client: redis.Redis, keys: Keys, tx_ids: Sequence[str]) -> dict[str, bytes]:
     """tx id -> stored Result bytes, for the txs that have one."""
-    out: dict[str, bytes] = {}
-    for i in range(0, len(tx_ids), 1000):
-        group = list(tx_ids[i : i + 1000])
-        raws: list[bytes | None] = client.mget([keys.result(t) for t in group])  # type: ignore[assignment]
-        out.update((t, r) for t, r in zip(group, raws, strict=True) if r is not None)
-    return out
+    return stored_results_sync(client, keys.prefix, RESULT_TTL_S, tx_ids).results
 
 
 def fee_counts(client: redis.Redis, keys: Keys) -> Counter[str]:
@@ -249,8 +244,8 @@ def fee_counts(client: redis.Redis, keys: Keys) -> Counter[str]:
         entries: list[Any] = client.xrange(keys.fees, min=cursor, count=5000)  # type: ignore[assignment]
         if cursor != "-":
             entries = entries[1:]
-        for _, fields in entries:
-            counts[fields[b"tx_id"].decode()] += 1
+        for entry_id, fields in entries:
+            counts.update(e.tx_id for e in FeeEntry.decode(entry_id, fields))
         if not entries:
             return counts
         cursor = entries[-1][0].decode()

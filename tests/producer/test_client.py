@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -17,7 +18,7 @@ from engine.model import FeeReport, Result, pack
 from producer.client import DeployError, FarmClient, JobIdTaken, WaitTimeout
 from producer.sync_client import SyncFarmClient
 from tests.support import CONTRACTS
-from tests.support.farm import HELLO_WAT, wasm
+from tests.support.farm import HELLO_WAT, plant_result, wasm
 from worker.packed import PackedResult
 from worker.protocol import (
     FN_BATCH,
@@ -48,7 +49,8 @@ def result(tx_id: str, status: str = "ok", used: int = 10) -> Result:
 
 
 async def store(farm: FarmClient, *results: Result) -> None:
-    await ResultWriter(farm.redis, farm.keys).write([PackedResult.of(r) for r in results])
+    await ResultWriter(farm.redis, farm.keys, farm.settings.result_ttl_s, 0).write(
+        [PackedResult.of(r) for r in results])
 
 
 # -- deploy ----------------------------------------------------------------------------------
@@ -198,8 +200,8 @@ async def test_a_wait_fetches_no_result_again_once_it_has_it(farm: FarmClient) -
     fetches: list[tuple[list[str], set[str]]] = []  # (asked, found) per fetch
     fetch = farm.results
 
-    async def counted(tx_ids: list[str]) -> dict[str, Result | None]:
-        found = await fetch(tx_ids)
+    async def counted(tx_ids: list[str], parts: Any = None) -> dict[str, Result | None]:
+        found = await fetch(tx_ids, parts)
         fetches.append((list(tx_ids), {t for t, r in found.items() if r is not None}))
         return found
 
@@ -232,7 +234,8 @@ def test_sync_client_wraps_the_async_one(redis_url: str, key_prefix: str, tmp_pa
         done = farm.deploy(wasm(HELLO_WAT), "hello")
         assert done.created and farm.code_hash("hello") == done.code_hash
         client = redis.Redis.from_url(redis_url)
-        client.set(Keys(settings.key_prefix).result("s1"), pack(result("s1").to_wire()))
+        plant_result(client, Keys(settings.key_prefix), "s1", pack(result("s1").to_wire()),
+                     settings.result_ttl_s)
         client.close()
         assert farm.wait(["s1"], timeout=5)["s1"].status == "ok"
         assert farm.results(["s1", "s2"])["s2"] is None

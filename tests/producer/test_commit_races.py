@@ -18,7 +18,8 @@ from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs
 from tests.producer.test_commit import u64
 from tests.producer.test_commit_resume import Before, Cut, block, declared, fresh_farm
-from worker.protocol import Keys, decode_state
+from tests.support.farm import fee_entries, plant_result, stored_result
+from worker.protocol import Keys, decode_state, stored_results_sync
 
 
 def balance(client: redis.Redis, keys: Keys, account: str) -> int | None:
@@ -119,11 +120,11 @@ def test_a_tx_the_commit_would_run_keeps_the_result_stored_under_its_id(
         state = RedisState(client, keys)
         farm = {"k1": local.execute(k1, state, state)}
         other = local.execute(dataclasses.replace(k2, input=u64(9) + b"dave"), state, state)
-        client.set(keys.result("k2"), pack(other.to_wire()))
+        plant_result(client, keys, "k2", pack(other.to_wire()))
         with pytest.raises(TxIdReused):
             commit_block(client, keys, local, [k1, k2], farm, 2)
         timeout = dataclasses.replace(local.execute(k2, state, state), status="timeout")
-        client.set(keys.result("k2"), pack(timeout.to_wire()))
+        plant_result(client, keys, "k2", pack(timeout.to_wire()))
         report = commit_block(client, keys, local, [k1, k2], farm, 2)
         assert report.not_committed == {"k2": "timeout"} and balance(client, keys, "carol") is None
 
@@ -145,7 +146,7 @@ def test_the_results_of_a_run_are_written_with_it_not_at_the_end(
         assert applied  # the first run was applied; each tx it ran has its Result already
         for tx_id in (bytes(t).decode() for t in applied):
             if tx_id in ours:
-                raw = client.get(keys.result(tx_id))
+                raw = stored_result(client, keys, tx_id)
                 assert raw is not None and Result.from_wire(unpack(raw)).tx_id == tx_id  # type: ignore[arg-type]
 
 
@@ -162,7 +163,7 @@ def test_a_result_stored_inside_the_commit_under_a_tx_id_it_runs_stays_first(
     with redis.Redis.from_url(redis_url) as plain:
         state = RedisState(plain, keys)
         early = pack(local.execute(k2, state, state).to_wire())  # on the state before k1
-        racing = Before(redis_url, 1, lambda: plain.set(keys.result("k2"), early))
+        racing = Before(redis_url, 1, lambda: plant_result(plain, keys, "k2", early))
         try:
             report = commit_block(racing, keys, local, [k1, k2], {}, 2, retention=(0, 0))
         finally:
@@ -170,12 +171,12 @@ def test_a_result_stored_inside_the_commit_under_a_tx_id_it_runs_stays_first(
         assert racing.calls == 1  # one script call applied the run and wrote its Results
         assert report.committed == 2 and balance(plain, keys, "carol") == 2
         assert [n.split(":")[0] for n in report.notes] == ["k2"]
-        assert plain.get(keys.result("k2")) == early
+        assert stored_result(plain, keys, "k2") == early
         stored_first = Result.from_wire(unpack(early))
         assert report.results["k2"].consensus_bytes() != stored_first.consensus_bytes()
-        raw = plain.get(keys.result("k1"))
-        assert raw is not None and Result.from_wire(unpack(raw)).worker == "commit"  # type: ignore[arg-type]
-        fees = [bytes(f[b"tx_id"]).decode() for _, f in plain.xrange(keys.fees)]  # type: ignore[union-attr]
+        raw = stored_result(plain, keys, "k1")
+        assert raw is not None and Result.from_wire(unpack(raw)).worker == "commit"
+        fees = [e.tx_id for e in fee_entries(plain, keys.prefix)]
         assert fees.count("k1") == 1 and "k2" not in fees
 
 
@@ -199,7 +200,7 @@ def test_a_resumed_commit_keeps_what_it_decided_whatever_was_stored_since(
         class Intruding(Cut):
             def evalsha(self, *args: Any, **kwargs: Any) -> Any:
                 if self.calls == 1:  # before the 2nd script call: k2's run
-                    plain.set(keys.result("k2"), other)
+                    plant_result(plain, keys, "k2", other)
                 return super().evalsha(*args, **kwargs)
 
         with Intruding(redis_url, 3, after=False) as cut, pytest.raises(redis.ConnectionError):
@@ -207,7 +208,7 @@ def test_a_resumed_commit_keeps_what_it_decided_whatever_was_stored_since(
         assert sorted(plain.hkeys(keys.block_applied(2))) == [b"k1", b"k2"]
         report = commit_block(plain, keys, local, ks, {}, 2, resume=True, retention=(0, 0))
         assert report.committed == 3 and balance(plain, keys, "carol") == 2
-        assert plain.get(keys.result("k2")) == other  # the first stored stays
+        assert stored_result(plain, keys, "k2") == other  # the first stored stays
         assert report.results["k2"].worker == "commit"  # the block holds the committed one
         assert [n.split(":")[0] for n in report.notes] == ["k2"]
 
@@ -241,6 +242,8 @@ def test_the_results_the_commit_runs_keep_the_farms_result_ttl(
     with redis.Redis.from_url(redis_url) as client:
         report = commit_block(client, keys, local, ks, {}, 2, retention=(ttl, 0))
         assert report.committed == 2
-        for tx_id in ("k1", "k2"):
-            left = client.ttl(keys.result(tx_id))
+        lookup = stored_results_sync(client, keys.prefix, ttl, ["k1", "k2"])
+        assert lookup.found() == {"k1", "k2"}
+        for part in lookup.part_ids:
+            left = client.ttl(keys.part(part))
             assert (left == -1) if ttl == 0 else (0 < left <= ttl)  # type: ignore[operator]

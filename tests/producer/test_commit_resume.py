@@ -31,8 +31,9 @@ from producer.errors import CommitError
 from producer.local_engine import LocalEngine
 from producer.schedule import commit_runs, farm_jobs
 from tests.producer.test_commit import TOKEN, u64
+from tests.support.farm import fee_entries
 from tests.support.state import assert_root_exact
-from worker.protocol import Keys
+from worker.protocol import Keys, stored_results_sync
 
 
 class Cut(redis.Redis):
@@ -130,10 +131,10 @@ def test_a_resumed_commit_writes_the_uninterrupted_record(
             t: r.consensus_bytes() for t, r in want.results.items()}
         ours = sorted(commit_runs(txs))
         assert len(ours) > 400 if declare else not ours
-        stored = [client.get(cut.result(t)) for t in ours]  # the commit wrote them once
-        assert [Result.from_wire(unpack(raw)).consensus_bytes() for raw in stored] == [
-            want.results[t].consensus_bytes() for t in ours]  # type: ignore[arg-type]
-        assert len(client.xrange(cut.fees)) == len(ours)
+        stored = stored_results_sync(client, cut.prefix, 0, ours).results  # written once
+        assert [Result.from_wire(unpack(stored[t])).consensus_bytes() for t in ours] == [
+            want.results[t].consensus_bytes() for t in ours]
+        assert sorted(e.tx_id for e in fee_entries(client, cut.prefix)) == ours
         with pytest.raises(CommitError, match="already committed"):
             commit_block(client, cut, local, txs, results, 2)
         # The retry of a commit whose last reply was lost: the stored record, rebuilt.

@@ -31,7 +31,10 @@ import wasmtime
 from bench.bare_engines import LOOP_WAT
 from config import Settings, load_settings
 from tests.support import ROOT
-from worker.protocol import FeeEntry, Keys, job_serializer
+from worker.protocol import FeeEntry, Keys, job_serializer, stored_results_sync
+from worker.result_store import generation, index_key
+
+RESULT_TTL_S = Settings().result_ttl_s  # the test farms' (where their results' index is)
 
 # return_data("hello") from `hello`; `spin` loops forever (stopped by the engine's deadline).
 HELLO_WAT = """
@@ -106,21 +109,33 @@ def wait_results(
     deadline = time.monotonic() + timeout_s
     keys = Keys(prefix)
     while True:
-        raws: list[bytes | None] = client.mget([keys.result(t) for t in tx_ids])  # type: ignore[assignment]
-        missing = [t for t, r in zip(tx_ids, raws, strict=True) if r is None]
+        found = stored_results_sync(client, keys.prefix, RESULT_TTL_S, tx_ids).results
+        missing = [t for t in tx_ids if t not in found]
         if not missing:
-            return {
-                t: msgpack.unpackb(r, raw=False, strict_map_key=False)
-                for t, r in zip(tx_ids, raws, strict=True)
-            }
+            return {t: msgpack.unpackb(found[t], raw=False, strict_map_key=False)
+                    for t in tx_ids}
         if time.monotonic() > deadline:
             raise TimeoutError(f"no result for {len(missing)} txs, e.g. {missing[:5]}")
         time.sleep(0.02)
 
 
+def stored_result(client: redis.Redis, keys: Keys, tx_id: str, ttl_s: int = 0) -> bytes | None:
+    """The Result bytes stored for `tx_id` (None: none), under result ttl `ttl_s`."""
+    return stored_results_sync(client, keys.prefix, ttl_s, [tx_id]).results.get(tx_id)
+
+
+def plant_result(client: redis.Redis, keys: Keys, tx_id: str, raw: bytes,
+                 ttl_s: int = 0) -> None:
+    """Store `raw` as tx_id's Result the way nobody of the farm would: a part of its own,
+    indexed (in the generation of now under result ttl `ttl_s`), with no fee record."""
+    part = f"planted-{uuid.uuid4().hex}"
+    client.set(keys.part(part), msgpack.packb({tx_id: raw}, use_bin_type=True))
+    client.hset(index_key(keys.prefix, generation(ttl_s)), tx_id, part)
+
+
 def fee_entries(client: redis.Redis, prefix: str) -> list[FeeEntry]:
     entries: list[Any] = client.xrange(Keys(prefix).fees)  # type: ignore[assignment]
-    return [FeeEntry.decode(entry_id, fields) for entry_id, fields in entries]
+    return [e for entry_id, fields in entries for e in FeeEntry.decode(entry_id, fields)]
 
 
 def child_pids(pid: int) -> list[int]:

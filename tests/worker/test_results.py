@@ -6,12 +6,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
 from engine.model import FeeReport, Result
 from worker.packed import PackedResult
-from worker.protocol import FeeEntry, Keys
+from worker.protocol import FeeEntry, Keys, stored_results
+from worker.result_store import index_keys
 from worker.results import ResultWriter
 
 
@@ -23,13 +25,20 @@ def _result(
 
 
 async def fee_entries(redis: Redis, keys: Keys) -> list[FeeEntry]:
-    return [FeeEntry.decode(i, fields) for i, fields in await redis.xrange(keys.fees)]
+    return [e for i, fields in await redis.xrange(keys.fees) for e in FeeEntry.decode(i, fields)]
+
+
+async def plant(writer: ResultWriter, tx_id: str, part_id: str, record: bytes) -> None:
+    """What someone else wrote: `tx_id` indexed (no ttl: generation 0) to a part holding
+    `record`."""
+    await writer.redis.hset(f"{writer.keys.prefix}:txpart:0", tx_id, part_id)
+    await writer.redis.set(writer.keys.part(part_id), record)
 
 
 @pytest.fixture()
 async def writer(redis_url: str, key_prefix: str) -> AsyncIterator[ResultWriter]:
     client = Redis.from_url(redis_url)
-    yield ResultWriter(client, Keys(f"{key_prefix}-res-{uuid.uuid4().hex[:8]}"))
+    yield ResultWriter(client, Keys(f"{key_prefix}-res-{uuid.uuid4().hex[:8]}"), 0, 0)
     await client.aclose()
 
 
@@ -62,7 +71,7 @@ async def test_writers_racing_on_many_connections_store_each_tx_once(
     writer: ResultWriter,
 ) -> None:
     tx_ids = [f"tx-{i}" for i in range(300)]  # more than one script call each
-    writers = [ResultWriter(writer.redis, writer.keys) for _ in range(6)]
+    writers = [ResultWriter(writer.redis, writer.keys, 0, 0) for _ in range(6)]
     outcomes = await asyncio.gather(*(
         w.write([_result(t, used=k + 1, data=bytes([k])) for t in tx_ids])
         for k, w in enumerate(writers)))
@@ -95,55 +104,108 @@ async def test_results_expire_and_the_fee_stream_stays_bounded(
     redis_url: str, key_prefix: str
 ) -> None:
     client = Redis.from_url(redis_url)
-    keys = Keys(f"{key_prefix}-ret-{uuid.uuid4().hex[:8]}")
+    forever, keys = (Keys(f"{key_prefix}-ret-{uuid.uuid4().hex[:8]}") for _ in range(2))
     try:
-        forever = ResultWriter(client, keys)
-        await forever.write([_result("kept")])
-        assert await client.ttl(keys.result("kept")) == -1  # 0: no expiry
+        await ResultWriter(client, forever, 0, 0).write([_result("kept")])
+        [kept] = (await stored_results(client, forever.prefix, 0, ["kept"])).part_ids
+        assert await client.ttl(forever.part(kept)) == -1  # 0: no expiry
         bounded = ResultWriter(client, keys, ttl_s=600, fees_kept=100)
         await bounded.write([_result(f"tx-{i}") for i in range(3_000)])
-        assert 0 < await client.ttl(keys.result("tx-0")) <= 600
-        # MAXLEN ~ trims whole stream nodes: about 100 kept, far below 3,001
-        assert 100 <= await client.xlen(keys.fees) <= 300
+        lookup = await stored_results(client, keys.prefix, 600, ["tx-0", "tx-2999"])
+        assert len(lookup.part_ids) == 2  # a part per script call
+        for part in lookup.part_ids:
+            assert 0 < await client.ttl(keys.part(part)) <= 600
+        [index] = [k for k in index_keys(keys.prefix, 600) if await client.exists(k)]
+        assert 600 < await client.ttl(index) <= 1_200  # two spans: the longest look-up
+        # trimmed by records, a part's entry at a time: at least 100 kept, far below 3,001
+        assert 100 <= len(await fee_entries(client, keys)) < 100 + 256
         [again] = await bounded.write([_result("tx-2999", data=b"other")])
         assert not again.created  # write-once holds while the result lives
     finally:
-        await client.delete(keys.fees, keys.result("kept"),
-                            *(keys.result(f"tx-{i}") for i in range(3_000)))
+        for k in (forever, keys):
+            names = [n async for n in client.scan_iter(match=f"{k.prefix}:*")]
+            await client.delete(*names)
         await client.aclose()
 
 
-async def test_a_key_of_another_type_under_a_result_key_fails_no_neighbour(
+async def test_the_index_span_is_the_farms_not_each_writers(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Writers and readers of one farm with different result ttls: still one Result and
+    one fee record per tx id, found by all (the span is the first writer's)."""
+    client = Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}-span-{uuid.uuid4().hex[:8]}")
+    try:
+        writes = [await ResultWriter(client, keys, ttl, 0).write([_result("tx-A", used=ttl + 1)])
+                  for ttl in (86_400, 3_600, 0)]
+        assert [w.created for [w] in writes] == [True, False, False]
+        assert [e.tx_id for e in await fee_entries(client, keys)] == ["tx-A"]
+        for ttl in (600, 0, 86_400):
+            lookup = await stored_results(client, keys.prefix, ttl, ["tx-A"])
+            assert lookup.results["tx-A"] == writes[0][0].result.data
+    finally:
+        await client.delete(*[n async for n in client.scan_iter(match=f"{keys.prefix}:*")])
+        await client.aclose()
+
+
+async def test_a_tx_whose_part_expired_has_no_result_and_is_stored_again(
     writer: ResultWriter,
 ) -> None:
-    """A hash where a tx's result goes (someone wrote it) made the script fail at that
-    row: the rows after it in the call were never written, every retry failed the same
-    way, and their txs never got a Result. Now the result takes the key's place."""
-    await writer.redis.hset(writer.keys.result("poison"), "x", "y")
-    rows = [_result("a"), _result("poison", used=7), _result("b")]
+    """The index can name a part for up to a span after it expired: that tx has no
+    Result (None to readers, as on expiry of a key per tx) and a redelivery stores it."""
+    [first] = await writer.write([_result("tx-E", used=5)])
+    [part] = (await stored_results(writer.redis, writer.keys.prefix, 0, ["tx-E"])).part_ids
+    await writer.redis.delete(writer.keys.part(part))  # as its ttl would
+    assert (await stored_results(writer.redis, writer.keys.prefix, 0, ["tx-E"])).results == {}
+    [again] = await writer.write([_result("tx-E", used=6)])
+    assert first.created and again.created
+    [stored] = await writer.existing(["tx-E"])
+    assert stored is not None and stored.fee_used == 6
+
+
+async def test_a_wrong_hint_from_the_stream_falls_back_to_the_index(
+    writer: ResultWriter,
+) -> None:
+    """A fee-stream entry naming a part that lacks the tx (someone wrote it) does not
+    pass for that tx's Result."""
+    [w] = await writer.write([_result("tx-H")])
+    lookup = await stored_results(writer.redis, writer.keys.prefix, 0, ["tx-H"],
+                                  {"tx-H": "nope"})
+    assert lookup.results["tx-H"] == w.result.data
+
+
+async def test_a_key_of_another_type_where_the_index_goes_fails_no_neighbour(
+    writer: ResultWriter,
+) -> None:
+    """A string where the index hash goes (someone wrote it) would make the script fail
+    on every call: no tx would get a Result again. It holds nothing of the farm's: the
+    script drops it."""
+    await writer.redis.set(f"{writer.keys.prefix}:txpart:0", "junk")
+    rows = [_result("a"), _result("b")]
     written = await writer.write(rows)
-    assert [w.created for w in written] == [True, True, True]
-    assert await writer.existing(["a", "poison", "b"]) == rows
-    entries = await fee_entries(writer.redis, writer.keys)
-    assert [e.tx_id for e in entries] == ["a", "poison", "b"]
+    assert [w.created for w in written] == [True, True]
+    assert await writer.existing(["a", "b"]) == rows
+    assert [e.tx_id for e in await fee_entries(writer.redis, writer.keys)] == ["a", "b"]
 
 
-async def test_bytes_that_are_no_result_under_a_result_key_fail_no_neighbour(
+async def test_bytes_that_are_no_part_record_fail_no_neighbour(
     writer: ResultWriter, redis_url: str
 ) -> None:
-    """Garbage under one tx's result key read back as that tx's unreadable record (to
-    the worker, and to a producer's wait), not as an error for every tx of its batch."""
+    """Garbage where the index says a tx's Result is reads back as that tx's unreadable
+    record (to the worker, and to a producer's wait), not as an error for every tx of
+    its batch, nor as no Result (which nobody would ever write: the index holds it)."""
     from config import load_settings
     from producer import FarmClient
 
-    await writer.redis.set(writer.keys.result("junk"), b"\xc1 not msgpack")
+    await plant(writer, "junk", "bogus", b"\xc1 not msgpack")
     written = await writer.write([_result("a"), _result("junk"), _result("b")])
     assert [w.created for w in written] == [True, False, True]
     assert written[1].result.tx_id == "junk" and written[1].result.status == "error"
     [a, junk, b] = await writer.existing(["a", "junk", "b"])
     assert (a, b) == (written[0].result, written[2].result)
-    assert junk is not None and junk.status == "error" and junk.data == b"\xc1 not msgpack"
-    settings = load_settings(redis_url=redis_url, key_prefix=writer.keys.prefix)
+    assert junk is not None and junk.status == "error"
+    settings = load_settings(redis_url=redis_url, key_prefix=writer.keys.prefix,
+                             result_ttl_s=0)
     async with FarmClient(settings) as client:
         seen = await client.results(["a", "junk"])
     assert seen["a"] is not None and seen["a"].status == "ok"
@@ -151,15 +213,39 @@ async def test_bytes_that_are_no_result_under_a_result_key_fail_no_neighbour(
     assert (seen["junk"].error or {})["kind"] == "unreadable_result"
 
 
-async def test_another_txs_result_under_a_result_key_is_none_of_its_own(
+async def test_another_txs_result_in_a_part_is_none_of_its_own(
     writer: ResultWriter,
 ) -> None:
-    """A Result copied under another tx's key would have been taken as that tx's."""
+    """A Result filed under another tx's id would have been taken as that tx's."""
     other = _result("other", used=900)
-    await writer.redis.set(writer.keys.result("victim"), other.data)
+    await plant(writer, "victim", "forged", msgpack.packb({"victim": other.data}))
     [w] = await writer.write([_result("victim")])
     assert not w.created and w.result.tx_id == "victim" and w.result.status == "error"
     [stored] = await writer.existing(["victim"])
     assert stored is not None and stored.status == "error" and stored.fee_used == 0
     assert Result.from_stored("victim", other.data).status == "error"
     assert Result.from_stored("other", other.data).fee.used == 900
+
+
+@pytest.mark.parametrize("member, score", [("garbage", 1e6), ("99999999999999-0", 5.0),
+                                           ("1-0", float("inf"))])
+async def test_what_someone_writes_into_the_marks_neither_fails_writes_nor_empties_the_stream(
+    redis_url: str, key_prefix: str, member: str, score: float,
+) -> None:
+    """A member of `{p}:fees:marks` that is no entry id, one newer than every entry
+    (trimming there would empty the stream) or an absurd count: every write still
+    succeeds, and the stream keeps at least the records it should."""
+    client = Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}-marks-{uuid.uuid4().hex[:8]}")
+    writer = ResultWriter(client, keys, 0, 10)
+    try:
+        await writer.write([_result(f"a{i}") for i in range(12)])
+        await client.zadd(keys.fee_marks, {member: score})
+        for i in range(12):
+            [w] = await writer.write([_result(f"b{i}")])
+            assert w.created
+        kept = [e.tx_id for e in await fee_entries(client, keys)]
+        assert len(kept) >= 10 and kept[-10:] == [f"b{i}" for i in range(2, 12)]
+    finally:
+        await client.delete(*[n async for n in client.scan_iter(match=f"{keys.prefix}:*")])
+        await client.aclose()

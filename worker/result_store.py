@@ -1,0 +1,381 @@
+"""Results and fee records in Redis, a record per part (worker/protocol.py exports it with
+the rest of the wire contract).
+
+    {p}:part:{part id}   msgpack map, tx id -> its Result (the msgpack wire Result): what
+                         one script call stored (SET, expiring after the result ttl)
+    {p}:txpart:{g}       hash: tx id -> the part id holding its Result, set once per tx id;
+                         generation g = now // ttl + 1 (0 with no ttl), each hash expiring
+                         two ttls after its last write: hash fields cannot expire on their
+                         own in Redis 7.0, and a part keeps its Results one ttl
+    {p}:fees             stream: an entry per part: `n` (its records), `part` (its id)
+                         and per tx `=`tx id -> status, NUL, fee (msgpack)
+    {p}:fees:marks       sorted set: fee-stream entry id, scored by the records up to and
+                         including it, so the stream is trimmed by records, not entries
+
+Exactly once per tx id: a part's script finds its txs already stored (the current and
+the previous generation) with one HMGET each, stores the others with one HSET, one SET
+and one XADD, and answers each row with the part holding its first Result (nil: stored
+now). Per-tx keys and entries cost Redis several times as much (docs/SCALING.md).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis as AsyncRedis
+
+# write_part(prefix "{p}:", ttl s, fee records kept (0: all), part id, the part's record,
+# tx ids, fee records) -> per tx: false when stored now, else the id of the part holding
+# its first Result (a tx id twice in one call: the first row counts). The index's
+# generation length is the farm's, `{p}:txpart:span`, set by the first write (its ttl):
+# exactly once per tx id never depends on each process's result_ttl_s. A tx whose part
+# expired is no longer stored. Trimming takes only an entry id of ours that is no newer
+# than the one just added. A key of another
+# type where an index hash, the stream or the marks go holds nothing of the farm's
+# (someone wrote it): it is dropped, so it cannot make every write fail.
+PART_LUA = """
+local function own(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= kind then redis.call('DEL', key) end
+end
+local function span_of(p, ttl)
+  local key = p .. 'txpart:span'
+  own(key, 'string')
+  local span = tonumber(redis.call('GET', key))
+  if not span or span ~= span or span < 0 or span > 1e12 then
+    redis.call('SET', key, ttl)
+    span = ttl
+  end
+  return math.floor(span)
+end
+local function stream_id(id)
+  local ms, seq = string.match(id or '', '^(%d+)%-(%d+)$')
+  if ms then return tonumber(ms), tonumber(seq) end
+end
+local function trim(p, kept, stored, id)
+  local marks = p .. 'fees:marks'
+  own(marks, 'zset')
+  local last = redis.call('ZREVRANGE', marks, 0, 0, 'WITHSCORES')
+  local before = tonumber(last[2]) or 0
+  if before ~= before or before < 0 or before > 1e15 then  -- no count of ours
+    redis.call('DEL', marks)
+    before = 0
+  end
+  local total = before + stored
+  redis.call('ZADD', marks, total, id)
+  local cut = total - kept
+  if cut <= 0 then return end
+  redis.call('ZREMRANGEBYSCORE', marks, '-inf', cut)
+  local keep = redis.call('ZRANGEBYSCORE', marks, '(' .. cut, '+inf', 'LIMIT', 0, 1)[1]
+  local kms, kseq = stream_id(keep)
+  local ms, seq = stream_id(id)
+  if kms and (kms < ms or (kms == ms and kseq <= seq)) then
+    redis.call('XTRIM', p .. 'fees', 'MINID', '~', keep)
+  end
+end
+local function write_part(p, ttl, kept, part, blob, ids, recs)
+  local span, g = span_of(p, ttl), 0
+  if span > 0 then g = math.floor(tonumber(redis.call('TIME')[1]) / span) + 1 end
+  local have = {}
+  for back = 0, (g > 1 and 1 or 0) do
+    local index = p .. 'txpart:' .. (g - back)
+    own(index, 'hash')
+    local found = redis.call('HMGET', index, unpack(ids))
+    for i = 1, #ids do if not have[i] then have[i] = found[i] end end
+  end
+  local live = {}  -- a part expired while the index names it: its txs have no Result now
+  for i = 1, #ids do
+    local at = have[i]
+    if at then
+      if live[at] == nil then live[at] = redis.call('EXISTS', p .. 'part:' .. at) == 1 end
+      if not live[at] then have[i] = false end
+    end
+  end
+  local current = p .. 'txpart:' .. g
+  local index, fields, seen, stored = {}, {'n', 0, 'part', part}, {}, 0
+  for i = 1, #ids do
+    local tx = ids[i]
+    if not have[i] then
+      if seen[tx] then
+        have[i] = part
+      else
+        seen[tx] = true
+        index[#index + 1] = tx
+        index[#index + 1] = part
+        fields[#fields + 1] = '=' .. tx
+        fields[#fields + 1] = recs[i]
+        stored = stored + 1
+      end
+    end
+  end
+  if stored == 0 then return have end
+  redis.call('HSET', current, unpack(index))
+  if span > 0 then redis.call('EXPIRE', current, 2 * span) end
+  if ttl > 0 then
+    redis.call('SET', p .. 'part:' .. part, blob, 'EX', ttl)
+  else
+    redis.call('SET', p .. 'part:' .. part, blob)
+  end
+  fields[2] = stored
+  own(p .. 'fees', 'stream')
+  local id = redis.call('XADD', p .. 'fees', '*', unpack(fields))
+  if kept > 0 then trim(p, kept, stored, id) end
+  return have
+end
+"""
+# ARGV[1] the key prefix with its colon, ARGV[2] the result ttl (s, 0: none), ARGV[3] the
+# fee records kept (0: all), ARGV[4] part id, ARGV[5] the part's record, ARGV[6] n, then n
+# tx ids, then their n fee records. Returns write_part's answer.
+WRITE_PART_LUA = PART_LUA + """
+local n = tonumber(ARGV[6])
+local ids, recs = {}, {}
+for i = 1, n do
+  ids[i] = ARGV[6 + i]
+  recs[i] = ARGV[6 + n + i]
+end
+return write_part(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ids, recs)
+"""
+RESULTS_PER_CALL = 256  # rows of a part, whoever writes them
+INDEX_HMGET = 1_000  # tx ids a look-up asks an index hash for at once
+
+Row = tuple[str, bytes, bytes, str]  # tx id, Result bytes, fee bytes, status
+
+
+@dataclass(frozen=True, slots=True)
+class PartArgs:
+    """One part's write: its id, record, tx ids and fee records (first row of a tx id)."""
+
+    part_id: str
+    blob: bytes
+    tx_ids: list[str]
+    records: list[bytes]
+
+    @classmethod
+    def of(cls, rows: Iterable[Row]) -> PartArgs:
+        results: dict[str, bytes] = {}
+        tx_ids, records = [], []
+        for tx_id, data, fee, status in rows:
+            results.setdefault(tx_id, data)
+            tx_ids.append(tx_id)
+            records.append(fee_record(status, fee))
+        return cls(uuid.uuid4().hex, msgpack.packb(results, use_bin_type=True), tx_ids, records)
+
+    def argv(self, prefix: str, retention: tuple[int, int]) -> list[Any]:
+        """WRITE_PART_LUA's ARGV; `retention`: result ttl (s), fee records kept."""
+        return [f"{prefix}:", *map(int, retention), self.part_id, self.blob, len(self.tx_ids),
+                *self.tx_ids, *self.records]
+
+
+def fee_record(status: str, fee: bytes) -> bytes:
+    """A tx's value in its part's fee-stream entry."""
+    return status.encode() + b"\x00" + fee
+
+
+def generation(ttl_s: int, now_s: float | None = None) -> int:
+    """The index generation of a time (0 with no ttl)."""
+    if ttl_s <= 0:
+        return 0
+    return int((time.time() if now_s is None else now_s) // ttl_s) + 1
+
+
+def index_key(prefix: str, g: int) -> str:
+    return f"{prefix}:txpart:{g}"
+
+
+def index_keys(prefix: str, ttl_s: int, now_s: float | None = None) -> list[str]:
+    """The index hashes a look-up reads, newest first: the generation of now and one
+    either side (the writer's generation is Redis's clock, the reader's its own)."""
+    g = generation(ttl_s, now_s)
+    return [index_key(prefix, x) for x in ((g + 1, g, g - 1) if g else (0,)) if x >= 0]
+
+
+def part_key(prefix: str, part_id: str | bytes) -> str:
+    return f"{prefix}:part:{part_id.decode() if isinstance(part_id, bytes) else part_id}"
+
+
+class ResultLookup:
+    """Stored Results by tx id, without I/O of its own. Ask Redis for `span_key` and an
+    HMGET of each of `index_reads()` (an error reply reads as nothing found) and hand the
+    replies to `located()` (False: the farm's generation length is not the one guessed:
+    read again); then GET `part_keys()` (MGET) and hand them to `read()`. `results` then
+    maps tx id -> Result bytes; `misled` lists the hinted txs whose hint was wrong."""
+
+    def __init__(self, prefix: str, ttl_s: int, tx_ids: Iterable[str],
+                 hints: Mapping[str, str] | None = None) -> None:
+        """`ttl_s`: this process's result ttl, the guess of the farm's span; `hints`:
+        tx id -> the part holding its Result, as the fee stream says (not looked up in
+        the index)."""
+        self.prefix, self.span = prefix, ttl_s
+        self.span_key = f"{prefix}:txpart:span"
+        ids = list(dict.fromkeys(tx_ids))
+        self.hinted = {t: hints[t] for t in ids if hints and t in hints}
+        self.tx_ids = [t for t in ids if t not in self.hinted]
+        self.where: dict[str, str] = {}
+        self.part_ids: list[str] = []
+        self.results: dict[str, bytes] = {}
+        self.misled: list[str] = []
+
+    def index_reads(self) -> list[tuple[str, list[str]]]:
+        keys = index_keys(self.prefix, self.span)
+        return [(key, self.tx_ids[i : i + INDEX_HMGET]) for i in range(0, len(self.tx_ids),
+                                                                      INDEX_HMGET)
+                for key in keys]
+
+    def located(self, span: Any, replies: Sequence[Any]) -> bool:
+        """Take the span and the index_reads()' replies, in order."""
+        farm_span = int(span) if isinstance(span, bytes) and span.isdigit() else None
+        if farm_span is not None and farm_span != self.span:
+            self.span = farm_span
+            return False
+        for (_, group), reply in zip(self.index_reads(), replies, strict=True):
+            if isinstance(reply, list):
+                for tx_id, part in zip(group, reply, strict=False):
+                    if isinstance(part, bytes):
+                        self.where.setdefault(tx_id, part.decode("utf-8", "replace"))
+        return True
+
+    def found(self) -> set[str]:
+        """The tx ids the index names (after located()): those with a Result stored."""
+        return set(self.where)
+
+    def part_keys(self) -> list[str]:
+        self.part_ids = sorted({*self.where.values(), *self.hinted.values()})
+        return [part_key(self.prefix, p) for p in self.part_ids]
+
+    def read(self, blobs: Sequence[bytes | None]) -> None:
+        """Take the parts' records (part_keys()' keys, in order). A part gone (expired)
+        holds no Result: as the writer, which stores the tx again; one that is no record
+        of the farm's, or lacks the tx the index names, gives b"": an unreadable record
+        of that tx (Result.from_stored), so nobody waits for a Result that will not come."""
+        decoded: dict[str, dict[Any, Any] | None] = {}
+        for part_id, blob in zip(self.part_ids, blobs, strict=True):
+            try:
+                record = msgpack.unpackb(blob, raw=True) if blob is not None else None
+            except Exception:
+                record = {}
+            decoded[part_id] = record if isinstance(record, dict) or record is None else {}
+        for tx_id, part_id in self.hinted.items():
+            data = (decoded[part_id] or {}).get(tx_id.encode())
+            if isinstance(data, bytes):
+                self.results[tx_id] = data
+            else:
+                self.misled.append(tx_id)
+        for tx_id, part_id in self.where.items():
+            record = decoded[part_id]
+            if record is not None:
+                data = record.get(tx_id.encode())
+                self.results[tx_id] = data if isinstance(data, bytes) else b""
+
+
+PARTS_PER_MGET = 64
+
+
+async def located(redis: AsyncRedis, lookup: ResultLookup) -> None:
+    """The index steps of `lookup` (asyncio client)."""
+    for _ in range(2):
+        reads = lookup.index_reads()
+        if not reads:
+            break
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.get(lookup.span_key)
+            for key, group in reads:
+                pipe.hmget(key, group)
+            span, *replies = await pipe.execute(raise_on_error=False)
+        if lookup.located(span, replies):
+            break
+
+
+async def stored_results(redis: AsyncRedis, prefix: str, ttl_s: int, tx_ids: Iterable[str],
+                         hints: Mapping[str, str] | None = None) -> ResultLookup:
+    """Look `tx_ids` up (asyncio client): ResultLookup's steps. A wrong hint is looked up
+    again in the index."""
+    lookup = ResultLookup(prefix, ttl_s, tx_ids, hints)
+    await located(redis, lookup)
+    keys = lookup.part_keys()
+    lookup.read([b for i in range(0, len(keys), PARTS_PER_MGET)
+                 for b in await redis.mget(keys[i : i + PARTS_PER_MGET])])
+    if lookup.misled:
+        lookup.results.update((await stored_results(redis, prefix, lookup.span,
+                                                    lookup.misled)).results)
+    return lookup
+
+
+def stored_results_sync(redis: SyncRedis, prefix: str, ttl_s: int,
+                        tx_ids: Iterable[str]) -> ResultLookup:
+    """stored_results with a blocking client (no hints)."""
+    lookup = ResultLookup(prefix, ttl_s, tx_ids)
+    for _ in range(2):
+        reads = lookup.index_reads()
+        if not reads:
+            break
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.get(lookup.span_key)
+            for key, group in reads:
+                pipe.hmget(key, group)
+            span, *replies = pipe.execute(raise_on_error=False)
+        if lookup.located(span, replies):
+            break
+    keys = lookup.part_keys()
+    lookup.read([b for i in range(0, len(keys), PARTS_PER_MGET)
+                 for b in redis.mget(keys[i : i + PARTS_PER_MGET])])  # type: ignore[union-attr]
+    return lookup
+
+
+@dataclass(frozen=True, slots=True)
+class FeeEntry:
+    """One tx's record in the `{p}:fees` stream: exactly one per tx id."""
+
+    stream_id: str
+    tx_id: str
+    fee: dict[str, Any]
+    status: str = ""
+
+    @classmethod
+    def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> list[FeeEntry]:
+        """The records of one stream entry: a part's (`=`tx id fields), or one tx's
+        (`tx_id`, `fee`, `status`: as entries were before parts)."""
+        sid = stream_id.decode()
+        if b"tx_id" in fields:
+            return [cls(sid, fields[b"tx_id"].decode(), _fee(fields.get(b"fee")),
+                        fields.get(b"status", b"").decode())]
+        out = []
+        for name, value in fields.items():
+            if name[:1] == b"=":
+                status, _, fee = value.partition(b"\x00")
+                out.append(cls(sid, name[1:].decode(), _fee(fee), status.decode()))
+        return out
+
+
+def entry_tx_ids(fields: Sequence[bytes]) -> list[tuple[str, str | None]]:
+    """(tx id, the part holding its Result) of each record of a stream entry, from its
+    flat field list as Redis sends it (part None: an entry from before parts)."""
+    out: list[tuple[str, str | None]] = []
+    part = None
+    for i in range(0, len(fields) - 1, 2):
+        name = fields[i]
+        if name[:1] == b"=":
+            out.append((name[1:].decode("utf-8", "replace"), part))
+        elif name == b"part":
+            part = fields[i + 1].decode("utf-8", "replace")
+        elif name == b"tx_id":
+            out.append((fields[i + 1].decode("utf-8", "replace"), None))
+    return out
+
+
+def entry_statuses(fields: Mapping[bytes, bytes]) -> list[str]:
+    """The statuses of a stream entry's records (its fee records left undecoded)."""
+    if b"tx_id" in fields:
+        return [fields.get(b"status", b"?").decode()]
+    return [value.partition(b"\x00")[0].decode() for name, value in fields.items()
+            if name[:1] == b"="]
+
+
+def _fee(raw: bytes | None) -> dict[str, Any]:
+    fee = msgpack.unpackb(raw, raw=False) if raw else {}
+    return fee if isinstance(fee, dict) else {"value": fee}
