@@ -216,3 +216,47 @@ def _engine_us(settings: Any, names: list[str]) -> float:
         return (time.perf_counter() - started) * 1e6 / len(jobs)
     finally:
         engine.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.state_bench [--blocks N]`: the realistic-state block alone, N
+    times with access lists on a LocalFarm of 2 workers, a JSON line of CPU µs per tx
+    (Redis, workers with executors, producer) and Redis's command time each: what an A/B
+    of two commits compares, run alternately."""
+    import argparse
+    import asyncio
+    import json
+    import tempfile
+    import uuid
+
+    from config import load_settings
+    from producer import FarmClient, LocalFarm
+
+    p = argparse.ArgumentParser(prog="python -m bench.state_bench")
+    p.add_argument("--blocks", type=int, default=3)
+    args = p.parse_args(argv)
+
+    async def blocks(farm: Any, settings: Any) -> None:
+        names = accounts(ACCOUNTS["full"])
+        async with FarmClient(settings) as client:
+            await _genesis(client, names)
+            for b in range(args.blocks):
+                jobs = transfers(f"{settings.key_prefix}-b{b}", names, STATE_TXS["full"],
+                                 settings.default_fee_limit, True, seed=b)
+                m = await _measured(client, jobs, [p.pid for p in farm.processes])
+                print(json.dumps({"cpu_us_per_tx": {k: rounded(v) for k, v in m["parts"].items()},
+                                  "tx_per_s": rounded(m["tx_per_s"]),
+                                  "redis_us_per_tx_by_command": m["by_command"]}), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="wesfarm-state-") as cache:
+        farm = LocalFarm(workers=2, extra_env={"WESFARM_CACHE_DIR": cache})
+        farm.prefix = f"wesfarm-state-{uuid.uuid4().hex[:10]}"
+        farm.queue = f"{farm.prefix}:queue"
+        with farm:
+            asyncio.run(blocks(farm, load_settings(redis_url=farm.url, key_prefix=farm.prefix,
+                                                   queue_name=farm.queue, cache_dir=Path(cache))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
