@@ -174,9 +174,10 @@ class Settings(BaseSettings):
     redis_patience_s: float = Field(60.0, ge=0, description="how long the producer retries "
                                     "Redis through an outage before giving up")
     result_ttl_s: int = Field(86_400, ge=0, description="how long a tx's Result stays in "
-                              "Redis (0: forever)")
+                              "Redis (0: forever); the farm's first write fixes from it how "
+                              "long a tx id is written once ({prefix}:txpart:span)")
     fee_stream_max: int = Field(1_000_000, ge=0, description="fee records the fees stream "
-                                "keeps, approximately (0: all)")
+                                "keeps, at least (0: all)")
 
     # worker
     executors: int = Field(default_factory=lambda: available_cpus(), gt=0, le=256,
