@@ -278,12 +278,15 @@ class FarmClient:
         return out
 
     async def have_results(self, tx_ids: Sequence[str]) -> set[str]:
-        """The tx ids that already have a result (the index alone)."""
+        """The tx ids that already have a result (the index, and their parts still there)."""
         have: set[str] = set()
         for group in chunks(list(tx_ids), MGET_CHUNK):
             lookup = ResultLookup(self.keys.prefix, self.settings.result_ttl_s, group)
             await self._retry(partial(located, self.redis, lookup), "have_results")
-            have |= lookup.found()
+            parts = lookup.part_keys()
+            types = [await self._retry(partial(self.redis.type, k), "have_results")
+                     for k in parts]
+            have |= lookup.found(types)
         return have
 
     async def wait(

@@ -14,7 +14,8 @@ import redis
 from worker.protocol import FARM_LUA, Keys, entry_statuses, health_check_key
 
 WINDOW_MS = 60_000
-MAX_WINDOW_ENTRIES = 10_000  # fee-stream entries (parts) a status reads at most
+MAX_WINDOW_RECORDS = 200_000  # fee records a status reads at most
+WINDOW_PAGE = 50  # entries (each up to a part of records) a read takes
 SCAN_COUNT = 1_000
 DELETE_CHUNK = 500
 
@@ -30,9 +31,16 @@ def farm_status(client: redis.Redis, keys: Keys, queue: str) -> dict[str, Any]:
     workers = [{"name": n, "executors": int(e or 0), "version": (v or b"").decode()}
                for n, e, v in zip(names, executors, versions, strict=True)]
     now_ms = int(time.time() * 1000)
-    entries = cast(list[Any], client.xrange(keys.fees, min=f"{now_ms - WINDOW_MS}-0",
-                                            max="+", count=MAX_WINDOW_ENTRIES))
-    statuses = Counter(s for _, fields in entries for s in entry_statuses(fields))
+    statuses: Counter[str] = Counter()
+    start = f"{now_ms - WINDOW_MS}-0"
+    while statuses.total() < MAX_WINDOW_RECORDS:
+        entries = cast(list[Any], client.xrange(keys.fees, min=start, max="+",
+                                                count=WINDOW_PAGE))
+        for _, fields in entries:
+            statuses.update(entry_statuses(fields))
+        if len(entries) < WINDOW_PAGE:
+            break
+        start = "(" + entries[-1][0].decode()
     height = cast(bytes | None, client.get(keys.height))
     block: dict[str, Any] | None = None
     if height is not None:
@@ -47,7 +55,7 @@ def farm_status(client: redis.Redis, keys: Keys, queue: str) -> dict[str, Any]:
         "queue_depth": int(cast(int, client.zcard(queue))),
         "last_minute": {"txs": statuses.total(), "tx_per_s": round(statuses.total() / 60, 1),
                         "by_status": dict(sorted(statuses.items())),
-                        "truncated": len(entries) >= MAX_WINDOW_ENTRIES},
+                        "truncated": statuses.total() >= MAX_WINDOW_RECORDS},
         "last_block": block,
     }
 

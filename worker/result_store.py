@@ -2,20 +2,23 @@
 the rest of the wire contract).
 
     {p}:part:{part id}   msgpack map, tx id -> its Result (the msgpack wire Result): what
-                         one script call stored (SET, expiring after the result ttl)
+                         one script call stored (SET, expiring after the farm's span)
+    {p}:txpart:span      the farm's result ttl in seconds (0: none), set by its first
+                         write from that writer's result_ttl_s: parts live that long and
+                         the index rotates by it, whatever a later process has set
     {p}:txpart:{g}       hash: tx id -> the part id holding its Result, set once per tx id;
-                         generation g = now // ttl + 1 (0 with no ttl), each hash expiring
-                         two ttls after its last write: hash fields cannot expire on their
-                         own in Redis 7.0, and a part keeps its Results one ttl
+                         generation g = now // span + 1 (0 with no span), each hash
+                         expiring two spans after its last write (hash fields cannot
+                         expire on their own in Redis 7.0)
     {p}:fees             stream: an entry per part: `n` (its records), `part` (its id)
                          and per tx `=`tx id -> status, NUL, fee (msgpack)
     {p}:fees:marks       sorted set: fee-stream entry id, scored by the records up to and
                          including it, so the stream is trimmed by records, not entries
 
 Exactly once per tx id: a part's script finds its txs already stored (the current and
-the previous generation) with one HMGET each, stores the others with one HSET, one SET
-and one XADD, and answers each row with the part holding its first Result (nil: stored
-now). Per-tx keys and entries cost Redis several times as much (docs/SCALING.md).
+the previous generation, a part still there) with one HMGET each, stores the others
+with one HSET, one SET and one XADD, and answers each row with the part holding its
+first Result (nil: stored now). Per-tx keys and entries cost Redis more (docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from redis.asyncio import Redis as AsyncRedis
 
 # write_part(prefix "{p}:", ttl s, fee records kept (0: all), part id, the part's record,
 # tx ids, fee records) -> per tx: false when stored now, else the id of the part holding
-# its first Result (a tx id twice in one call: the first row counts). The index's
-# generation length is the farm's, `{p}:txpart:span`, set by the first write (its ttl):
-# exactly once per tx id never depends on each process's result_ttl_s. A tx whose part
-# expired is no longer stored. Trimming takes only an entry id of ours that is no newer
-# than the one just added. A key of another
-# type where an index hash, the stream or the marks go holds nothing of the farm's
-# (someone wrote it): it is dropped, so it cannot make every write fail.
+# its first Result (a tx id twice in one call: the first row counts). The farm's result
+# ttl, `{p}:txpart:span`, is set by its first write (from that writer's ttl) and is what
+# every part lives and every index generation spans: a tx id is written once for as long
+# as its Result lives, whatever ttl a later process has. A tx whose part expired is no
+# longer stored. Trimming takes only an entry id of ours no newer than the one added. A
+# key of another type where an index hash, the stream or the marks go holds nothing of
+# the farm's (someone wrote it): it is dropped, so it cannot make every write fail; so is
+# a stream whose ids ran out.
 PART_LUA = """
 local function own(key, kind)
   local t = redis.call('TYPE', key)['ok']
@@ -47,12 +51,12 @@ end
 local function span_of(p, ttl)
   local key = p .. 'txpart:span'
   own(key, 'string')
-  local span = tonumber(redis.call('GET', key))
-  if not span or span ~= span or span < 0 or span > 1e12 then
+  local span = redis.call('GET', key)
+  if not (span and string.match(span, '^%d+$') and #span <= 12) then
     redis.call('SET', key, ttl)
     span = ttl
   end
-  return math.floor(span)
+  return tonumber(span)
 end
 local function stream_id(id)
   local ms, seq = string.match(id or '', '^(%d+)%-(%d+)$')
@@ -93,7 +97,9 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
   for i = 1, #ids do
     local at = have[i]
     if at then
-      if live[at] == nil then live[at] = redis.call('EXISTS', p .. 'part:' .. at) == 1 end
+      if live[at] == nil then
+        live[at] = redis.call('TYPE', p .. 'part:' .. at)['ok'] == 'string'
+      end
       if not live[at] then have[i] = false end
     end
   end
@@ -117,14 +123,18 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
   if stored == 0 then return have end
   redis.call('HSET', current, unpack(index))
   if span > 0 then redis.call('EXPIRE', current, 2 * span) end
-  if ttl > 0 then
-    redis.call('SET', p .. 'part:' .. part, blob, 'EX', ttl)
+  if span > 0 then
+    redis.call('SET', p .. 'part:' .. part, blob, 'EX', span)
   else
     redis.call('SET', p .. 'part:' .. part, blob)
   end
   fields[2] = stored
   own(p .. 'fees', 'stream')
-  local id = redis.call('XADD', p .. 'fees', '*', unpack(fields))
+  local id = redis.pcall('XADD', p .. 'fees', '*', unpack(fields))
+  if type(id) ~= 'string' then  -- a stream at its last possible id: none of the farm's
+    redis.call('DEL', p .. 'fees', p .. 'fees:marks')
+    id = redis.call('XADD', p .. 'fees', '*', unpack(fields))
+  end
   if kept > 0 then trim(p, kept, stored, id) end
   return have
 end
@@ -229,7 +239,8 @@ class ResultLookup:
 
     def located(self, span: Any, replies: Sequence[Any]) -> bool:
         """Take the span and the index_reads()' replies, in order."""
-        farm_span = int(span) if isinstance(span, bytes) and span.isdigit() else None
+        farm_span = (int(span) if isinstance(span, bytes) and span.isascii() and span.isdigit()
+                     and len(span) <= 12 else None)
         if farm_span is not None and farm_span != self.span:
             self.span = farm_span
             return False
@@ -240,9 +251,11 @@ class ResultLookup:
                         self.where.setdefault(tx_id, part.decode("utf-8", "replace"))
         return True
 
-    def found(self) -> set[str]:
-        """The tx ids the index names (after located()): those with a Result stored."""
-        return set(self.where)
+    def found(self, types: Sequence[Any]) -> set[str]:
+        """The tx ids with a Result stored (after located()), from a TYPE of each of
+        part_keys() in order: the index may name a part that expired (or that is none)."""
+        alive = {p for p, t in zip(self.part_ids, types, strict=True) if t == b"string"}
+        return {t for t, p in self.where.items() if p in alive}
 
     def part_keys(self) -> list[str]:
         self.part_ids = sorted({*self.where.values(), *self.hinted.values()})

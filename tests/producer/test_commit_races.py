@@ -243,7 +243,7 @@ def test_the_results_the_commit_runs_keep_the_farms_result_ttl(
         report = commit_block(client, keys, local, ks, {}, 2, retention=(ttl, 0))
         assert report.committed == 2
         lookup = stored_results_sync(client, keys.prefix, ttl, ["k1", "k2"])
-        assert lookup.found() == {"k1", "k2"}
+        assert set(lookup.results) == {"k1", "k2"}
         for part in lookup.part_ids:
             left = client.ttl(keys.part(part))
             assert (left == -1) if ttl == 0 else (0 < left <= ttl)  # type: ignore[operator]

@@ -249,3 +249,61 @@ async def test_what_someone_writes_into_the_marks_neither_fails_writes_nor_empti
     finally:
         await client.delete(*[n async for n in client.scan_iter(match=f"{keys.prefix}:*")])
         await client.aclose()
+
+
+async def test_parts_live_the_farms_span_whatever_ttl_a_later_writer_has(
+    redis_url: str, key_prefix: str,
+) -> None:
+    """A writer with a longer ttl than the farm's span would keep a part the index no
+    longer covers (a second Result for a tx whose first still lives): parts live the
+    span, whoever writes them."""
+    client = Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}-life-{uuid.uuid4().hex[:8]}")
+    try:
+        await ResultWriter(client, keys, 600, 0).write([_result("first")])
+        await ResultWriter(client, keys, 0, 0).write([_result("forever?")])
+        lookup = await stored_results(client, keys.prefix, 0, ["first", "forever?"])
+        assert lookup.span == 600 and set(lookup.results) == {"first", "forever?"}
+        for part in lookup.part_ids:
+            assert 0 < await client.ttl(keys.part(part)) <= 600
+    finally:
+        await client.delete(*[n async for n in client.scan_iter(match=f"{keys.prefix}:*")])
+        await client.aclose()
+
+
+@pytest.mark.parametrize("junk", [b"6e1", b"0x3c", b" 60", b"60.0", b"-5"])
+async def test_a_span_that_is_no_count_of_seconds_is_replaced_for_writers_and_readers(
+    writer: ResultWriter, junk: bytes,
+) -> None:
+    await writer.redis.set(f"{writer.keys.prefix}:txpart:span", junk)
+    [w] = await writer.write([_result("tx-S")])
+    assert w.created
+    assert await writer.existing(["tx-S"]) == [w.result]
+
+
+async def test_a_stream_whose_ids_ran_out_fails_no_write(writer: ResultWriter) -> None:
+    """Someone's entry at the last possible stream id made every XADD fail: the farm
+    stalled, each tx keeping a Result with no fee record."""
+    await writer.redis.xadd(writer.keys.fees, {"x": "y"},
+                            id="18446744073709551615-18446744073709551615")
+    [w] = await writer.write([_result("tx-X")])
+    assert w.created
+    assert [e.tx_id for e in await fee_entries(writer.redis, writer.keys)] == ["tx-X"]
+
+
+async def test_an_index_naming_a_part_of_another_type_stores_the_tx_again(
+    writer: ResultWriter, redis_url: str,
+) -> None:
+    """A part key holding a hash reads as nothing to readers: the writer must not count
+    it as the tx's Result either, or the tx never gets one; nor may have_results."""
+    from config import load_settings
+    from producer import FarmClient
+
+    await writer.redis.hset(f"{writer.keys.prefix}:txpart:0", "tx-T", "p")
+    await writer.redis.hset(writer.keys.part("p"), "x", "y")
+    settings = load_settings(redis_url=redis_url, key_prefix=writer.keys.prefix,
+                             result_ttl_s=0)
+    async with FarmClient(settings) as client:
+        assert await client.have_results(["tx-T"]) == set()
+        [w] = await writer.write([_result("tx-T")])
+        assert w.created and await client.have_results(["tx-T"]) == {"tx-T"}
