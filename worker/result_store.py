@@ -44,14 +44,17 @@ from redis.asyncio import Redis as AsyncRedis
 # the farm's (someone wrote it): it is dropped, so it cannot make every write fail; so is
 # a stream whose ids ran out.
 PART_LUA = """
-local function own(key, kind)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= kind then redis.call('DEL', key) end
+local function mine(command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then  -- a key of another type: none of ours
+    redis.call('DEL', key)
+    reply = redis.call(command, key, ...)
+  end
+  return reply
 end
 local function span_of(p, ttl)
   local key = p .. 'txpart:span'
-  own(key, 'string')
-  local span = redis.call('GET', key)
+  local span = mine('GET', key)
   if not (span and string.match(span, '^%d+$') and #span <= 12) then
     redis.call('SET', key, ttl)
     span = ttl
@@ -62,10 +65,10 @@ local function stream_id(id)
   local ms, seq = string.match(id or '', '^(%d+)%-(%d+)$')
   if ms then return tonumber(ms), tonumber(seq) end
 end
+local TRIM_EVERY = 256  -- records: the stream is trimmed when their count crosses one
 local function trim(p, kept, stored, id)
   local marks = p .. 'fees:marks'
-  own(marks, 'zset')
-  local last = redis.call('ZREVRANGE', marks, 0, 0, 'WITHSCORES')
+  local last = mine('ZREVRANGE', marks, 0, 0, 'WITHSCORES')
   local before = tonumber(last[2]) or 0
   if before ~= before or before < 0 or before > 1e15 then  -- no count of ours
     redis.call('DEL', marks)
@@ -74,7 +77,9 @@ local function trim(p, kept, stored, id)
   local total = before + stored
   redis.call('ZADD', marks, total, id)
   local cut = total - kept
-  if cut <= 0 then return end
+  if cut <= 0 or math.floor(total / TRIM_EVERY) == math.floor(before / TRIM_EVERY) then
+    return
+  end
   redis.call('ZREMRANGEBYSCORE', marks, '-inf', cut)
   local keep = redis.call('ZRANGEBYSCORE', marks, '(' .. cut, '+inf', 'LIMIT', 0, 1)[1]
   local kms, kseq = stream_id(keep)
@@ -88,9 +93,7 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
   if span > 0 then g = math.floor(tonumber(redis.call('TIME')[1]) / span) + 1 end
   local have = {}
   for back = 0, (g > 1 and 1 or 0) do
-    local index = p .. 'txpart:' .. (g - back)
-    own(index, 'hash')
-    local found = redis.call('HMGET', index, unpack(ids))
+    local found = mine('HMGET', p .. 'txpart:' .. (g - back), unpack(ids))
     for i = 1, #ids do if not have[i] then have[i] = found[i] end end
   end
   local live = {}  -- a part expired while the index names it: its txs have no Result now
@@ -121,7 +124,7 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
     end
   end
   if stored == 0 then return have end
-  redis.call('HSET', current, unpack(index))
+  mine('HSET', current, unpack(index))
   if span > 0 then redis.call('EXPIRE', current, 2 * span) end
   if span > 0 then
     redis.call('SET', p .. 'part:' .. part, blob, 'EX', span)
@@ -129,12 +132,7 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
     redis.call('SET', p .. 'part:' .. part, blob)
   end
   fields[2] = stored
-  own(p .. 'fees', 'stream')
-  local id = redis.pcall('XADD', p .. 'fees', '*', unpack(fields))
-  if type(id) ~= 'string' then  -- a stream at its last possible id: none of the farm's
-    redis.call('DEL', p .. 'fees', p .. 'fees:marks')
-    id = redis.call('XADD', p .. 'fees', '*', unpack(fields))
-  end
+  local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
   if kept > 0 then trim(p, kept, stored, id) end
   return have
 end
