@@ -46,7 +46,12 @@ from redis.asyncio import Redis as AsyncRedis
 PART_LUA = """
 local function mine(command, key, ...)
   local reply = redis.pcall(command, key, ...)
-  if type(reply) == 'table' and reply.err then  -- a key of another type: none of ours
+  if type(reply) == 'table' and reply.err then
+    -- a key of another type, or a stream whose ids ran out: none of ours. Any other
+    -- error (out of memory, say) says nothing of the key: it must not cost the index.
+    if not (string.find(reply.err, '^WRONGTYPE') or string.find(reply.err, 'exhausted')) then
+      error(reply)
+    end
     redis.call('DEL', key)
     reply = redis.call(command, key, ...)
   end
