@@ -24,7 +24,7 @@ class Applied:
     fee_used: int
     result: Result | None = None  # the re-executed result; None: the farm's stands
     data: bytes = b""  # that result as stored in its part record (packed once)
-    fee_record: bytes = b""  # its fee record as the fee stream holds it (packed once)
+    fee_record: bytes = b""  # its fee record (Result.packed's, packed once)
 
     def decision(self) -> bytes:
         return bytes(pack([self.status, self.fee_used, self.data or None]))

@@ -29,7 +29,7 @@ ResultRow = tuple[bytes, bytes, str]  # a Result as stored, its fee record, its 
 # txs, 0: none); per check: state hash, key, 8-byte version; per write: state hash, key,
 # write (as protocol.state_write gives it), ordinal of its last writer; the state hashes;
 # then the part of Results of the txs the commit ran for the farm (as WRITE_PART_LUA's
-# ARGV[4..]: part id, record, n, tx ids, fee records; n is 0 when none). The state
+# ARGV[4..]: part id, record, n, tx ids, their fee records; n is 0 when none). The state
 # hashes go in ARGV: fine outside Redis Cluster, and in it too under a hash-tagged
 # prefix. The writing txs take versions base+1 .. base+m (INCRBY): the k-th writes under
 # base+k. Returns {0, base, i...} when applied, the i-th rows of the part being those
@@ -76,14 +76,11 @@ root_add(KEYS[4], ARGV[1])
 local out = {0, base}
 local n = tonumber(ARGV[p0 + 2])
 if n > 0 then
-  local ids, recs = {}, {}
-  for i = 1, n do
-    ids[i] = ARGV[p0 + 2 + i]
-    recs[i] = ARGV[p0 + 2 + n + i]
-  end
+  local ids = {}
+  for i = 1, n do ids[i] = ARGV[p0 + 2 + i] end
   local part = ARGV[p0]
   local have = write_part(ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), part, ARGV[p0 + 1],
-                          ids, recs)
+                          ids, ARGV[p0 + 3 + n])
   for i = 1, n do
     if have[i] and have[i] ~= part then out[#out + 1] = i end
   end

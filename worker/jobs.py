@@ -247,13 +247,23 @@ async def execute(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
-async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    """A list of job maps -> their Results in the same order (each stored under its tx id).
-    Called wrongly, the txs of the list it was given (if any) end `invalid`."""
+def batch_receipt(results: list[PackedResult]) -> dict[str, Any]:
+    """What arq keeps for a batch: how many of its txs ended how. Each Result lives in its
+    part; a receipt per tx was a record per tx more for Redis to store. A Result with no
+    tx id was not stored: it is kept (receipt)."""
+    return {"txs": len(results),
+            "statuses": dict(sorted(Counter(r.status for r in results).items())),
+            "unstored": [receipt(r) for r in results if not r.tx_id]}
+
+
+async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A list of job maps -> their Results in the same order (each stored under its tx id),
+    summed up as batch_receipt. Called wrongly, the txs of the list it was given (if any)
+    end `invalid`."""
     raws: list[Any] = args[0] if args and isinstance(args[0], list) else []
     ids = [tx_id_of(raw) for raw in raws]
 
-    async def body(farm: Farm) -> list[dict[str, Any]]:
+    async def body(farm: Farm) -> dict[str, Any]:
         if len(args) != 1 or kwargs or not isinstance(args[0], list):
             message = _bad_arguments("execute_batch", args, kwargs)
             if len(args) == 1 and not kwargs:
@@ -261,13 +271,13 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> list[dict[str, A
             log.warning("batch %s rejected: %s", ctx.get("job_id"), message)
             stored = await _fail_all(farm, raws, ids, "invalid", "malformed_batch", message)
             if stored:
-                return [receipt(r) for r in stored]
-            return [failure(None, "invalid", "malformed_batch", message,
-                            farm.settings.fees.version, farm.name,
-                            tx_id=str(ctx["job_id"])).to_wire()]
-        return [receipt(r) for r in await _run(farm, ctx, raws, ids)]
+                return batch_receipt(stored)
+            return {"txs": 0, "statuses": {}, "unstored": [failure(
+                None, "invalid", "malformed_batch", message, farm.settings.fees.version,
+                farm.name, tx_id=str(ctx["job_id"])).to_wire()]}
+        return batch_receipt(await _run(farm, ctx, raws, ids))
 
-    results: list[dict[str, Any]] = await _instrumented(FN_BATCH, ctx, body, raws, ids)
+    results: dict[str, Any] = await _instrumented(FN_BATCH, ctx, body, raws, ids)
     return results
 
 
@@ -295,7 +305,7 @@ async def reject_payload(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
         stored = await _store(farm, [PackedResult.of(b) for b in bad])
         if len(stored) == 1:
             return stored[0].wire()
-        return {"rejected": reason[:500], "results": [receipt(r) for r in stored]}
+        return {"rejected": reason[:500], **batch_receipt(stored)}
 
     result: dict[str, Any] = await _instrumented(FN_REJECT, ctx, body, [None] * len(ids), ids)
     return result

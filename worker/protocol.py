@@ -71,7 +71,6 @@ from worker.result_store import PartArgs as PartArgs
 from worker.result_store import ResultLookup as ResultLookup
 from worker.result_store import entry_statuses as entry_statuses
 from worker.result_store import entry_tx_ids as entry_tx_ids
-from worker.result_store import fee_record as fee_record
 from worker.result_store import generation as generation
 from worker.result_store import index_key as index_key
 from worker.result_store import located as located

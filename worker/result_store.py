@@ -10,15 +10,19 @@ the rest of the wire contract).
                          generation g = now // span + 1 (0 with no span), each hash
                          expiring two spans after its last write (hash fields cannot
                          expire on their own in Redis 7.0)
-    {p}:fees             stream: an entry per part: `n` (its records), `part` (its id)
-                         and per tx `=`tx id -> status, NUL, fee (msgpack)
+    {p}:fees             stream: an entry per part: `n` (its records), `part` (its id),
+                         `records` (msgpack array of the call's rows, each [tx id,
+                         status, fee record as msgpack bytes]) and, when some rows were
+                         not stored by it, `skip` (their 1-based row numbers, commas)
     {p}:fees:marks       sorted set: fee-stream entry id, scored by the records up to and
                          including it, so the stream is trimmed by records, not entries
 
 Exactly once per tx id: a part's script finds its txs already stored (the current and
 the previous generation, a part still there) with one HMGET each, stores the others
 with one HSET, one SET and one XADD, and answers each row with the part holding its
-first Result (nil: stored now). Per-tx keys and entries cost Redis more (docs/SCALING.md).
+first Result (nil: stored now). Per-tx keys and entries cost Redis more (docs/SCALING.md),
+and so did a stream field per tx: the fee records travel as one argument and are stored
+as one field, rows the script did not store named in `skip` (the rare case).
 """
 
 from __future__ import annotations
@@ -34,15 +38,15 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis as AsyncRedis
 
 # write_part(prefix "{p}:", ttl s, fee records kept (0: all), part id, the part's record,
-# tx ids, fee records) -> per tx: false when stored now, else the id of the part holding
-# its first Result (a tx id twice in one call: the first row counts). The farm's result
-# ttl, `{p}:txpart:span`, is set by its first write (from that writer's ttl) and is what
-# every part lives and every index generation spans: a tx id is written once for as long
-# as its Result lives, whatever ttl a later process has. A tx whose part expired is no
-# longer stored. Trimming takes only an entry id of ours no newer than the one added. A
-# key of another type where an index hash, the stream or the marks go holds nothing of
-# the farm's (someone wrote it): it is dropped, so it cannot make every write fail; so is
-# a stream whose ids ran out.
+# tx ids, the rows' fee records (PartArgs.records)) -> per tx: false when stored now, else
+# the id of the part holding its first Result (a tx id twice in one call: the first row
+# counts). The farm's result ttl, `{p}:txpart:span`, is set by its first write (from that
+# writer's ttl) and is what every part lives and every index generation spans: a tx id is
+# written once for as long as its Result lives, whatever ttl a later process has. A tx
+# whose part expired is no longer stored. Trimming takes only an entry id of ours no newer
+# than the one added. A key of another type where an index hash, the stream or the marks
+# go holds nothing of the farm's (someone wrote it): it is dropped, so it cannot make
+# every write fail; so is a stream whose ids ran out.
 PART_LUA = """
 local function mine(command, key, ...)
   local reply = redis.pcall(command, key, ...)
@@ -93,7 +97,7 @@ local function trim(p, kept, stored, id)
     redis.call('XTRIM', p .. 'fees', 'MINID', '~', keep)
   end
 end
-local function write_part(p, ttl, kept, part, blob, ids, recs)
+local function write_part(p, ttl, kept, part, blob, ids, records)
   local span, g = span_of(p, ttl), 0
   if span > 0 then g = math.floor(tonumber(redis.call('TIME')[1]) / span) + 1 end
   local have = {}
@@ -112,7 +116,7 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
     end
   end
   local current = p .. 'txpart:' .. g
-  local index, fields, seen, stored = {}, {'n', 0, 'part', part}, {}, 0
+  local index, seen, stored = {}, {}, 0
   for i = 1, #ids do
     local tx = ids[i]
     if not have[i] then
@@ -122,8 +126,6 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
         seen[tx] = true
         index[#index + 1] = tx
         index[#index + 1] = part
-        fields[#fields + 1] = '=' .. tx
-        fields[#fields + 1] = recs[i]
         stored = stored + 1
       end
     end
@@ -136,7 +138,12 @@ local function write_part(p, ttl, kept, part, blob, ids, recs)
   else
     redis.call('SET', p .. 'part:' .. part, blob)
   end
-  fields[2] = stored
+  local fields, skip = {'n', stored, 'part', part, 'records', records}, {}
+  for i = 1, #ids do if have[i] then skip[#skip + 1] = i end end
+  if #skip > 0 then
+    fields[7] = 'skip'
+    fields[8] = table.concat(skip, ',')
+  end
   local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
   if kept > 0 then trim(p, kept, stored, id) end
   return have
@@ -144,15 +151,13 @@ end
 """
 # ARGV[1] the key prefix with its colon, ARGV[2] the result ttl (s, 0: none), ARGV[3] the
 # fee records kept (0: all), ARGV[4] part id, ARGV[5] the part's record, ARGV[6] n, then n
-# tx ids, then their n fee records. Returns write_part's answer.
+# tx ids, then their fee records (one argument). Returns write_part's answer.
 WRITE_PART_LUA = PART_LUA + """
 local n = tonumber(ARGV[6])
-local ids, recs = {}, {}
-for i = 1, n do
-  ids[i] = ARGV[6 + i]
-  recs[i] = ARGV[6 + n + i]
-end
-return write_part(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ids, recs)
+local ids = {}
+for i = 1, n do ids[i] = ARGV[6 + i] end
+return write_part(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ids,
+                  ARGV[7 + n])
 """
 RESULTS_PER_CALL = 256  # rows of a part, whoever writes them
 INDEX_HMGET = 1_000  # tx ids a look-up asks an index hash for at once
@@ -162,12 +167,13 @@ Row = tuple[str, bytes, bytes, str]  # tx id, Result bytes, fee bytes, status
 
 @dataclass(frozen=True, slots=True)
 class PartArgs:
-    """One part's write: its id, record, tx ids and fee records (first row of a tx id)."""
+    """One part's write: its id, record (first row of a tx id), tx ids and their fee
+    records, one msgpack array of [tx id, status, fee record] (the fee stream's `records`)."""
 
     part_id: str
     blob: bytes
     tx_ids: list[str]
-    records: list[bytes]
+    records: bytes
 
     @classmethod
     def of(cls, rows: Iterable[Row]) -> PartArgs:
@@ -176,18 +182,14 @@ class PartArgs:
         for tx_id, data, fee, status in rows:
             results.setdefault(tx_id, data)
             tx_ids.append(tx_id)
-            records.append(fee_record(status, fee))
-        return cls(uuid.uuid4().hex, msgpack.packb(results, use_bin_type=True), tx_ids, records)
+            records.append((tx_id, status, fee))
+        return cls(uuid.uuid4().hex, msgpack.packb(results, use_bin_type=True), tx_ids,
+                   msgpack.packb(records, use_bin_type=True))
 
     def argv(self, prefix: str, retention: tuple[int, int]) -> list[Any]:
         """WRITE_PART_LUA's ARGV; `retention`: result ttl (s), fee records kept."""
         return [f"{prefix}:", *map(int, retention), self.part_id, self.blob, len(self.tx_ids),
-                *self.tx_ids, *self.records]
-
-
-def fee_record(status: str, fee: bytes) -> bytes:
-    """A tx's value in its part's fee-stream entry."""
-    return status.encode() + b"\x00" + fee
+                *self.tx_ids, self.records]
 
 
 def generation(ttl_s: int, now_s: float | None = None) -> int:
@@ -354,42 +356,51 @@ class FeeEntry:
 
     @classmethod
     def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> list[FeeEntry]:
-        """The records of one stream entry: a part's (`=`tx id fields), or one tx's
-        (`tx_id`, `fee`, `status`: as entries were before parts)."""
+        """The records of one stream entry (entry_records)."""
         sid = stream_id.decode()
-        if b"tx_id" in fields:
-            return [cls(sid, fields[b"tx_id"].decode(), _fee(fields.get(b"fee")),
-                        fields.get(b"status", b"").decode())]
-        out = []
-        for name, value in fields.items():
-            if name[:1] == b"=":
-                status, _, fee = value.partition(b"\x00")
-                out.append(cls(sid, name[1:].decode(), _fee(fee), status.decode()))
-        return out
+        return [cls(sid, tx_id, _fee(fee), status)
+                for tx_id, status, fee in entry_records(fields)]
+
+
+def entry_records(fields: Mapping[bytes, bytes]) -> list[tuple[str, str, bytes]]:
+    """(tx id, status, fee record) of each record a stream entry holds: a part's
+    (`records` less the rows in `skip`); as entries were written before: per tx
+    `=`tx id -> status NUL fee, or one tx's (`tx_id`, `fee`, `status`). A field that is
+    none of the farm's reads as no record."""
+    if b"records" in fields:
+        try:
+            rows = msgpack.unpackb(fields[b"records"], raw=True)
+            skip = {int(i) for i in fields.get(b"skip", b"").split(b",") if i}
+        except Exception:
+            return []
+        return [(row[0].decode("utf-8", "replace"), row[1].decode("utf-8", "replace"), row[2])
+                for number, row in enumerate(rows if isinstance(rows, list) else [], 1)
+                if number not in skip and isinstance(row, list) and len(row) == 3
+                and all(isinstance(x, bytes) for x in row)]
+    if b"tx_id" in fields:
+        return [(fields[b"tx_id"].decode(), fields.get(b"status", b"").decode(),
+                 fields.get(b"fee", b""))]
+    return [(name[1:].decode(), *_status_fee(value)) for name, value in fields.items()
+            if name[:1] == b"="]
+
+
+def _status_fee(value: bytes) -> tuple[str, bytes]:
+    status, _, fee = value.partition(b"\x00")
+    return status.decode(), fee
 
 
 def entry_tx_ids(fields: Sequence[bytes]) -> list[tuple[str, str | None]]:
     """(tx id, the part holding its Result) of each record of a stream entry, from its
     flat field list as Redis sends it (part None: an entry from before parts)."""
-    out: list[tuple[str, str | None]] = []
-    part = None
-    for i in range(0, len(fields) - 1, 2):
-        name = fields[i]
-        if name[:1] == b"=":
-            out.append((name[1:].decode("utf-8", "replace"), part))
-        elif name == b"part":
-            part = fields[i + 1].decode("utf-8", "replace")
-        elif name == b"tx_id":
-            out.append((fields[i + 1].decode("utf-8", "replace"), None))
-    return out
+    named = dict(zip(fields[::2], fields[1::2], strict=False))
+    part = named.get(b"part")
+    holder = part.decode("utf-8", "replace") if part is not None else None
+    return [(tx_id, holder) for tx_id, _, _ in entry_records(named)]
 
 
 def entry_statuses(fields: Mapping[bytes, bytes]) -> list[str]:
     """The statuses of a stream entry's records (its fee records left undecoded)."""
-    if b"tx_id" in fields:
-        return [fields.get(b"status", b"?").decode()]
-    return [value.partition(b"\x00")[0].decode() for name, value in fields.items()
-            if name[:1] == b"="]
+    return [status for _, status, _ in entry_records(fields)]
 
 
 def _fee(raw: bytes | None) -> dict[str, Any]:

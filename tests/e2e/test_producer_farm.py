@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from producer.block import Tx, dump_block
@@ -94,6 +95,11 @@ async def test_a_500_tx_batch_over_two_workers_one_result_and_one_fee_record_eac
     assert [done[t].return_data for t in ids[:3]] == [u64(1), u64(2), u64(3)]
     counts = Counter(r.tx_id for r in await client.fee_reports(ids))
     assert set(counts) == set(ids) and set(counts.values()) == {1}
+    # arq's record of each part sums it up (its Results are in the part's record).
+    records = [msgpack.unpackb(await client.redis.get(key))["r"] async for key in
+               client.redis.scan_iter(f"{client.keys.arq('result:')}batch:*")]
+    assert records and all(set(r) == {"txs", "statuses", "unstored"} for r in records)
+    assert sum(r["statuses"].get("ok", 0) for r in records) >= 500
 
 
 def test_cli_call_prints_the_result_as_wesfarm_run_json(farm: Farm, client: FarmClient) -> None:

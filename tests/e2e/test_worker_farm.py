@@ -276,8 +276,9 @@ def test_queue_depth_gauge_counts_waiting_jobs(farm: Farm) -> None:
 
 def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Farm) -> None:
     """A map with no usable tx id gets a Result nobody can look up: arq's record of the
-    job keeps its status and error, not the whole Result (a batch of id-less maps made arq
-    keep hundreds of megabytes and the worker log a line per map)."""
+    job (how many txs ended how) keeps its status and error, not the whole Result (a
+    batch of id-less maps made arq keep hundreds of megabytes and the worker log a line
+    per map)."""
     from worker.protocol import result_record
 
     tx, job_id = farm.tx("beside-idless"), f"batch:{farm.prefix}-idless:3:x"
@@ -289,8 +290,9 @@ def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Fa
     while (raw := farm.client.get(key)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert raw is not None
-    ok, *unstored = result_record(raw)["r"]
-    assert ok == {"tx_id": tx, "status": "ok"}
+    record = result_record(raw)["r"]
+    assert (record["txs"], record["statuses"]) == (3, {"invalid": 2, "ok": 1})
+    unstored = record["unstored"]
     assert [set(r) for r in unstored] == [{"tx_id", "status", "error"}] * 2
     assert all(r["status"] == "invalid" and r["error"]["message"] for r in unstored)
 

@@ -97,6 +97,10 @@ def test_malformed_jobs_end_with_results_and_the_worker_goes_on(farm: FaultFarm)
         enqueue(r, farm.prefix, farm.queue, FN_EXECUTE, [job("after")], tx("after"))
         assert wait_results(r, farm.prefix, [tx("after")])[tx("after")]["status"] == "ok"
         assert_one_result_and_one_fee_entry(r, farm.keys, [*bad, tx("same-poll"), tx("after")])
+        # arq's record of the refused batch sums its txs up; each Result is in its part.
+        record = msgpack.unpackb(r.get(farm.keys.arq(f"result:batch:{farm.prefix}:kw")))
+        assert record["r"] == {"rejected": "job payload has keyword arguments (the farm's jobs "
+                               "take none)", "txs": 2, "statuses": {"invalid": 2}, "unstored": []}
         assert worker.proc.poll() is None
         assert_no_tracebacks([worker])
     finally:

@@ -90,7 +90,40 @@ async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None
     for w in written[5:]:
         assert w.result == batch[int(w.result.tx_id[3:])]
     entries = await fee_entries(writer.redis, writer.keys)
-    assert sorted(e.tx_id for e in entries) == [f"tx-{i}" for i in range(5)]
+    assert sorted((e.tx_id, e.fee["used"]) for e in entries) == [
+        (f"tx-{i}", i + 1) for i in range(5)]  # each tx's first row, once
+
+
+async def test_a_part_records_only_the_rows_it_stored(writer: ResultWriter) -> None:
+    """One stream field holds every row's fee record; the rows the call did not store (a
+    tx stored before, a repeat within the call) are named in `skip`, not recorded."""
+    await writer.write([_result("tx-old", used=7)])
+    written = await writer.write([_result("tx-a", used=1), _result("tx-old", used=2),
+                                  _result("tx-a", used=3), _result("tx-b", used=4)])
+    assert [w.created for w in written] == [True, False, False, True]
+    (_, fields), = (await writer.redis.xrange(writer.keys.fees))[1:]
+    assert fields[b"n"] == b"2" and fields[b"skip"] == b"2,3"
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [
+        ("tx-old", "ok", 7), ("tx-a", "ok", 1), ("tx-b", "ok", 4)]
+
+
+async def test_stream_entries_of_other_shapes_read_as_what_they_hold(
+    writer: ResultWriter,
+) -> None:
+    """Entries as earlier versions wrote them still read; fields that are none of the
+    farm's read as no record, and writing goes on."""
+    fee = msgpack.packb({"used": 5})
+    await writer.redis.xadd(writer.keys.fees, {"tx_id": "tx-1", "fee": fee, "status": "ok"})
+    await writer.redis.xadd(writer.keys.fees, {"n": 1, "=tx-2": b"reverted\x00" + fee})
+    for junk in (b"\xc1", msgpack.packb([[1, 2, 3], "x"]), msgpack.packb({"a": 1})):
+        await writer.redis.xadd(writer.keys.fees, {"n": 1, "part": "p", "records": junk})
+    await writer.redis.xadd(writer.keys.fees, {"n": 1, "records": msgpack.packb(
+        [[b"tx-3", b"ok", fee]]), "skip": "x"})
+    await writer.write([_result("tx-4", used=9)])
+    entries = await fee_entries(writer.redis, writer.keys)
+    assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [
+        ("tx-1", "ok", 5), ("tx-2", "reverted", 5), ("tx-4", "ok", 9)]
 
 
 async def test_existing_reports_absent_and_unkeyed_txs_as_none(writer: ResultWriter) -> None:
