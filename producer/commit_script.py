@@ -45,6 +45,10 @@ local c0 = t0 + TX_ARGS * nt
 local w0 = c0 + 3 * nc
 local h0 = w0 + 4 * nw
 local p0 = h0 + nh
+local n = tonumber(ARGV[p0 + 2])
+if #ARGV ~= p0 + 2 + (n > 0 and n + 1 or 0) then  -- before any write
+  return redis.error_reply('commit: ' .. #ARGV .. ' arguments, not what the counts say')
+end
 for i = 0, nt - 1 do
   local prev = redis.call('HGET', KEYS[2], ARGV[t0 + TX_ARGS * i])
   if prev then return {2, i + 1, prev} end
@@ -54,6 +58,12 @@ for c = 0, nc - 1 do
   if record_version(redis.call('HGET', ARGV[at], ARGV[at + 1])) ~= ARGV[at + 2] then
     return {1, c + 1}
   end
+end
+local part, plan = ARGV[p0], nil
+if n > 0 then  -- (what can fail, before the first write)
+  local ids = {}
+  for i = 1, n do ids[i] = ARGV[p0 + 2 + i] end
+  plan = plan_part(ARGV[7], tonumber(ARGV[8]), part, ids, ARGV[p0 + 3 + n])
 end
 for h = h0, h0 + nh - 1, 1000 do  -- before INCRBY: an error after it would keep it
   redis.call('SADD', KEYS[3], unpack(ARGV, h, math.min(h + 999, h0 + nh - 1)))
@@ -74,13 +84,8 @@ end
 redis.call('HSET', KEYS[2], unpack(entries))
 root_add(KEYS[4], ARGV[1])
 local out = {0, base}
-local n = tonumber(ARGV[p0 + 2])
 if n > 0 then
-  local ids = {}
-  for i = 1, n do ids[i] = ARGV[p0 + 2 + i] end
-  local part = ARGV[p0]
-  local have = write_part(ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), part, ARGV[p0 + 1],
-                          ids, ARGV[p0 + 3 + n])
+  local have = store_part(ARGV[7], tonumber(ARGV[9]), part, ARGV[p0 + 1], plan)
   for i = 1, n do
     if have[i] and have[i] ~= part then out[#out + 1] = i end
   end
@@ -103,6 +108,7 @@ class RunArgs:
     writers: int = 0
     part_rows: list[tuple[str, bytes, bytes, str]] = field(default_factory=list)
     part_owner: list[int] = field(default_factory=list)  # per part row: its tx's index
+    _owners: set[int] = field(default_factory=set)  # part_owner's, for stores()
     _touched: set[Slot] = field(default_factory=set)
 
     def add_tx(self, tx_id: str, decision: bytes, ordinal: int,
@@ -118,6 +124,7 @@ class RunArgs:
                 raise ValueError(f"{tx_id}: the Result to store is not the decision's tail")
             self.part_rows.append((tx_id, data, fee, status))
             self.part_owner.append(index)
+            self._owners.add(index)
         self.txs += [tx_id, decision, ordinal]
         self.writers += ordinal > 0
         for slot, version in touches:
@@ -132,7 +139,7 @@ class RunArgs:
 
     def stores(self, index: int) -> bool:
         """Whether the script stores the Result of the run's tx at `index`."""
-        return index in self.part_owner
+        return index in self._owners
 
     def finish(self, final: Mapping[Slot, tuple[bytes | None, int]]) -> None:
         """Every slot the run writes: its final value (None: removed) and the ordinal of

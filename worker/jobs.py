@@ -270,11 +270,9 @@ async def execute_batch(ctx: Ctx, *args: Any, **kwargs: Any) -> dict[str, Any]:
                 message = f"execute_batch takes a list of job maps, got {type(args[0]).__name__}"
             log.warning("batch %s rejected: %s", ctx.get("job_id"), message)
             stored = await _fail_all(farm, raws, ids, "invalid", "malformed_batch", message)
-            if stored:
-                return batch_receipt(stored)
-            return {"txs": 0, "statuses": {}, "unstored": [failure(
+            return batch_receipt(stored or [PackedResult.of(failure(
                 None, "invalid", "malformed_batch", message, farm.settings.fees.version,
-                farm.name, tx_id=str(ctx["job_id"])).to_wire()]}
+                farm.name, tx_id=""))])  # (no tx id to store it under: kept here)
         return batch_receipt(await _run(farm, ctx, raws, ids))
 
     results: dict[str, Any] = await _instrumented(FN_BATCH, ctx, body, raws, ids)

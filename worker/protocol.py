@@ -63,14 +63,14 @@ from worker.envelope import job_bytes as job_bytes
 from worker.envelope import job_deserializer as job_deserializer
 from worker.envelope import job_serializer as job_serializer
 from worker.envelope import result_record as result_record
+from worker.fee_entries import FeeEntry as FeeEntry
+from worker.fee_entries import entry_statuses as entry_statuses
+from worker.fee_entries import entry_tx_ids as entry_tx_ids
 from worker.result_store import PART_LUA as PART_LUA
 from worker.result_store import RESULTS_PER_CALL as RESULTS_PER_CALL
 from worker.result_store import WRITE_PART_LUA as WRITE_PART_LUA
-from worker.result_store import FeeEntry as FeeEntry
 from worker.result_store import PartArgs as PartArgs
 from worker.result_store import ResultLookup as ResultLookup
-from worker.result_store import entry_statuses as entry_statuses
-from worker.result_store import entry_tx_ids as entry_tx_ids
 from worker.result_store import generation as generation
 from worker.result_store import index_key as index_key
 from worker.result_store import located as located

@@ -1,5 +1,5 @@
 """Results and fee records in Redis, a record per part (worker/protocol.py exports it with
-the rest of the wire contract).
+the rest of the wire contract; worker/fee_entries.py reads the fee stream's entries).
 
     {p}:part:{part id}   msgpack map, tx id -> its Result (the msgpack wire Result): what
                          one script call stored (SET, expiring after the farm's span)
@@ -11,9 +11,8 @@ the rest of the wire contract).
                          expiring two spans after its last write (hash fields cannot
                          expire on their own in Redis 7.0)
     {p}:fees             stream: an entry per part: `n` (its records), `part` (its id),
-                         `records` (msgpack array of the call's rows, each [tx id,
-                         status, fee record as msgpack bytes]) and, when some rows were
-                         not stored by it, `skip` (their 1-based row numbers, commas)
+                         `records` (msgpack array of the txs it stored, each [tx id,
+                         status, fee record as msgpack bytes])
     {p}:fees:marks       sorted set: fee-stream entry id, scored by the records up to and
                          including it, so the stream is trimmed by records, not entries
 
@@ -22,7 +21,7 @@ the previous generation, a part still there) with one HMGET each, stores the oth
 with one HSET, one SET and one XADD, and answers each row with the part holding its
 first Result (nil: stored now). Per-tx keys and entries cost Redis more (docs/SCALING.md),
 and so did a stream field per tx: the fee records travel as one argument and are stored
-as one field, rows the script did not store named in `skip` (the rare case).
+as one field (re-packed in Lua, in the rare call where some rows were stored before).
 """
 
 from __future__ import annotations
@@ -97,7 +96,10 @@ local function trim(p, kept, stored, id)
     redis.call('XTRIM', p .. 'fees', 'MINID', '~', keep)
   end
 end
-local function write_part(p, ttl, kept, part, blob, ids, records)
+local function plan_part(p, ttl, part, ids, records)
+  -- What a write of the part would store (no write of the farm's data yet): each row's
+  -- part holding its first Result (false: stored by this write), the index fields, and
+  -- the fee records of the rows stored, re-packed only when some are not.
   local span, g = span_of(p, ttl), 0
   if span > 0 then g = math.floor(tonumber(redis.call('TIME')[1]) / span) + 1 end
   local have = {}
@@ -115,7 +117,6 @@ local function write_part(p, ttl, kept, part, blob, ids, records)
       if not live[at] then have[i] = false end
     end
   end
-  local current = p .. 'txpart:' .. g
   local index, seen, stored = {}, {}, 0
   for i = 1, #ids do
     local tx = ids[i]
@@ -130,23 +131,31 @@ local function write_part(p, ttl, kept, part, blob, ids, records)
       end
     end
   end
-  if stored == 0 then return have end
-  mine('HSET', current, unpack(index))
+  if stored > 0 and stored < #ids then  -- (rare) the stream keeps the stored rows' alone
+    local rows, kept = cmsgpack.unpack(records), {}
+    for i = 1, #ids do if not have[i] then kept[#kept + 1] = rows[i] end end
+    records = cmsgpack.pack(kept)
+  end
+  return {span = span, g = g, have = have, index = index, stored = stored, records = records}
+end
+local function store_part(p, kept, part, blob, plan)
+  local span = plan.span
+  if plan.stored == 0 then return plan.have end
+  local current = p .. 'txpart:' .. plan.g
+  mine('HSET', current, unpack(plan.index))
   if span > 0 then redis.call('EXPIRE', current, 2 * span) end
   if span > 0 then
     redis.call('SET', p .. 'part:' .. part, blob, 'EX', span)
   else
     redis.call('SET', p .. 'part:' .. part, blob)
   end
-  local fields, skip = {'n', stored, 'part', part, 'records', records}, {}
-  for i = 1, #ids do if have[i] then skip[#skip + 1] = i end end
-  if #skip > 0 then
-    fields[7] = 'skip'
-    fields[8] = table.concat(skip, ',')
-  end
-  local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
-  if kept > 0 then trim(p, kept, stored, id) end
-  return have
+  local id = mine('XADD', p .. 'fees', '*', 'n', plan.stored, 'part', part,
+                  'records', plan.records)  -- (or ids that ran out)
+  if kept > 0 then trim(p, kept, plan.stored, id) end
+  return plan.have
+end
+local function write_part(p, ttl, kept, part, blob, ids, records)
+  return store_part(p, kept, part, blob, plan_part(p, ttl, part, ids, records))
 end
 """
 # ARGV[1] the key prefix with its colon, ARGV[2] the result ttl (s, 0: none), ARGV[3] the
@@ -154,6 +163,9 @@ end
 # tx ids, then their fee records (one argument). Returns write_part's answer.
 WRITE_PART_LUA = PART_LUA + """
 local n = tonumber(ARGV[6])
+if #ARGV ~= 7 + n then  -- before any write: no tx stored without its fee record
+  return redis.error_reply('write_part: ' .. #ARGV .. ' arguments for ' .. n .. ' rows')
+end
 local ids = {}
 for i = 1, n do ids[i] = ARGV[6 + i] end
 return write_part(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ids,
@@ -183,8 +195,10 @@ class PartArgs:
             results.setdefault(tx_id, data)
             tx_ids.append(tx_id)
             records.append((tx_id, status, fee))
+        # (no bin type in the records: Lua's cmsgpack, which re-packs them when some rows
+        # are not stored, reads none; readers take str and bin alike as bytes)
         return cls(uuid.uuid4().hex, msgpack.packb(results, use_bin_type=True), tx_ids,
-                   msgpack.packb(records, use_bin_type=True))
+                   msgpack.packb(records, use_bin_type=False))
 
     def argv(self, prefix: str, retention: tuple[int, int]) -> list[Any]:
         """WRITE_PART_LUA's ARGV; `retention`: result ttl (s), fee records kept."""
@@ -343,66 +357,3 @@ def stored_results_sync(redis: SyncRedis, prefix: str, ttl_s: int,
     lookup.read([b for i in range(0, len(keys), PARTS_PER_MGET)
                  for b in redis.mget(keys[i : i + PARTS_PER_MGET])])  # type: ignore[union-attr]
     return lookup
-
-
-@dataclass(frozen=True, slots=True)
-class FeeEntry:
-    """One tx's record in the `{p}:fees` stream: exactly one per tx id."""
-
-    stream_id: str
-    tx_id: str
-    fee: dict[str, Any]
-    status: str = ""
-
-    @classmethod
-    def decode(cls, stream_id: bytes, fields: Mapping[bytes, bytes]) -> list[FeeEntry]:
-        """The records of one stream entry (entry_records)."""
-        sid = stream_id.decode()
-        return [cls(sid, tx_id, _fee(fee), status)
-                for tx_id, status, fee in entry_records(fields)]
-
-
-def entry_records(fields: Mapping[bytes, bytes]) -> list[tuple[str, str, bytes]]:
-    """(tx id, status, fee record) of each record a stream entry holds: a part's
-    (`records` less the rows in `skip`); as entries were written before: per tx
-    `=`tx id -> status NUL fee, or one tx's (`tx_id`, `fee`, `status`). A field that is
-    none of the farm's reads as no record."""
-    if b"records" in fields:
-        try:
-            rows = msgpack.unpackb(fields[b"records"], raw=True)
-            skip = {int(i) for i in fields.get(b"skip", b"").split(b",") if i}
-        except Exception:
-            return []
-        return [(row[0].decode("utf-8", "replace"), row[1].decode("utf-8", "replace"), row[2])
-                for number, row in enumerate(rows if isinstance(rows, list) else [], 1)
-                if number not in skip and isinstance(row, list) and len(row) == 3
-                and all(isinstance(x, bytes) for x in row)]
-    if b"tx_id" in fields:
-        return [(fields[b"tx_id"].decode(), fields.get(b"status", b"").decode(),
-                 fields.get(b"fee", b""))]
-    return [(name[1:].decode(), *_status_fee(value)) for name, value in fields.items()
-            if name[:1] == b"="]
-
-
-def _status_fee(value: bytes) -> tuple[str, bytes]:
-    status, _, fee = value.partition(b"\x00")
-    return status.decode(), fee
-
-
-def entry_tx_ids(fields: Sequence[bytes]) -> list[tuple[str, str | None]]:
-    """(tx id, the part holding its Result) of each record of a stream entry, from its
-    flat field list as Redis sends it (part None: an entry from before parts)."""
-    named = dict(zip(fields[::2], fields[1::2], strict=False))
-    part = named.get(b"part")
-    holder = part.decode("utf-8", "replace") if part is not None else None
-    return [(tx_id, holder) for tx_id, _, _ in entry_records(named)]
-
-
-def entry_statuses(fields: Mapping[bytes, bytes]) -> list[str]:
-    """The statuses of a stream entry's records (its fee records left undecoded)."""
-    return [status for _, status, _ in entry_records(fields)]
-
-
-def _fee(raw: bytes | None) -> dict[str, Any]:
-    fee = msgpack.unpackb(raw, raw=False) if raw else {}
-    return fee if isinstance(fee, dict) else {"value": fee}

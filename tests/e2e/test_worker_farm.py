@@ -297,6 +297,25 @@ def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Fa
     assert all(r["status"] == "invalid" and r["error"]["message"] for r in unstored)
 
 
+def test_a_batch_called_with_no_list_keeps_its_one_result_in_arqs_record(farm: Farm) -> None:
+    """No map, so no tx id: the `invalid` Result it ends with is kept where it can be
+    read, counted as the batch's one Result."""
+    from worker.protocol import result_record
+
+    job_id = f"batch:{farm.prefix}-nolist:1:x"
+    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch", [5], job_id)
+    key = Keys(farm.prefix).arq("result:") + job_id
+    deadline = time.monotonic() + 30
+    while (raw := farm.client.get(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert raw is not None
+    record = result_record(raw)["r"]
+    assert (record["txs"], record["statuses"]) == (1, {"invalid": 1})
+    [kept] = record["unstored"]
+    assert kept["tx_id"] == "" and kept["error"]["kind"] == "malformed_batch"
+    assert "list of job maps" in kept["error"]["message"]
+
+
 def test_a_job_whose_payload_key_is_not_a_string_ends_invalid_and_leaves_the_queue(
         farm: Farm) -> None:
     tx = farm.tx("hash-payload")

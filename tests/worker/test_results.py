@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from engine.model import FeeReport, Result
 from worker.packed import PackedResult
@@ -95,14 +97,16 @@ async def test_a_pipeline_of_many_txs_with_repeats(writer: ResultWriter) -> None
 
 
 async def test_a_part_records_only_the_rows_it_stored(writer: ResultWriter) -> None:
-    """One stream field holds every row's fee record; the rows the call did not store (a
-    tx stored before, a repeat within the call) are named in `skip`, not recorded."""
+    """One stream field holds the fee records of the rows the call stored: not those of
+    a tx stored before or of a repeat within the call (bytes in the stream that no
+    trimming counts, and a second record of a tx to a reader that missed why)."""
     await writer.write([_result("tx-old", used=7)])
     written = await writer.write([_result("tx-a", used=1), _result("tx-old", used=2),
                                   _result("tx-a", used=3), _result("tx-b", used=4)])
     assert [w.created for w in written] == [True, False, False, True]
     (_, fields), = (await writer.redis.xrange(writer.keys.fees))[1:]
-    assert fields[b"n"] == b"2" and fields[b"skip"] == b"2,3"
+    assert set(fields) == {b"n", b"part", b"records"} and fields[b"n"] == b"2"
+    assert [row[0] for row in msgpack.unpackb(fields[b"records"], raw=True)] == [b"tx-a", b"tx-b"]
     entries = await fee_entries(writer.redis, writer.keys)
     assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [
         ("tx-old", "ok", 7), ("tx-a", "ok", 1), ("tx-b", "ok", 4)]
@@ -116,14 +120,19 @@ async def test_stream_entries_of_other_shapes_read_as_what_they_hold(
     fee = msgpack.packb({"used": 5})
     await writer.redis.xadd(writer.keys.fees, {"tx_id": "tx-1", "fee": fee, "status": "ok"})
     await writer.redis.xadd(writer.keys.fees, {"n": 1, "=tx-2": b"reverted\x00" + fee})
-    for junk in (b"\xc1", msgpack.packb([[1, 2, 3], "x"]), msgpack.packb({"a": 1})):
+    for junk in (b"\xc1", msgpack.packb([[1, 2, 3], "x"]), msgpack.packb({"a": 1}),
+                 msgpack.packb([[b"tx-3", b"ok"], [b"tx-3", 1, fee], [[], b"ok", fee]])):
         await writer.redis.xadd(writer.keys.fees, {"n": 1, "part": "p", "records": junk})
-    await writer.redis.xadd(writer.keys.fees, {"n": 1, "records": msgpack.packb(
-        [[b"tx-3", b"ok", fee]]), "skip": "x"})
+    for bad_fee in (b"\xc1", b"\xa1\xff", fee + b"x", b"\x81\x90\x01"):
+        await writer.redis.xadd(writer.keys.fees, {"records": msgpack.packb(
+            [[b"tx-5", b"ok", bad_fee]])})
+    for legacy in ({"tx_id": b"\xff"}, {b"=\xff": b"ok\x00"}, {"=tx-6": b"\xff\x00" + fee}):
+        await writer.redis.xadd(writer.keys.fees, legacy)
     await writer.write([_result("tx-4", used=9)])
     entries = await fee_entries(writer.redis, writer.keys)
-    assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [
-        ("tx-1", "ok", 5), ("tx-2", "reverted", 5), ("tx-4", "ok", 9)]
+    assert [(e.tx_id, e.status, e.fee.get("used")) for e in entries] == [
+        ("tx-1", "ok", 5), ("tx-2", "reverted", 5), *[("tx-5", "ok", None)] * 4,
+        ("\ufffd", "", None), ("\ufffd", "ok", None), ("tx-6", "\ufffd", 5), ("tx-4", "ok", 9)]
 
 
 async def test_existing_reports_absent_and_unkeyed_txs_as_none(writer: ResultWriter) -> None:
@@ -341,3 +350,42 @@ async def test_an_index_naming_a_part_of_another_type_stores_the_tx_again(
         assert await client.have_results(["tx-T"]) == set()
         [w] = await writer.write([_result("tx-T")])
         assert w.created and await client.have_results(["tx-T"]) == {"tx-T"}
+
+
+async def test_a_wait_reads_past_entries_that_are_none_of_the_farms(
+    writer: ResultWriter, redis_url: str,
+) -> None:
+    """Anyone can append to the stream: an entry that is no record of the farm's (bytes
+    that are no text where a tx id goes) must not fail the wait reading it, nor status."""
+    from config import load_settings
+    from producer import FarmClient
+    from producer.operations import farm_status
+
+    settings = load_settings(redis_url=redis_url, key_prefix=writer.keys.prefix,
+                             result_ttl_s=0)
+    async with FarmClient(settings) as client:
+        waiting = asyncio.create_task(client.wait(["tx-W"], timeout=30))
+        await asyncio.sleep(0.3)  # the wait reads the stream from here on
+        for junk in ({"tx_id": b"\xff"}, {b"=\xff": b"\xff\x00"}, {"records": b"\xc1"}):
+            await writer.redis.xadd(writer.keys.fees, junk)
+        await writer.write([_result("tx-W")])
+        assert (await waiting)["tx-W"].status == "ok"
+        assert [e.tx_id for e in await client.fee_reports(["tx-W"])] == ["tx-W"]
+    sync = SyncRedis.from_url(redis_url)
+    try:
+        status = farm_status(sync, writer.keys, settings.queue_name)
+    finally:
+        sync.close()
+    assert status["last_minute"]["by_status"]["ok"] == 1  # (the others: what the junk reads as)
+
+
+async def test_a_part_write_with_arguments_that_do_not_add_up_writes_nothing(
+    writer: ResultWriter,
+) -> None:
+    from worker.protocol import WRITE_PART_LUA, PartArgs
+
+    argv = PartArgs.of([("tx-A", b"r", b"f", "ok")]).argv(writer.keys.prefix, (0, 0))
+    with pytest.raises(ResponseError, match="arguments for 1 rows"):
+        await writer.redis.eval(WRITE_PART_LUA, 0, *argv[:-1])
+    assert await writer.existing(["tx-A"]) == [None]
+    assert await fee_entries(writer.redis, writer.keys) == []
