@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -274,23 +275,28 @@ def test_queue_depth_gauge_counts_waiting_jobs(farm: Farm) -> None:
         farm.client.zrem(farm.queue, *later)
 
 
-def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Farm) -> None:
-    """A map with no usable tx id gets a Result nobody can look up: arq's record of the
-    job (how many txs ended how) keeps its status and error, not the whole Result (a
-    batch of id-less maps made arq keep hundreds of megabytes and the worker log a line
-    per map)."""
+def arq_return(farm: Farm, job_id: str) -> Any:
+    """What arq keeps as a job's return value, once the job ended."""
     from worker.protocol import result_record
 
-    tx, job_id = farm.tx("beside-idless"), f"batch:{farm.prefix}-idless:3:x"
-    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch",
-            [[job_map(tx, "hello", "hello"), {}, {"tx_id": 5}]], job_id)
-    assert wait_results(farm.client, farm.prefix, [tx])[tx]["status"] == "ok"
     key = Keys(farm.prefix).arq("result:") + job_id
     deadline = time.monotonic() + 30
     while (raw := farm.client.get(key)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert raw is not None
-    record = result_record(raw)["r"]
+    return result_record(raw)["r"]
+
+
+def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Farm) -> None:
+    """A map with no usable tx id gets a Result nobody can look up: arq's record of the
+    job (how many txs ended how) keeps its status and error, not the whole Result (a
+    batch of id-less maps made arq keep hundreds of megabytes and the worker log a line
+    per map)."""
+    tx, job_id = farm.tx("beside-idless"), f"batch:{farm.prefix}-idless:3:x"
+    enqueue(farm.client, farm.prefix, farm.queue, "execute_batch",
+            [[job_map(tx, "hello", "hello"), {}, {"tx_id": 5}]], job_id)
+    assert wait_results(farm.client, farm.prefix, [tx])[tx]["status"] == "ok"
+    record = arq_return(farm, job_id)
     assert (record["txs"], record["statuses"]) == (3, {"invalid": 2, "ok": 1})
     unstored = record["unstored"]
     assert [set(r) for r in unstored] == [{"tx_id", "status", "error"}] * 2
@@ -300,16 +306,9 @@ def test_a_batch_keeps_only_status_and_error_of_the_txs_it_cannot_store(farm: Fa
 def test_a_batch_called_with_no_list_keeps_its_one_result_in_arqs_record(farm: Farm) -> None:
     """No map, so no tx id: the `invalid` Result it ends with is kept where it can be
     read, counted as the batch's one Result."""
-    from worker.protocol import result_record
-
     job_id = f"batch:{farm.prefix}-nolist:1:x"
     enqueue(farm.client, farm.prefix, farm.queue, "execute_batch", [5], job_id)
-    key = Keys(farm.prefix).arq("result:") + job_id
-    deadline = time.monotonic() + 30
-    while (raw := farm.client.get(key)) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert raw is not None
-    record = result_record(raw)["r"]
+    record = arq_return(farm, job_id)
     assert (record["txs"], record["statuses"]) == (1, {"invalid": 1})
     [kept] = record["unstored"]
     assert kept["tx_id"] == "" and kept["error"]["kind"] == "malformed_batch"
