@@ -109,23 +109,30 @@ class ContractLoader:
         contract = self.compiled.get(code_hash)
         return None if contract is None or contract.instantiation_traps else contract.info
 
-    def load(self, code_hash: str, fetch: Callable[[], bytes],
-             wanted: Callable[[ModuleInfo], bool] | None = None
-             ) -> CompiledContract | ModuleInfo:
+    def cached(self, code_hash: str) -> CompiledContract | None:
+        """The module compiled here, or loaded now from the artifact cache when it holds
+        it (no fetch, no compile: None otherwise)."""
         contract = self.compiled.get(code_hash)
         if contract is not None:
             return contract
         stored = self.artifacts.load(code_hash)
-        module = None
-        if stored is not None:
-            try:
-                info = ModuleInfo.from_bytes(stored[0])
-                module = wasmtime.Module.deserialize(self.engine, stored[1])
-                self.counters.cache["disk_hit"] += 1
-            except (wasmtime.WasmtimeError, ValueError) as exc:
-                # Verified but unusable (an engine setting the fingerprint missed): recompile.
-                log.warning("artifact %s unusable, recompiling: %s", code_hash[:12], exc)
-        if module is None:
+        if stored is None:
+            return None
+        try:
+            info = ModuleInfo.from_bytes(stored[0])
+            module = wasmtime.Module.deserialize(self.engine, stored[1])
+        except (wasmtime.WasmtimeError, ValueError) as exc:
+            # Verified but unusable (an engine setting the fingerprint missed): recompile.
+            log.warning("artifact %s unusable, recompiling: %s", code_hash[:12], exc)
+            return None
+        self.counters.cache["disk_hit"] += 1
+        return self._keep(code_hash, module, info)
+
+    def load(self, code_hash: str, fetch: Callable[[], bytes],
+             wanted: Callable[[ModuleInfo], bool] | None = None
+             ) -> CompiledContract | ModuleInfo:
+        contract = self.cached(code_hash)
+        if contract is None:
             code = fetch()
             if hashlib.sha256(code).hexdigest() != code_hash:
                 raise InvalidJob(f"code stored under {code_hash} does not hash to it",
@@ -142,6 +149,11 @@ class ContractLoader:
             self.counters.compile_seconds += time.perf_counter() - started
             self.artifacts.store(code_hash, info.to_bytes(), artifact)
             self.counters.cache["compiled"] += 1
+            contract = self._keep(code_hash, module, info)
+        return contract
+
+    def _keep(self, code_hash: str, module: wasmtime.Module, info: ModuleInfo
+              ) -> CompiledContract:
         contract = CompiledContract(code_hash, module, self.linker.instantiate_pre(module), info)
         self.compiled[code_hash] = contract
         while len(self.compiled) > self.settings.module_cache_size:

@@ -120,14 +120,13 @@ class WasmEngine:
 
     def admitted(self, raw_job: Any, codes: CodeSource) -> Job | None:
         """The Job a decoded map is, when it will pay for its declared keys as far as can be
-        told without loading code: a valid map, not `init`, a contract whose code this
-        engine compiled before (and whose instantiation has not trapped), with that entry
-        point, no more declared
-        keys than a tx may read, and a fee limit that covers what the execution is charged
-        before the keys (first_charges) and every declared key. The farm fetches the
-        declared keys of such jobs ahead, and only of them: keys fetched for a job that
-        ends before it reads them would be free work. None: execute_wire decides (and a
-        job it runs reads its keys itself, paying as it goes)."""
+        told without compiling code: a valid map, not `init`, a contract compiled (here or
+        into the artifact cache) whose instantiation has not trapped, with that entry point,
+        no more declared keys than a tx may read, and a fee limit that covers what the
+        execution is charged before the keys (first_charges) and every declared key. The
+        farm fetches the declared keys of such jobs ahead, and only of them: keys fetched
+        for a job that ends before it reads them would be free work. None: execute_wire
+        decides (and a job it runs reads its keys itself, paying as it goes)."""
         try:
             job = Job.from_wire(raw_job, self.limits.max_input_bytes, self.limits.max_fee_limit,
                                 self.limits.max_timeout_ms)
@@ -135,9 +134,10 @@ class WasmEngine:
             code_hash = codes.code_hash(job.contract)
             if refused is not None or job.function == "init" or code_hash is None:
                 return None
+            self.loader.cached(code_hash)  # (the artifact cache's, as its run would load it)
             info = self.loader.instantiable(code_hash)
             if info is None or job.function not in info.entry_points:
-                return None  # (code not compiled here yet: what it charges first is unknown)
+                return None  # (code not compiled yet: what it charges first is unknown)
         except Exception:  # (invalid, or Redis away: the job's own run meets it and says so)
             return None
         keys = len(set(job.access))

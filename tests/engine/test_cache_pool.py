@@ -63,6 +63,30 @@ def test_a_second_engine_loads_from_disk(settings: Settings) -> None:
         second.close()
 
 
+def test_a_job_of_a_contract_in_the_artifact_cache_is_admitted_before_its_first_run(
+    settings: Settings,
+) -> None:
+    """An engine that never ran the contract loads it from the artifact cache to admit a
+    job (so its declared keys are fetched with its request's: a fresh executor's first
+    request read each key alone); with nothing cached, admission compiles nothing."""
+    import dataclasses
+
+    cold = _counter_chain(settings)
+    try:
+        job = dataclasses.replace(cold.job("counter", "incr"), access=(b"count",))
+        assert cold.engine.admitted(job.to_wire(), cold.codes) is None
+        assert _cache(cold) == {"memory_hit": 0, "disk_hit": 0, "compiled": 0}
+        assert cold.run("counter", "incr").status == "ok"  # compiles it into the cache
+    finally:
+        cold.close()
+    fresh = _counter_chain(settings)
+    try:
+        assert fresh.engine.admitted(job.to_wire(), fresh.codes) == job
+        assert _cache(fresh) == {"memory_hit": 0, "disk_hit": 1, "compiled": 0}
+    finally:
+        fresh.close()
+
+
 def _flip(path: Path, offset: int) -> None:
     blob = bytearray(path.read_bytes())
     blob[offset] ^= 0x01
