@@ -46,7 +46,7 @@ local w0 = c0 + 3 * nc
 local h0 = w0 + 4 * nw
 local p0 = h0 + nh
 local n = tonumber(ARGV[p0 + 2])
-if #ARGV ~= p0 + 2 + (n > 0 and n + 1 or 0) then  -- before any write
+if not (n and n >= 0 and #ARGV == p0 + 2 + (n > 0 and n + 1 or 0)) then  -- before any write
   return redis.error_reply('commit: ' .. #ARGV .. ' arguments, not what the counts say')
 end
 for i = 0, nt - 1 do

@@ -69,9 +69,13 @@ local function span_of(p, ttl)
   end
   return tonumber(span)
 end
+local function u64(digits)  -- a decimal Redis takes as a stream id's part (2^64 - 1 at most)
+  return #digits < 20 or (#digits == 20 and digits <= '18446744073709551615')
+end
 local function stream_id(id)
+  -- an id XTRIM takes: a mark of someone else's past 2^64 made it fail after every write
   local ms, seq = string.match(id or '', '^(%d+)%-(%d+)$')
-  if ms then return tonumber(ms), tonumber(seq) end
+  if ms and u64(ms) and u64(seq) then return tonumber(ms), tonumber(seq) end
 end
 local TRIM_EVERY = 256  -- records: the stream is trimmed when their count crosses one
 local function trim(p, kept, stored, id)
@@ -163,8 +167,9 @@ end
 # tx ids, then their fee records (one argument). Returns write_part's answer.
 WRITE_PART_LUA = PART_LUA + """
 local n = tonumber(ARGV[6])
-if #ARGV ~= 7 + n then  -- before any write: no tx stored without its fee record
-  return redis.error_reply('write_part: ' .. #ARGV .. ' arguments for ' .. n .. ' rows')
+if not (n and n >= 1 and #ARGV == 7 + n) then  -- before any write: no Result without its fee
+  return redis.error_reply('write_part: ' .. #ARGV .. ' arguments for ' .. tostring(ARGV[6])
+                           .. ' rows')
 end
 local ids = {}
 for i = 1, n do ids[i] = ARGV[6 + i] end

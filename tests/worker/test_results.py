@@ -294,6 +294,25 @@ async def test_what_someone_writes_into_the_marks_neither_fails_writes_nor_empti
         await client.aclose()
 
 
+async def test_a_mark_past_what_a_stream_id_can_be_fails_no_write(
+    redis_url: str, key_prefix: str,
+) -> None:
+    """`XTRIM MINID` refuses an id past 2^64: trimming to such a mark failed every write
+    that crossed a trim, after its Results and fee records were stored."""
+    client = Redis.from_url(redis_url)
+    keys = Keys(f"{key_prefix}-marks-{uuid.uuid4().hex[:8]}")
+    writer = ResultWriter(client, keys, 0, 1_000)
+    try:
+        await client.zadd(keys.fee_marks, {"1-99999999999999999999": 1e9})
+        for batch in range(3):
+            written = await writer.write([_result(f"t{batch}-{i}") for i in range(256)])
+            assert all(w.created for w in written)
+        assert len(await fee_entries(client, keys)) == 768
+    finally:
+        await client.delete(*[n async for n in client.scan_iter(match=f"{keys.prefix}:*")])
+        await client.aclose()
+
+
 async def test_parts_live_the_farms_span_whatever_ttl_a_later_writer_has(
     redis_url: str, key_prefix: str,
 ) -> None:
