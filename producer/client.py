@@ -193,10 +193,12 @@ class FarmClient:
         """Enqueue; fail loudly for a job arq will not run again whose txs have no result.
         A tx id may not look like a batch job id (workers weigh jobs by their ids)."""
         _refuse_batch_ids(t for group in txs for t in group)
+        await self.fee_watch.expect(t for group in txs for t in group)  # (before: see wait)
         flags = await self._retry(lambda: self.enqueuer.enqueue(arq_jobs), "enqueue")
         ran = [t for flag, group in zip(flags, txs, strict=True) if flag == FINISHED
                for t in group]
         if ran:
+            self.fee_watch.unexpect(ran)
             have = await self.have_results(ran)
             lost = [t for t in ran if t not in have]
             if lost:
@@ -303,10 +305,12 @@ class FarmClient:
         No busy polling: the worker adds a `{p}:fees` stream entry in the same atomic
         step that stores a result, so the client reads that stream (one reader for all
         its waits, producer/fee_watch.py) and each wait fetches just the results its
-        entries name. One MGET of everything pending runs first and every `rescan_s`
-        after (a safety net: a trimmed stream). `progress_cb(done, total)` after each
-        step that made progress; `seen[tx_id]` gets the time.monotonic() at which the
-        result was first seen. `block_ms`: how often the deadline is checked.
+        entries name. A look-up of everything pending runs first (but of the txs this
+        client enqueued while its reader ran: their entries come after) and every
+        `rescan_s` after (a safety net: a trimmed stream, a tx stored before).
+        `progress_cb(done, total)` after each step that made progress; `seen[tx_id]` gets
+        the time.monotonic() at which the result was first seen. `block_ms`: how often
+        the deadline is checked.
         """
         order = list(dict.fromkeys(tx_ids))
         waiter = Waiter(order)
@@ -333,7 +337,7 @@ class FarmClient:
 
         await watch.add(waiter)  # before the first scan: nothing slips by
         try:
-            await collect(order)
+            await collect(watch.claim(waiter, order))  # (not the ones the watch expected)
             next_scan = time.monotonic() + rescan_s
             while pending:
                 now = time.monotonic()

@@ -22,6 +22,8 @@ from worker.protocol import FeeEntry, entry_tx_ids
 Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 BLOCK_MS = 100
 COUNT = 1_000  # entries a read takes at most: an entry holds up to a part of records
+EXPECTED_MAX = 200_000  # tx ids enqueued by this client and watched for before any wait
+EXPECTED_IDLE_S = 60.0  # with no wait, the reader stops this long after the last enqueue
 
 
 class Waiter:
@@ -50,18 +52,60 @@ class FeeWatch:
         self.task: asyncio.Task[None] | None = None
         self.started: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
+        # Tx ids this client is enqueuing, watched for since before: their records can only
+        # follow. tx id -> the part the stream named for it ("": named, no part), or None.
+        self.expected: dict[str, str | None] = {}
+        self.expected_at = 0.0
 
     async def add(self, waiter: Waiter) -> None:
         """Watch for `waiter`'s tx ids; returns once every entry appended from now on
         will be seen (so a scan made after this misses nothing)."""
         for tx_id in waiter.pending:
             self.waiters.setdefault(tx_id, []).append(waiter)
+        await self._running()
+
+    async def expect(self, tx_ids: Iterable[str]) -> None:
+        """Before `tx_ids` are enqueued: watch for them, so that a wait for them need not
+        look them up first (their Results, unless stored before, come after this point)."""
+        for tx_id in tx_ids:
+            self.expected.setdefault(tx_id, None)
+        while len(self.expected) > EXPECTED_MAX:  # the oldest are looked up when waited for
+            del self.expected[next(iter(self.expected))]
+        self.expected_at = asyncio.get_running_loop().time()
+        await self._running()
+
+    def unexpect(self, tx_ids: Iterable[str]) -> None:
+        """These will be looked up when waited for (their jobs ran before)."""
+        for tx_id in tx_ids:
+            self.expected.pop(tx_id, None)
+
+    def claim(self, waiter: Waiter, tx_ids: Iterable[str]) -> list[str]:
+        """Those of `tx_ids` this watch did not expect: what a wait must look up. The ones
+        it did are `waiter`'s now (ready where the stream named them already)."""
+        unseen = []
+        for tx_id in tx_ids:
+            if tx_id not in self.expected:
+                unseen.append(tx_id)
+                continue
+            part = self.expected.pop(tx_id)
+            if part is not None:
+                waiter.ready.append((tx_id, part or None))
+                waiter.event.set()
+        return unseen
+
+    async def _running(self) -> None:
         if self.task is None or self.task.done():
             self.error = None
             self.started = asyncio.get_running_loop().create_future()
             self.task = asyncio.create_task(self._read())
         assert self.started is not None
         await asyncio.shield(self.started)
+
+    def _watching(self) -> bool:
+        if self.waiters:
+            return True
+        return bool(self.expected) and (
+            asyncio.get_running_loop().time() - self.expected_at < EXPECTED_IDLE_S)
 
     def remove(self, waiter: Waiter) -> None:
         for tx_id in waiter.pending:
@@ -86,6 +130,7 @@ class FeeWatch:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
+        self.expected.clear()
 
     async def _read(self) -> None:
         assert self.started is not None
@@ -94,21 +139,26 @@ class FeeWatch:
                                       "wait")
             last_id = newest[0][0].decode() if newest else "0-0"
             self.started.set_result(None)
-            while self.waiters:
+            while self._watching():
                 reply = await self.retry(partial(
                     self.redis.xread, {self.stream: last_id}, count=COUNT, block=BLOCK_MS),
                     "wait")
                 woken: set[Waiter] = set()
+                expected = self.expected
                 for _stream, entries in reply or []:
                     for entry_id, fields in entries:
                         last_id = entry_id.decode()
                         for tx_id, part in entry_tx_ids(fields):
+                            if tx_id in expected:
+                                expected[tx_id] = part or ""
                             for waiter in self.waiters.get(tx_id, ()):
                                 waiter.ready.append((tx_id, part))
                                 woken.add(waiter)
                 for waiter in woken:
                     waiter.event.set()
+            self.expected.clear()  # (no await since the check: nothing was added meanwhile)
         except Exception as exc:  # every wait raises it (FarmUnavailable, say)
+            self.expected.clear()  # what the stream held meanwhile is unknown
             self.error = exc
             if not self.started.done():
                 self.started.set_exception(exc)

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -100,6 +101,44 @@ async def test_a_500_tx_batch_over_two_workers_one_result_and_one_fee_record_eac
                client.redis.scan_iter(f"{client.keys.arq('result:')}batch:*")]
     assert records and all(set(r) == {"txs", "statuses", "unstored"} for r in records)
     assert sum(r["statuses"].get("ok", 0) for r in records) >= 500
+
+
+async def test_a_wait_looks_up_none_of_the_txs_its_client_enqueued_while_watching(
+    farm: Farm, client: FarmClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client watched the fee stream from before it enqueued them: each Result is
+    read where the stream's entry names it, nothing looked up in the index first."""
+    import producer.client as module
+
+    looked: list[str] = []
+    real = module.stored_results
+
+    async def spy(redis: Any, prefix: str, ttl: int, tx_ids: Any, hints: Any = None) -> Any:
+        looked.extend(t for t in tx_ids if not hints or t not in hints)
+        return await real(redis, prefix, ttl, tx_ids, hints)
+
+    monkeypatch.setattr(module, "stored_results", spy)
+    jobs = [client.make_job("token", "mint", u64(1) + b"fresh", fee_limit=1_000_000,
+                            caller="m", tx_id=farm.tx_id(f"fresh-{i}")) for i in range(40)]
+    ids = await client.submit_batch(jobs, batch_size=8)
+    done = await client.wait(ids, timeout=60, rescan_s=600)
+    assert all(done[t].status == "ok" for t in ids) and looked == []
+
+
+async def test_a_tx_stored_before_and_enqueued_again_in_another_part_is_still_found(
+    farm: Farm, client: FarmClient,
+) -> None:
+    """Its new part's worker finds its Result and adds no record to the stream: the
+    wait's look-up of what is pending (every rescan_s) finds it."""
+    first = client.make_job("token", "mint", u64(3) + b"again", fee_limit=1_000_000,
+                            caller="m", tx_id=farm.tx_id("again"))
+    [done] = (await client.wait(await client.submit_batch([first], batch_size=2))).values()
+    other = client.make_job("token", "mint", u64(4) + b"again", fee_limit=1_000_000,
+                            caller="m", tx_id=farm.tx_id("again-other"))
+    ids = await client.submit_batch([first, other], batch_size=2)
+    again = await client.wait(ids, timeout=60, rescan_s=0.2)
+    assert again[first.tx_id].consensus_bytes() == done.consensus_bytes()
+    assert len(await client.fee_reports([first.tx_id])) == 1
 
 
 def test_cli_call_prints_the_result_as_wesfarm_run_json(farm: Farm, client: FarmClient) -> None:
