@@ -335,8 +335,8 @@ class FarmClient:
             if new and progress_cb is not None:
                 progress_cb(len(done), len(order))
 
-        await watch.add(waiter)  # before the first scan: nothing slips by
         try:
+            await watch.add(waiter)  # before the first scan: nothing slips by
             await collect(watch.claim(waiter, order))  # (not the ones the watch expected)
             next_scan = time.monotonic() + rescan_s
             while pending:
@@ -355,7 +355,8 @@ class FarmClient:
                 ready = waiter.take()
                 if ready:
                     await collect([t for t, _ in ready], {t: p for t, p in ready if p})
-                if pending and time.monotonic() >= next_scan:
+                if pending and (waiter.unwatched or time.monotonic() >= next_scan):
+                    waiter.unwatched = False
                     await collect([t for t in order if t in pending])
                     next_scan = time.monotonic() + rescan_s
         finally:

@@ -23,7 +23,7 @@ Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 BLOCK_MS = 100
 COUNT = 1_000  # entries a read takes at most: an entry holds up to a part of records
 EXPECTED_MAX = 200_000  # tx ids enqueued by this client and watched for before any wait
-EXPECTED_IDLE_S = 60.0  # with no wait, the reader stops this long after the last enqueue
+EXPECTED_IDLE_S = 10.0  # with no wait, the reader stops this long after the last enqueue
 
 
 class Waiter:
@@ -33,6 +33,7 @@ class Waiter:
         self.pending = set(pending)
         self.ready: list[tuple[str, str | None]] = []  # (tx id, the part holding its Result)
         self.event = asyncio.Event()
+        self.unwatched = False  # a reader started anew: what it did not see, look up
 
     def take(self) -> list[tuple[str, str | None]]:
         ready, self.ready = self.ready, []
@@ -62,17 +63,21 @@ class FeeWatch:
         will be seen (so a scan made after this misses nothing)."""
         for tx_id in waiter.pending:
             self.waiters.setdefault(tx_id, []).append(waiter)
-        await self._running()
+        await self._running(waiter)
 
     async def expect(self, tx_ids: Iterable[str]) -> None:
         """Before `tx_ids` are enqueued: watch for them, so that a wait for them need not
         look them up first (their Results, unless stored before, come after this point)."""
-        for tx_id in tx_ids:
+        ids = list(tx_ids)
+        if len(self.expected) + len(ids) > EXPECTED_MAX:  # (never waited for, mostly)
+            self.expected.clear()  # they are looked up when waited for, as any tx
+        for tx_id in ids:
             self.expected.setdefault(tx_id, None)
-        while len(self.expected) > EXPECTED_MAX:  # the oldest are looked up when waited for
-            del self.expected[next(iter(self.expected))]
         self.expected_at = asyncio.get_running_loop().time()
-        await self._running()
+        try:
+            await self._running()
+        except Exception:  # (a wait meets it; the enqueue must not, nor need the watch)
+            self.unexpect(ids)
 
     def unexpect(self, tx_ids: Iterable[str]) -> None:
         """These will be looked up when waited for (their jobs ran before)."""
@@ -93,11 +98,18 @@ class FeeWatch:
                 waiter.event.set()
         return unseen
 
-    async def _running(self) -> None:
+    async def _running(self, joining: Waiter | None = None) -> None:
+        """The reader runs; a new one makes the waits it did not start for (not
+        `joining`'s) look up what they still need."""
         if self.task is None or self.task.done():
             self.error = None
             self.started = asyncio.get_running_loop().create_future()
             self.task = asyncio.create_task(self._read())
+            for group in self.waiters.values():  # (a reader died: entries went unread)
+                for waiter in group:
+                    if waiter is not joining:
+                        waiter.unwatched = True
+                        waiter.event.set()
         assert self.started is not None
         await asyncio.shield(self.started)
 

@@ -2,10 +2,11 @@
 
 `{p}:fees` holds an entry per part a script stored (worker/result_store.py): `n` (its
 records), `part` (its id) and `records`, a msgpack array of [tx id, status, fee record]
-per tx it stored. Entries written before parts (one tx's `tx_id`, `fee`, `status`) and
-before the one field (per tx `=`tx id -> status NUL fee) read as well. Anyone can append
-to the stream: what is none of the farm's reads as no record, never as an error, so one
-such entry cannot fail every reader.
+per tx it stored; `known`, txs of the call another part stored, names where their
+Results are (entry_tx_ids) and is no record. Entries written before parts (one tx's
+`tx_id`, `fee`, `status`) and before the one field (per tx `=`tx id -> status NUL fee)
+read as well. Anyone can append to the stream: what is none of the farm's reads as no
+record, never as an error, so one such entry cannot fail every reader.
 """
 
 from __future__ import annotations
@@ -71,11 +72,24 @@ def entry_tx_ids(fields: Sequence[bytes]) -> list[tuple[str, str | None]]:
     rows are not decoded past their tx ids."""
     named = dict(zip(fields[::2], fields[1::2], strict=False))
     if b"records" not in named:
-        return [(tx_id, None) for tx_id, _, _ in entry_records(named)]
+        return [(tx_id, None) for tx_id, _, _ in entry_records(named)] + _known(named)
     part = named.get(b"part")
     holder = _text(part) if isinstance(part, bytes) else None
     try:
-        return [(_text(row[0]), holder) for row in _rows(named)]
+        return [(_text(row[0]), holder) for row in _rows(named)] + _known(named)
+    except Exception:
+        return []
+
+
+def _known(named: Mapping[bytes, bytes]) -> list[tuple[str, str | None]]:
+    """An entry's `known`: txs of the call that another part stored (no record here)."""
+    if b"known" not in named:
+        return []
+    try:
+        flat = msgpack.unpackb(named[b"known"], raw=True)
+        pairs = zip(flat[::2], flat[1::2], strict=False) if isinstance(flat, list) else ()
+        return [(_text(tx), _text(part)) for tx, part in pairs
+                if isinstance(tx, bytes) and isinstance(part, bytes)]
     except Exception:
         return []
 

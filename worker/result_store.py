@@ -12,7 +12,9 @@ the rest of the wire contract; worker/fee_entries.py reads the fee stream's entr
                          expire on their own in Redis 7.0)
     {p}:fees             stream: an entry per part: `n` (its records), `part` (its id),
                          `records` (msgpack array of the txs it stored, each [tx id,
-                         status, fee record as msgpack bytes])
+                         status, fee record as msgpack bytes]); `known` (tx id, part,
+                         ...: the call's txs another part stored) where there are any,
+                         so a reader waiting for them learns where their Results are
     {p}:fees:marks       sorted set: fee-stream entry id, scored by the records up to and
                          including it, so the stream is trimmed by records, not entries
 
@@ -135,27 +137,44 @@ local function plan_part(p, ttl, part, ids, records)
       end
     end
   end
-  if stored > 0 and stored < #ids then  -- (rare) the stream keeps the stored rows' alone
+  local known = {}  -- (rare) rows stored before, by another part: named, not recorded
+  if stored < #ids then
+    for i = 1, #ids do
+      if have[i] and have[i] ~= part then
+        known[#known + 1] = ids[i]
+        known[#known + 1] = have[i]
+      end
+    end
+  end
+  if stored > 0 and stored < #ids then  -- the stream keeps the stored rows' records alone
     local rows, kept = cmsgpack.unpack(records), {}
     for i = 1, #ids do if not have[i] then kept[#kept + 1] = rows[i] end end
     records = cmsgpack.pack(kept)
   end
-  return {span = span, g = g, have = have, index = index, stored = stored, records = records}
+  return {span = span, g = g, have = have, index = index, stored = stored, records = records,
+          known = known}
 end
 local function store_part(p, kept, part, blob, plan)
   local span = plan.span
-  if plan.stored == 0 then return plan.have end
-  local current = p .. 'txpart:' .. plan.g
-  mine('HSET', current, unpack(plan.index))
-  if span > 0 then redis.call('EXPIRE', current, 2 * span) end
-  if span > 0 then
-    redis.call('SET', p .. 'part:' .. part, blob, 'EX', span)
-  else
-    redis.call('SET', p .. 'part:' .. part, blob)
+  if plan.stored == 0 and #plan.known == 0 then return plan.have end
+  local fields = {'n', plan.stored}
+  if plan.stored > 0 then
+    local current = p .. 'txpart:' .. plan.g
+    mine('HSET', current, unpack(plan.index))
+    if span > 0 then redis.call('EXPIRE', current, 2 * span) end
+    if span > 0 then
+      redis.call('SET', p .. 'part:' .. part, blob, 'EX', span)
+    else
+      redis.call('SET', p .. 'part:' .. part, blob)
+    end
+    fields = {'n', plan.stored, 'part', part, 'records', plan.records}
   end
-  local id = mine('XADD', p .. 'fees', '*', 'n', plan.stored, 'part', part,
-                  'records', plan.records)  -- (or ids that ran out)
-  if kept > 0 then trim(p, kept, plan.stored, id) end
+  if #plan.known > 0 then  -- a reader waiting for these sees where their Results are
+    fields[#fields + 1] = 'known'
+    fields[#fields + 1] = cmsgpack.pack(plan.known)
+  end
+  local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
+  if kept > 0 and plan.stored > 0 then trim(p, kept, plan.stored, id) end
   return plan.have
 end
 local function write_part(p, ttl, kept, part, blob, ids, records)

@@ -146,6 +146,16 @@ async def test_single_tx_jobs_use_the_tx_id_as_job_id(farm: FarmClient) -> None:
         assert decoded["t"] == 1
 
 
+async def test_a_fee_stream_key_of_another_type_fails_no_enqueue(farm: FarmClient) -> None:
+    """The client's stream reader cannot start on it: that is a wait's to meet, not the
+    enqueue's (a worker's first write replaces the key), and nothing is left expected."""
+    await farm.redis.set(farm.keys.fees, "not a stream")
+    jobs = [farm.make_job("c", "f", tx_id=f"{farm.queue}-w{i}") for i in range(3)]
+    assert await farm.submit_batch(jobs, batch_size=1) == [j.tx_id for j in jobs]
+    assert await farm.redis.zcard(farm.queue) == 3
+    assert not farm.fee_watch.expected
+
+
 async def test_a_tx_id_arq_already_finished_elsewhere_is_reported(farm: FarmClient) -> None:
     tx_id = f"{farm.queue}-used"
     await farm.redis.set(farm.keys.arq("result:") + tx_id, b"x", ex=60)  # arq kept it

@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from engine.model import FeeReport, Result
 from worker.packed import PackedResult
-from worker.protocol import FeeEntry, Keys, stored_results
+from worker.protocol import FeeEntry, Keys, entry_tx_ids, stored_results
 from worker.result_store import index_keys
 from worker.results import ResultWriter
 
@@ -104,9 +104,13 @@ async def test_a_part_records_only_the_rows_it_stored(writer: ResultWriter) -> N
     written = await writer.write([_result("tx-a", used=1), _result("tx-old", used=2),
                                   _result("tx-a", used=3), _result("tx-b", used=4)])
     assert [w.created for w in written] == [True, False, False, True]
-    (_, fields), = (await writer.redis.xrange(writer.keys.fees))[1:]
-    assert set(fields) == {b"n", b"part", b"records"} and fields[b"n"] == b"2"
+    (_, first), (_, fields) = await writer.redis.xrange(writer.keys.fees)
+    assert set(fields) == {b"n", b"part", b"records", b"known"} and fields[b"n"] == b"2"
     assert [row[0] for row in msgpack.unpackb(fields[b"records"], raw=True)] == [b"tx-a", b"tx-b"]
+    # tx-old is named where its Result is (a wait for it learns so), but not recorded
+    part = fields[b"part"].decode()
+    assert entry_tx_ids([x for kv in fields.items() for x in kv]) == [
+        ("tx-a", part), ("tx-b", part), ("tx-old", first[b"part"].decode())]
     entries = await fee_entries(writer.redis, writer.keys)
     assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [
         ("tx-old", "ok", 7), ("tx-a", "ok", 1), ("tx-b", "ok", 4)]
