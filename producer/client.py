@@ -366,7 +366,7 @@ class FarmClient:
     @property
     def fee_watch(self) -> FeeWatch:
         if self._fee_watch is None:
-            self._fee_watch = FeeWatch(self.redis, self.keys.fees, self._retry)
+            self._fee_watch = FeeWatch(self.redis, self.keys.fees, self.keys.fee_hints, self._retry)
         return self._fee_watch
 
     async def fee_reports(

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.protocol import FeeEntry, entry_tx_ids
+from worker.protocol import FeeEntry, entry_tx_ids, hint_tx_ids
 
 Retry = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 BLOCK_MS = 100
@@ -42,13 +42,15 @@ class Waiter:
 
 
 class FeeWatch:
-    def __init__(self, redis: Redis, stream: str, retry: Retry) -> None:
+    def __init__(self, redis: Redis, stream: str, hints: str, retry: Retry) -> None:
+        """`stream`: the fee stream; `hints`: the stream naming txs found stored before
+        (`{p}:fees:known`), read with it."""
         # Its own client on the same connections, with XREAD's reply left as Redis sends it:
         # redis-py's parse into a dict per entry cost the producer more than the read, and
         # only the tx id is wanted.
         self.redis = Redis(connection_pool=redis.connection_pool)
         self.redis.set_response_callback("XREAD", lambda response, **_: response)
-        self.stream, self.retry = stream, retry
+        self.stream, self.hints, self.retry = stream, hints, retry
         self.waiters: dict[str, list[Waiter]] = {}
         self.task: asyncio.Task[None] | None = None
         self.started: asyncio.Future[None] | None = None
@@ -146,21 +148,24 @@ class FeeWatch:
 
     async def _read(self) -> None:
         assert self.started is not None
+        readers = {self.stream.encode(): entry_tx_ids, self.hints.encode(): hint_tx_ids}
         try:
-            newest = await self.retry(partial(self.redis.xrevrange, self.stream, count=1),
-                                      "wait")
-            last_id = newest[0][0].decode() if newest else "0-0"
+            last: dict[Any, Any] = {}
+            for stream in (self.stream, self.hints):
+                newest = await self.retry(partial(self.redis.xrevrange, stream, count=1),
+                                          "wait")
+                last[stream] = newest[0][0].decode() if newest else "0-0"
             self.started.set_result(None)
             while self._watching():
                 reply = await self.retry(partial(
-                    self.redis.xread, {self.stream: last_id}, count=COUNT, block=BLOCK_MS),
-                    "wait")
+                    self.redis.xread, dict(last), count=COUNT, block=BLOCK_MS), "wait")
                 woken: set[Waiter] = set()
                 expected = self.expected
-                for _stream, entries in reply or []:
+                for stream_name, entries in reply or []:
+                    names = readers.get(bytes(stream_name), entry_tx_ids)
                     for entry_id, fields in entries:
-                        last_id = entry_id.decode()
-                        for tx_id, part in entry_tx_ids(fields):
+                        last[bytes(stream_name).decode()] = entry_id.decode()
+                        for tx_id, part in names(fields):
                             if tx_id in expected:
                                 expected[tx_id] = part or ""
                             for waiter in self.waiters.get(tx_id, ()):

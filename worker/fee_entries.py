@@ -2,11 +2,11 @@
 
 `{p}:fees` holds an entry per part a script stored (worker/result_store.py): `n` (its
 records), `part` (its id) and `records`, a msgpack array of [tx id, status, fee record]
-per tx it stored; `known`, txs of the call another part stored, names where their
-Results are (entry_tx_ids) and is no record. Entries written before parts (one tx's
-`tx_id`, `fee`, `status`) and before the one field (per tx `=`tx id -> status NUL fee)
-read as well. Anyone can append to the stream: what is none of the farm's reads as no
-record, never as an error, so one such entry cannot fail every reader.
+per tx it stored; `{p}:fees:known` holds hints, no records (hint_tx_ids). Entries
+written before parts (one tx's `tx_id`, `fee`, `status`) and before the one field (per
+tx `=`tx id -> status NUL fee) read as well. Anyone can append to the stream: what is
+none of the farm's reads as no record, never as an error, so one such entry cannot fail
+every reader.
 """
 
 from __future__ import annotations
@@ -72,17 +72,19 @@ def entry_tx_ids(fields: Sequence[bytes]) -> list[tuple[str, str | None]]:
     rows are not decoded past their tx ids."""
     named = dict(zip(fields[::2], fields[1::2], strict=False))
     if b"records" not in named:
-        return [(tx_id, None) for tx_id, _, _ in entry_records(named)] + _known(named)
+        return [(tx_id, None) for tx_id, _, _ in entry_records(named)]
     part = named.get(b"part")
     holder = _text(part) if isinstance(part, bytes) else None
     try:
-        return [(_text(row[0]), holder) for row in _rows(named)] + _known(named)
+        return [(_text(row[0]), holder) for row in _rows(named)]
     except Exception:
         return []
 
 
-def _known(named: Mapping[bytes, bytes]) -> list[tuple[str, str | None]]:
-    """An entry's `known`: txs of the call that another part stored (no record here)."""
+def hint_tx_ids(fields: Sequence[bytes]) -> list[tuple[str, str | None]]:
+    """(tx id, the part holding its Result) of a `{p}:fees:known` entry (its flat field
+    list as Redis sends it): txs a call found stored by another part."""
+    named = dict(zip(fields[::2], fields[1::2], strict=False))
     if b"known" not in named:
         return []
     try:

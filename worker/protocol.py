@@ -66,6 +66,7 @@ from worker.envelope import result_record as result_record
 from worker.fee_entries import FeeEntry as FeeEntry
 from worker.fee_entries import entry_statuses as entry_statuses
 from worker.fee_entries import entry_tx_ids as entry_tx_ids
+from worker.fee_entries import hint_tx_ids as hint_tx_ids
 from worker.result_store import PART_LUA as PART_LUA
 from worker.result_store import RESULTS_PER_CALL as RESULTS_PER_CALL
 from worker.result_store import WRITE_PART_LUA as WRITE_PART_LUA
@@ -130,6 +131,10 @@ class Keys:
     @property
     def fee_marks(self) -> str:
         return f"{self.prefix}:fees:marks"
+
+    @property
+    def fee_hints(self) -> str:
+        return f"{self.prefix}:fees:known"
 
     def block(self, height: int) -> str:
         return f"{self.prefix}:block:{height}"

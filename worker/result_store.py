@@ -12,8 +12,9 @@ the rest of the wire contract; worker/fee_entries.py reads the fee stream's entr
                          expire on their own in Redis 7.0)
     {p}:fees             stream: an entry per part: `n` (its records), `part` (its id),
                          `records` (msgpack array of the txs it stored, each [tx id,
-                         status, fee record as msgpack bytes]); `known` (tx id, part,
-                         ...: the call's txs another part stored) where there are any,
+                         status, fee record as msgpack bytes])
+    {p}:fees:known       stream of hints, no records (the last ~1,000 entries): per
+                         call whose txs another part stored, `known` (tx id, part, ...),
                          so a reader waiting for them learns where their Results are
     {p}:fees:marks       sorted set: fee-stream entry id, scored by the records up to and
                          including it, so the stream is trimmed by records, not entries
@@ -80,6 +81,7 @@ local function stream_id(id)
   if ms and u64(ms) and u64(seq) then return tonumber(ms), tonumber(seq) end
 end
 local TRIM_EVERY = 256  -- records: the stream is trimmed when their count crosses one
+local HINTS_KEPT = 1000  -- entries of `{p}:fees:known` (hints, no records: any may go)
 local function trim(p, kept, stored, id)
   local marks = p .. 'fees:marks'
   local last = mine('ZREVRANGE', marks, 0, 0, 'WITHSCORES')
@@ -157,7 +159,7 @@ end
 local function store_part(p, kept, part, blob, plan)
   local span = plan.span
   if plan.stored == 0 and #plan.known == 0 then return plan.have end
-  local fields = {'n', plan.stored}
+  local fields
   if plan.stored > 0 then
     local current = p .. 'txpart:' .. plan.g
     mine('HSET', current, unpack(plan.index))
@@ -169,12 +171,14 @@ local function store_part(p, kept, part, blob, plan)
     end
     fields = {'n', plan.stored, 'part', part, 'records', plan.records}
   end
-  if #plan.known > 0 then  -- a reader waiting for these sees where their Results are
-    fields[#fields + 1] = 'known'
-    fields[#fields + 1] = cmsgpack.pack(plan.known)
+  if plan.stored > 0 then
+    local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
+    if kept > 0 then trim(p, kept, plan.stored, id) end
   end
-  local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
-  if kept > 0 and plan.stored > 0 then trim(p, kept, plan.stored, id) end
+  if #plan.known > 0 then  -- a reader waiting for these learns where their Results are
+    mine('XADD', p .. 'fees:known', 'MAXLEN', '~', HINTS_KEPT, '*', 'known',
+         cmsgpack.pack(plan.known))
+  end
   return plan.have
 end
 local function write_part(p, ttl, kept, part, blob, ids, records)

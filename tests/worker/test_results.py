@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from engine.model import FeeReport, Result
 from worker.packed import PackedResult
-from worker.protocol import FeeEntry, Keys, entry_tx_ids, stored_results
+from worker.protocol import FeeEntry, Keys, hint_tx_ids, stored_results
 from worker.result_store import index_keys
 from worker.results import ResultWriter
 
@@ -52,6 +52,8 @@ async def test_second_write_of_a_tx_keeps_the_first_result_and_one_fee_entry(
     [w1] = await writer.write([first])
     [w2] = await writer.write([second])
     assert w1.created and not w2.created
+    assert await writer.redis.xlen(writer.keys.fees) == 1  # (the second: a hint only)
+    assert await writer.redis.xlen(writer.keys.fee_hints) == 1
     assert w2.result == first  # the second delivery gets the first result back
     [stored] = await writer.existing(["tx-1"])
     assert stored == first
@@ -105,12 +107,12 @@ async def test_a_part_records_only_the_rows_it_stored(writer: ResultWriter) -> N
                                   _result("tx-a", used=3), _result("tx-b", used=4)])
     assert [w.created for w in written] == [True, False, False, True]
     (_, first), (_, fields) = await writer.redis.xrange(writer.keys.fees)
-    assert set(fields) == {b"n", b"part", b"records", b"known"} and fields[b"n"] == b"2"
+    assert set(fields) == {b"n", b"part", b"records"} and fields[b"n"] == b"2"
     assert [row[0] for row in msgpack.unpackb(fields[b"records"], raw=True)] == [b"tx-a", b"tx-b"]
-    # tx-old is named where its Result is (a wait for it learns so), but not recorded
-    part = fields[b"part"].decode()
-    assert entry_tx_ids([x for kv in fields.items() for x in kv]) == [
-        ("tx-a", part), ("tx-b", part), ("tx-old", first[b"part"].decode())]
+    # tx-old is named where its Result is (a wait for it learns so), in the hints stream
+    (_, hint), = await writer.redis.xrange(writer.keys.fee_hints)
+    assert hint_tx_ids([x for kv in hint.items() for x in kv]) == [
+        ("tx-old", first[b"part"].decode())]
     entries = await fee_entries(writer.redis, writer.keys)
     assert [(e.tx_id, e.status, e.fee["used"]) for e in entries] == [
         ("tx-old", "ok", 7), ("tx-a", "ok", 1), ("tx-b", "ok", 4)]
@@ -412,3 +414,22 @@ async def test_a_part_write_with_arguments_that_do_not_add_up_writes_nothing(
         await writer.redis.eval(WRITE_PART_LUA, 0, *argv[:-1])
     assert await writer.existing(["tx-A"]) == [None]
     assert await fee_entries(writer.redis, writer.keys) == []
+
+
+async def test_hints_of_txs_stored_before_are_bounded_and_never_records(
+    writer: ResultWriter,
+) -> None:
+    """A client enqueuing stored txs again, call after call, adds hints, not records:
+    their stream keeps its last ~1,000 entries (approximate trimming)."""
+    from worker.protocol import WRITE_PART_LUA, PartArgs
+
+    await writer.write([_result("tx-old")])
+    script = writer.redis.register_script(WRITE_PART_LUA)
+    argv = PartArgs.of([("tx-old", b"r", b"f", "ok")]).argv(writer.keys.prefix, (0, 0))
+    for _ in range(3):
+        async with writer.redis.pipeline(transaction=False) as pipe:
+            for _ in range(1_000):
+                await script(args=argv, client=pipe)
+            await pipe.execute()
+    assert 1_000 <= await writer.redis.xlen(writer.keys.fee_hints) < 1_200
+    assert [e.tx_id for e in await fee_entries(writer.redis, writer.keys)] == ["tx-old"]
