@@ -159,7 +159,6 @@ end
 local function store_part(p, kept, part, blob, plan)
   local span = plan.span
   if plan.stored == 0 and #plan.known == 0 then return plan.have end
-  local fields
   if plan.stored > 0 then
     local current = p .. 'txpart:' .. plan.g
     mine('HSET', current, unpack(plan.index))
@@ -169,10 +168,8 @@ local function store_part(p, kept, part, blob, plan)
     else
       redis.call('SET', p .. 'part:' .. part, blob)
     end
-    fields = {'n', plan.stored, 'part', part, 'records', plan.records}
-  end
-  if plan.stored > 0 then
-    local id = mine('XADD', p .. 'fees', '*', unpack(fields))  -- (or ids that ran out)
+    local id = mine('XADD', p .. 'fees', '*', 'n', plan.stored, 'part', part,
+                    'records', plan.records)  -- (or ids that ran out)
     if kept > 0 then trim(p, kept, plan.stored, id) end
   end
   if #plan.known > 0 then  -- a reader waiting for these learns where their Results are
